@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create the venv and install.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo-output
+DEMO_LEDGERS ?= 120
+
+.PHONY: demo test lint install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/obsrvr-ray lake generate --out $(DEMO)/lake --ledgers $(DEMO_LEDGERS)
+	$(BIN)/obsrvr-ray export ledgers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
+	    --out $(DEMO)/ledgers.parquet
+	$(BIN)/obsrvr-ray export transactions --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
+	    --out $(DEMO)/transactions.parquet
+	$(BIN)/obsrvr-ray inspect $(DEMO)/ledgers.parquet $(DEMO)/transactions.parquet
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

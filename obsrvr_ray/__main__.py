@@ -1,0 +1,3 @@
+from obsrvr_ray.cli import main
+
+raise SystemExit(main())

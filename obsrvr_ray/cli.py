@@ -1,0 +1,168 @@
+"""`obsrvr-ray`: one command line for every job of the project."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from obsrvr_ray.errors import ConfigError, ObsrvrError
+from obsrvr_ray.network import network_name, resolve_passphrase
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+SOURCE_HELP = (
+    "where ledgers come from, named by its form: a directory (galexie data lake on disk), "
+    "s3://bucket/prefix (data lake on S3 or an S3-compatible store), http(s)://… (Stellar RPC "
+    "getLedgers), etl:FILE (stellar-etl export_ledger_transaction JSON lines)"
+)
+
+
+def add_source_args(p: argparse.ArgumentParser, *, start_required: bool = False) -> None:
+    p.add_argument("--source", required=True, help=SOURCE_HELP)
+    p.add_argument("--start", type=int, required=start_required, help="first ledger (default: etl file's first)")
+    p.add_argument("--end", type=int, help="last ledger, inclusive; omit to follow new ledgers until interrupted")
+    p.add_argument("--network", help="network name (pubnet, testnet, futurenet, standalone, sandbox) or "
+                   "passphrase; default: what the source declares, else pubnet")
+    p.add_argument("--s3-endpoint-url", help="endpoint of an S3-compatible store (e.g. http://127.0.0.1:9000)")
+    p.add_argument("--s3-region", help="S3 region")
+    p.add_argument("--anonymous", action=argparse.BooleanOptionalAction, default=None,
+                   help="unsigned S3 requests (default: on for the public AWS bucket only)")
+    p.add_argument("--prefetch", type=int, default=8, help="objects fetched concurrently from a data lake")
+    p.add_argument("--no-chain-check", action="store_true", help="do not check the header hash chain")
+
+
+def source_from_args(args: argparse.Namespace):
+    from obsrvr_ray.sources.open import SourceOptions, open_source
+
+    opts = SourceOptions(
+        s3_endpoint_url=args.s3_endpoint_url,
+        s3_region=args.s3_region,
+        anonymous=args.anonymous,
+        network_passphrase=resolve_passphrase(args.network) if args.network else None,
+        prefetch=args.prefetch,
+    )
+    return open_source(args.source, opts)
+
+
+def resolve_range(args: argparse.Namespace, source) -> tuple[int, int | None]:
+    start, end = args.start, args.end
+    if start is None:
+        if not hasattr(source, "bounds"):
+            raise ConfigError("--start is required for this source")
+        first, last = source.bounds()
+        start = first
+        end = last if end is None else end
+    if end is not None and end < start:
+        raise ConfigError(f"--end {end} is before --start {start}")
+    return start, end
+
+
+def resolve_network(args: argparse.Namespace, source) -> str:
+    """Explicit --network wins; else the source's declaration; else pubnet."""
+    if args.network:
+        return resolve_passphrase(args.network)
+    return source.network_passphrase or resolve_passphrase("pubnet")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from obsrvr_ray.objectstore import S3Options
+    from obsrvr_ray.pipeline import ROW_BUILDERS, RunReport, TableWriter, stream_ledgers
+
+    source = source_from_args(args)
+    try:
+        start, end = resolve_range(args, source)
+        passphrase = resolve_network(args, source)
+        report = RunReport(source=source.description, start=start, end=end, network=network_name(passphrase))
+        follow = end is None
+        s3 = S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region)
+        writer = TableWriter(args.table, args.out, args.format, compression=args.compression, follow=follow,
+                             flush_every=args.flush_every, report=report, s3=s3)
+        build = ROW_BUILDERS[args.table]
+        bar = tqdm(total=None if follow else end - start + 1, unit="ledger", file=sys.stderr,
+                   disable=None, dynamic_ncols=True, desc=f"export {args.table}")
+        interrupted = False
+        try:
+            for ledger in stream_ledgers(source, start, end, passphrase, report,
+                                         chain_check=not args.no_chain_check,
+                                         on_record=lambda _seq: bar.update(1)):
+                writer.add(ledger, build(ledger))
+                bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+        writer.flush()
+        import time as _t
+
+        report.finished = _t.monotonic()
+        print(report.summary(f"export {args.table}"))
+    finally:
+        source.close()
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
+def cmd_lake_import(args: argparse.Namespace) -> int:
+    from obsrvr_ray.objectstore import S3Options, open_store
+    from obsrvr_ray.sinks.lake import LakeWriter, import_files
+    from obsrvr_ray.sources.lake_layout import LakeConfig
+
+    config = LakeConfig(
+        network_passphrase=resolve_passphrase(args.network),
+        ledgers_per_batch=args.ledgers_per_batch,
+        batches_per_partition=args.batches_per_partition,
+    )
+    store = open_store(args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
+    report = import_files(args.files, LakeWriter(store, config))
+    print(f"imported {report.ledgers} ledgers ({report.first}…{report.last}) into {report.objects} objects "
+          f"at {store.url} (network {network_name(config.network_passphrase)})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obsrvr-ray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    exp = sub.add_parser("export", help="export a table for a ledger range to one file")
+    exp.add_argument("table", choices=["ledgers", "transactions"])
+    add_source_args(exp)
+    exp.add_argument("--out", required=True, help="output file (a directory when following), local or s3://")
+    exp.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "csv"])
+    exp.add_argument("--compression", default="zstd", help="Parquet compression: snappy, gzip, lz4, zstd, brotli, none")
+    exp.add_argument("--flush-every", type=int, default=100, help="when following: ledgers per part file")
+    exp.set_defaults(func=cmd_export)
+
+    lake = sub.add_parser("lake", help="build and inspect galexie-layout data lakes")
+    lake_sub = lake.add_subparsers(dest="lake_command", required=True)
+    imp = lake_sub.add_parser("import", help="build a lake from ledger files (raw or batched XDR, "
+                              ".gz/.zst/.zstd, or base64 lines)")
+    imp.add_argument("files", nargs="+")
+    imp.add_argument("--out", required=True, help="lake root: a directory or s3://bucket/prefix")
+    imp.add_argument("--network", default="pubnet", help="network the ledgers belong to (written to .config.json)")
+    imp.add_argument("--ledgers-per-batch", type=int, default=1)
+    imp.add_argument("--batches-per-partition", type=int, default=64000)
+    imp.add_argument("--s3-endpoint-url")
+    imp.add_argument("--s3-region")
+    imp.set_defaults(func=cmd_lake_import)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"obsrvr-ray: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ObsrvrError as exc:
+        print(f"obsrvr-ray: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Domain core for ledgers: bytes in, validated ledger objects out. Never imports Ray."""

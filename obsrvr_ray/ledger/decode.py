@@ -1,0 +1,198 @@
+"""LedgerCloseMeta bytes -> Ledger: header plus transactions in apply order, each paired with
+its envelope by hash.
+
+The transaction set lists envelopes in hash order (v0) or by phase, stage and cluster
+(protocol 23+ parallel sets); `txProcessing` lists results and meta in apply order. The only
+link between the two is the transaction hash, which commits to the network passphrase, so
+pairing them is also the check that the ledger belongs to the configured network.
+"""
+
+from __future__ import annotations
+
+import xdrlib3
+from stellar_sdk import xdr as X
+
+from obsrvr_ray.errors import DecodeError, ValidationError
+from obsrvr_ray.ledger.codec import batch_header
+from obsrvr_ray.ledger.hashing import header_hash, transaction_hash
+from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
+
+
+def decode_close_meta(data: bytes, *, sequence: int | None = None, origin: str = "") -> X.LedgerCloseMeta:
+    try:
+        return X.LedgerCloseMeta.from_xdr_bytes(data)
+    except Exception as exc:  # stellar-sdk raises ValueError, EOFError, xdrlib3 errors...
+        raise DecodeError(
+            f"invalid LedgerCloseMeta XDR ({len(data)} bytes): {type(exc).__name__}: {exc}",
+            sequence=sequence,
+            origin=origin,
+        ) from exc
+
+
+def split_batch(data: bytes, *, origin: str = "") -> list[tuple[int, bytes]]:
+    """Cut an XDR LedgerCloseMetaBatch into (sequence, LedgerCloseMeta bytes) pairs.
+
+    A one-ledger batch (the public lake's layout) is cut without decoding anything.
+    """
+    start, end, count = batch_header(data, origin=origin)
+    if end < start or count != end - start + 1:
+        raise DecodeError(
+            f"inconsistent LedgerCloseMetaBatch header: start={start} end={end} count={count}",
+            origin=origin,
+            sequence=start,
+        )
+    if count == 1:
+        return [(start, data[12:])]
+    unpacker = xdrlib3.Unpacker(data)
+    unpacker.set_position(12)
+    out = []
+    for i in range(count):
+        begin = unpacker.get_position()
+        try:
+            X.LedgerCloseMeta.unpack(unpacker)
+        except Exception as exc:
+            raise DecodeError(
+                f"invalid LedgerCloseMeta XDR at entry {i} of batch {start}-{end}: {type(exc).__name__}: {exc}",
+                sequence=start + i,
+                origin=origin,
+            ) from exc
+        out.append((start + i, data[begin : unpacker.get_position()]))
+    if unpacker.get_position() != len(data):
+        raise DecodeError(
+            f"{len(data) - unpacker.get_position()} trailing bytes after batch {start}-{end}",
+            sequence=end,
+            origin=origin,
+        )
+    return out
+
+
+def tx_set_envelopes(lcm: X.LedgerCloseMeta) -> list[X.TransactionEnvelope]:
+    """Every envelope of the ledger's transaction set, whatever its version."""
+    if lcm.v == 0:
+        return list(lcm.v0.tx_set.txs)
+    body = lcm.v1 if lcm.v == 1 else lcm.v2
+    gen = body.tx_set
+    if gen.v != 1:
+        raise ValueError(f"unknown GeneralizedTransactionSet version {gen.v}")
+    out: list[X.TransactionEnvelope] = []
+    for phase in gen.v1_tx_set.phases:
+        if phase.v == 0:
+            for component in phase.v0_components:
+                out.extend(component.txs_maybe_discounted_fee.txs)
+        elif phase.v == 1:
+            for stage in phase.parallel_txs_component.execution_stages:
+                for cluster in stage.parallel_tx_execution_stage:
+                    out.extend(cluster.dependent_tx_cluster)
+        else:
+            raise ValueError(f"unknown TransactionPhase version {phase.v}")
+    return out
+
+
+def close_meta_body(lcm: X.LedgerCloseMeta):
+    if lcm.v == 0:
+        return lcm.v0
+    if lcm.v == 1:
+        return lcm.v1
+    if lcm.v == 2:
+        return lcm.v2
+    raise ValueError(f"unknown LedgerCloseMeta version {lcm.v}")
+
+
+def check_header_hash(entry: X.LedgerHeaderHistoryEntry, *, origin: str = "") -> None:
+    seq = entry.header.ledger_seq.uint32
+    actual = header_hash(entry.header)
+    if actual != entry.hash.hash:
+        raise ValidationError(
+            f"header hash mismatch: recorded {entry.hash.hash.hex()}, header hashes to {actual.hex()}",
+            sequence=seq,
+            origin=origin,
+        )
+
+
+def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: str = "") -> Ledger:
+    """Pair results with envelopes and check the ledger against itself and the network."""
+    body = close_meta_body(lcm)
+    entry = body.ledger_header
+    seq = entry.header.ledger_seq.uint32
+    check_header_hash(entry, origin=origin)
+    try:
+        envelopes = tx_set_envelopes(lcm)
+    except ValueError as exc:
+        raise DecodeError(str(exc), sequence=seq, origin=origin) from exc
+    processing = body.tx_processing
+    if len(envelopes) != len(processing):
+        raise ValidationError(
+            f"transaction set has {len(envelopes)} envelopes but {len(processing)} results",
+            sequence=seq,
+            origin=origin,
+        )
+    by_hash = {transaction_hash(env, passphrase): env for env in envelopes}
+    transactions = []
+    unmatched = 0
+    for i, item in enumerate(processing, start=1):
+        tx_hash = item.result.transaction_hash.hash
+        env = by_hash.get(tx_hash)
+        if env is None:
+            unmatched += 1
+            continue
+        transactions.append(
+            LedgerTransaction(
+                index=i,
+                hash=tx_hash,
+                envelope=env,
+                result=item.result,
+                meta=item.tx_apply_processing,
+                fee_changes=item.fee_processing,
+                post_apply_fee_changes=getattr(item, "post_tx_apply_fee_processing", None),
+            )
+        )
+    if unmatched:
+        raise ValidationError(
+            f"{unmatched} of {len(processing)} transaction hashes do not match any envelope hashed "
+            f"with network passphrase {passphrase!r}: wrong network passphrase, or corrupt transaction set",
+            sequence=seq,
+            origin=origin,
+        )
+    return Ledger(
+        sequence=seq,
+        header_entry=entry,
+        transactions=transactions,
+        close_meta_version=lcm.v,
+        tx_set_size=len(envelopes),
+        origin=origin,
+        close_meta=lcm,
+    )
+
+
+def decode_ledger(data: bytes, passphrase: str, *, sequence: int | None = None, origin: str = "") -> Ledger:
+    """Bytes of one LedgerCloseMeta -> validated Ledger (raises DecodeError / ValidationError)."""
+    lcm = decode_close_meta(data, sequence=sequence, origin=origin)
+    ledger = ledger_from_close_meta(lcm, passphrase, origin=origin)
+    if sequence is not None and ledger.sequence != sequence:
+        raise ValidationError(
+            f"expected ledger {sequence} but the bytes hold ledger {ledger.sequence}",
+            sequence=sequence,
+            origin=origin,
+        )
+    return ledger
+
+
+def peek_header(data: bytes, *, origin: str = "") -> X.LedgerHeaderHistoryEntry:
+    """The header of a LedgerCloseMeta without decoding the rest (it comes first, after the
+    version and, from v1, the LedgerCloseMetaExt)."""
+    try:
+        unpacker = xdrlib3.Unpacker(data)
+        version = unpacker.unpack_int()
+        if version not in (0, 1, 2):
+            raise ValueError(f"unknown LedgerCloseMeta version {version}")
+        if version >= 1:
+            X.LedgerCloseMetaExt.unpack(unpacker)
+        return X.LedgerHeaderHistoryEntry.unpack(unpacker)
+    except Exception as exc:
+        raise DecodeError(
+            f"cannot read the ledger header: {type(exc).__name__}: {exc}", origin=origin
+        ) from exc
+
+
+def peek_sequence(data: bytes, *, origin: str = "") -> int:
+    return peek_header(data, origin=origin).header.ledger_seq.uint32

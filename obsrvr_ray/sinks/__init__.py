@@ -1,0 +1,1 @@
+"""Sinks: where ledgers and tables are written (data lake, Parquet/JSON/CSV files)."""

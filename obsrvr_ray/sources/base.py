@@ -1,0 +1,89 @@
+"""What every source yields: one record per ledger, holding its bytes or the reason it has none."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from obsrvr_ray.errors import LedgerError
+from obsrvr_ray.ledger.decode import decode_ledger
+from obsrvr_ray.ledger.from_etl import ledger_from_etl_lines
+from obsrvr_ray.ledger.model import Ledger
+
+T = TypeVar("T")
+
+CLOSE_META = "close_meta"  # data is one XDR LedgerCloseMeta
+ETL = "etl"  # data is the stellar-etl ledger_transactions JSON lines of one ledger
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    sequence: int | None  # None only for an error that no ledger can be named for
+    origin: str  # object key, RPC URL or file the bytes came from
+    data: bytes | None = None
+    kind: str = CLOSE_META
+    error: LedgerError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class LedgerSource(Protocol):
+    """A ledger range in, one LedgerRecord per ledger out, in sequence order.
+
+    `end=None` follows new ledgers until the caller stops iterating.
+    """
+
+    description: str
+
+    @property
+    def network_passphrase(self) -> str | None:
+        """The network the source declares (lake config, RPC getNetwork), if it declares one."""
+
+    def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
+        """Records for every ledger of [start, end] (or from start on when end is None)."""
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+def ordered_prefetch(
+    items: Iterable[T], fetch: Callable[[T], list[LedgerRecord]], *, workers: int
+) -> Iterator[list[LedgerRecord]]:
+    """Run `fetch` on up to `workers` items at once, yielding results in input order.
+
+    Fetches are I/O (object GETs, HTTP) and decompression, which release the GIL.
+    """
+    if workers <= 1:
+        for item in items:
+            yield fetch(item)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+        window: deque[Future] = deque()
+        it = iter(items)
+        for item in it:
+            window.append(pool.submit(fetch, item))
+            if len(window) >= workers:
+                break
+        while window:
+            done = window.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                window.append(pool.submit(fetch, nxt))
+            yield done
+
+
+def decode_record(record: LedgerRecord, passphrase: str) -> Ledger:
+    """The record's ledger, decoded and validated; raises the LedgerError that stops it."""
+    if record.error is not None:
+        raise record.error
+    assert record.data is not None and record.sequence is not None
+    if record.kind == ETL:
+        return ledger_from_etl_lines(
+            record.data.split(b"\n"), passphrase, sequence=record.sequence, origin=record.origin
+        )
+    return decode_ledger(record.data, passphrase, sequence=record.sequence, origin=record.origin)

@@ -1,0 +1,137 @@
+"""Read ledgers from a galexie data lake on a local disk or S3."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+from obsrvr_ray.errors import DecodeError, LedgerError, SourceError
+from obsrvr_ray.ledger.codec import decompress
+from obsrvr_ray.ledger.decode import split_batch
+from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore
+from obsrvr_ray.resilience import CircuitBreaker, RetryPolicy, call_with_retry
+from obsrvr_ray.sources.base import LedgerRecord, ordered_prefetch
+from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
+
+
+class LakeSource:
+    def __init__(
+        self,
+        store: ObjectStore,
+        config: LakeConfig | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+        prefetch: int = 8,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.store = store
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker(f"lake {store.url}")
+        self.prefetch = prefetch
+        self.poll_interval = poll_interval
+        self._config = config
+        self.description = f"data lake {store.url}"
+        self._legacy_ext: bool | None = None  # learnt from the first object found
+
+    @property
+    def config(self) -> LakeConfig:
+        """The lake's manifest, read on first use (SEP-54 defaults when the lake has none)."""
+        if self._config is None:
+            self._config = self._read_config()
+        return self._config
+
+    def _read_config(self) -> LakeConfig:
+        try:
+            data = call_with_retry(lambda: self.store.get(CONFIG_KEY), policy=self.retry, breaker=self.breaker)
+        except ObjectNotFound:
+            return LakeConfig()
+        except SourceError as exc:
+            raise SourceError(f"cannot read the lake manifest: {exc.cause}",
+                              origin=self.store.describe(CONFIG_KEY)) from exc
+        return LakeConfig.from_json(data, origin=self.store.describe(CONFIG_KEY))
+
+    @property
+    def network_passphrase(self) -> str | None:
+        try:
+            return self.config.network_passphrase
+        except SourceError:  # unreadable manifest: reported per ledger by records()
+            return None
+
+    def _get_batch_object(self, batch_start: int) -> tuple[str, bytes]:
+        order = [False, True] if self._legacy_ext is not True else [True, False]
+        missing: ObjectNotFound | None = None
+        for legacy in order:
+            key = self.config.batch_key(batch_start, legacy_extension=legacy)
+            try:
+                data = call_with_retry(lambda k=key: self.store.get(k), policy=self.retry, breaker=self.breaker)
+            except ObjectNotFound as exc:
+                missing = missing or exc
+                continue
+            self._legacy_ext = legacy
+            return key, data
+        assert missing is not None
+        raise missing
+
+    def fetch_batch(self, batch: tuple[int, int]) -> list[LedgerRecord]:
+        """All records of one batch object; a failure becomes an error record per ledger."""
+        b_start, b_end = batch
+        key = self.config.batch_key(b_start, legacy_extension=bool(self._legacy_ext))
+        try:
+            key, raw = self._get_batch_object(b_start)
+            origin = self.store.describe(key)
+            parts = split_batch(decompress(raw, origin=origin, sequence=b_start), origin=origin)
+        except LedgerError as exc:
+            return [
+                LedgerRecord(seq, exc.origin or self.store.describe(key), error=_for_ledger(exc, seq))
+                for seq in range(b_start, b_end + 1)
+            ]
+        records = [LedgerRecord(seq, origin, data=data) for seq, data in parts]
+        found = {seq for seq, _ in parts}
+        for seq in range(b_start, b_end + 1):
+            if seq not in found:
+                err = DecodeError(f"batch {key} does not contain ledger {seq}", sequence=seq, origin=origin)
+                records.append(LedgerRecord(seq, origin, error=err))
+        records.sort(key=lambda r: r.sequence)
+        return records
+
+    def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
+        if end is not None:
+            try:
+                _ = self.config
+            except SourceError as exc:
+                yield from (LedgerRecord(s, exc.origin or "", error=_for_ledger(exc, s)) for s in range(start, end + 1))
+                return
+            batches = self.config.batches(start, end)
+            for group in ordered_prefetch(batches, self.fetch_batch, workers=self.prefetch):
+                yield from (r for r in group if start <= r.sequence <= end)
+            return
+        yield from self._follow(start)
+
+    def _follow(self, start: int) -> Iterator[LedgerRecord]:
+        """Wait for each next batch to appear; a batch missing while a later one exists is a hole,
+        reported rather than waited for forever."""
+        b_start = self.config.batch_range(start)[0]
+        for _ in itertools.count():
+            batch = self.config.batch_range(b_start)
+            group = self.fetch_batch(batch)
+            missing = all(isinstance(r.error, ObjectNotFound) for r in group)
+            if missing and not self._exists_after(batch[1] + 1):
+                time.sleep(self.poll_interval)
+                continue
+            yield from (r for r in group if r.sequence >= start)
+            b_start = batch[1] + 1
+
+    def _exists_after(self, sequence: int) -> bool:
+        return any(
+            self.store.exists(self.config.batch_key(sequence, legacy_extension=legacy)) for legacy in (False, True)
+        )
+
+    def close(self) -> None:
+        return None
+
+
+def _for_ledger(exc: LedgerError, sequence: int) -> LedgerError:
+    """The same error, attributed to one ledger of the failed batch."""
+    return type(exc)(exc.cause, sequence=sequence, origin=exc.origin)

@@ -1,0 +1,1 @@
+"""Row builders: decoded ledgers -> rows of the Arrow tables in obsrvr_ray.schema."""

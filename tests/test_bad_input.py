@@ -1,0 +1,191 @@
+"""Bad input: each case names the ledger or object and the cause, the other ledgers still come
+out, the command exits non-zero with a summary, and no output file is left half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from stellar_sdk import xdr as X
+
+from obsrvr_ray.cli import main
+from obsrvr_ray.network import PUBNET
+from obsrvr_ray.objectstore import LocalStore
+from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sources.lake_layout import LakeConfig
+from tests.conftest import free_port
+
+SEQS = range(63092987, 63092992)  # five consecutive real ledgers
+BAD = 63092989
+
+
+def build_lake(root: Path, ledgers: dict[int, bytes]) -> LakeConfig:
+    config = LakeConfig(network_passphrase=PUBNET)
+    writer = LakeWriter(LocalStore(root), config)
+    writer.write_config()
+    writer.write(ledgers.items())
+    return config
+
+
+def export(capsys, source: str, out: Path, *extra: str, start: int = SEQS[0], end: int = SEQS[-1]):
+    rc = main(["export", "transactions", "--source", source, "--start", str(start), "--end", str(end),
+               "--out", str(out), *extra])
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+def produced(out: Path) -> set[int]:
+    return set(pq.read_table(out, columns=["ledger_sequence"]).column(0).to_pylist())
+
+
+def assert_only_complete_files(directory: Path) -> None:
+    assert not [p for p in directory.rglob("*") if p.name.startswith(".") and p.suffix == ".tmp"]
+
+
+@pytest.fixture
+def good(real_ledgers) -> dict[int, bytes]:
+    return {s: real_ledgers[s] for s in SEQS}
+
+
+def test_corrupt_xdr(good, tmp_path, capsys):
+    good[BAD] = b"\x00\x00\x00\x07" + good[BAD][4:]  # no LedgerCloseMeta version 7
+    config = build_lake(tmp_path / "lake", good)
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
+    assert rc == 1
+    assert f"ledger {BAD} ({tmp_path / 'lake'}/{config.batch_key(BAD)}) [decode]" in out
+    assert "invalid LedgerCloseMeta XDR" in out
+    assert "4 ok, 1 failed" in out and "FAILED" in out
+    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD}
+    assert_only_complete_files(tmp_path)
+
+
+def test_tampered_header_fails_its_own_hash(good, tmp_path, capsys):
+    data = bytearray(good[BAD])
+    data[200:232] = b"\xff" * 32  # inside the header (bucket list hash)
+    good[BAD] = bytes(data)
+    build_lake(tmp_path / "lake", good)
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
+    assert rc == 1
+    assert f"ledger {BAD}" in out and "[validate]: header hash mismatch" in out
+    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD}
+
+
+def test_truncated_xdr(good, tmp_path, capsys):
+    good[BAD] = good[BAD][: len(good[BAD]) // 2]
+    build_lake(tmp_path / "lake", good)
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
+    assert rc == 1
+    assert f"ledger {BAD}" in out and "[decode]" in out
+    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD}
+
+
+def test_truncated_zstd_frame(good, tmp_path, capsys):
+    config = build_lake(tmp_path / "lake", good)
+    obj = tmp_path / "lake" / config.batch_key(BAD)
+    obj.write_bytes(obj.read_bytes()[:-200])
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
+    assert rc == 1
+    assert f"ledger {BAD} ({obj}) [decode]: truncated zstd frame" in out
+    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD}
+
+
+def test_missing_object(good, tmp_path, capsys):
+    config = build_lake(tmp_path / "lake", good)
+    (tmp_path / "lake" / config.batch_key(BAD)).unlink()
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
+    assert rc == 1
+    assert f"ledger {BAD} ({tmp_path / 'lake' / config.batch_key(BAD)}) [source]: object not found" in out
+    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD}
+
+
+def test_wrong_network_passphrase(good, tmp_path, capsys):
+    build_lake(tmp_path / "lake", good)
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet", "--network", "testnet")
+    assert rc == 1
+    assert "0 ok, 5 failed" in out
+    assert f"ledger {BAD}" in out and "wrong network passphrase" in out
+    assert "Test SDF Network ; September 2015" in out
+    assert produced(tmp_path / "tx.parquet") == set()
+
+
+def relink(meta: bytes, previous_hash: bytes) -> bytes:
+    """A self-consistent ledger (its own header hash is right) that points at another parent."""
+    lcm = X.LedgerCloseMeta.from_xdr_bytes(meta)
+    entry = lcm.v2.ledger_header
+    entry.header.previous_ledger_hash = X.Hash(previous_hash)
+    entry.hash = X.Hash(hashlib.sha256(entry.header.to_xdr_bytes()).digest())
+    return lcm.to_xdr_bytes()
+
+
+def test_broken_hash_chain(good, tmp_path, capsys):
+    good[BAD] = relink(good[BAD], b"\x11" * 32)
+    build_lake(tmp_path / "lake", good)
+    rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
+    assert rc == 1
+    assert f"hash chain broken between ledger {BAD - 1} and ledger {BAD}" in out
+    # the next ledger links to the real ledger BAD, not to the replacement
+    assert f"hash chain broken between ledger {BAD} and ledger {BAD + 1}" in out
+    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD, BAD + 1}
+
+
+def test_unreachable_s3(tmp_path, capsys):
+    port = free_port()  # nothing listens there
+    rc, out = export(capsys, "s3://no-such-bucket/lake", tmp_path / "tx.parquet",
+                     "--s3-endpoint-url", f"http://127.0.0.1:{port}", start=BAD, end=BAD + 1)
+    assert rc == 1
+    assert "0 ok, 2 failed" in out
+    assert f"ledger {BAD} (s3://no-such-bucket/lake/.config.json) [source]: cannot read the lake manifest" in out
+    assert "S3 unreachable" in out and f"127.0.0.1:{port}" in out
+
+
+class _Always500(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_PUT = do_POST = do_HEAD = do_GET
+
+    def log_message(self, *args):
+        return
+
+
+def test_erroring_s3_names_each_object(tmp_path, capsys):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Always500)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{httpd.server_address[1]}"
+        rc, out = export(capsys, "s3://bucket/lake", tmp_path / "tx.parquet", "--s3-endpoint-url", endpoint,
+                         start=BAD, end=BAD + 1)
+    finally:
+        httpd.shutdown()
+    assert rc == 1
+    assert f"ledger {BAD} (s3://bucket/lake/.config.json) [source]" in out
+    assert "500" in out
+
+
+def test_rpc_unreachable_and_erroring(good, tmp_path, capsys):
+    port = free_port()
+    rc, out = export(capsys, f"http://127.0.0.1:{port}/", tmp_path / "a.parquet", "--network", "pubnet")
+    assert rc == 1
+    assert "5 failed" in out and "RPC unreachable" in out and f"ledger {SEQS[0]}" in out
+
+    archive = LedgerArchive()
+    archive.add_all(good.values())
+    with RpcServer(archive, PUBNET) as server:
+        server.faults.http_failures_left = 2  # transient: retried with backoff, then served
+        rc, out = export(capsys, server.url, tmp_path / "b.parquet")
+        assert rc == 0 and "5 ok, 0 failed" in out
+        server.faults.skip = {BAD}  # the node leaves a gap
+        rc, out = export(capsys, server.url, tmp_path / "c.parquet")
+        assert rc == 1 and f"ledger {BAD}" in out and "skipped this ledger" in out
+        assert produced(tmp_path / "c.parquet") == set(SEQS) - {BAD}
+        server.faults.skip = set()
+        server.faults.http_status = 503  # persistently failing
+        rc, out = export(capsys, server.url, tmp_path / "d.parquet", "--network", "pubnet")
+        assert rc == 1 and "HTTP 503" in out
