@@ -65,11 +65,17 @@ def resolve_network(args: argparse.Namespace, source) -> str:
     return source.network_passphrase or resolve_passphrase("pubnet")
 
 
+def split_list(values: list[str] | None) -> list[str]:
+    """Repeatable, comma-separated option values -> one flat list."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from obsrvr_ray.objectstore import S3Options
-    from obsrvr_ray.pipeline import ROW_BUILDERS, RunReport, TableWriter, stream_ledgers
+    from obsrvr_ray.pipeline import ExtractOptions, RunReport, TableWriter, build_rows, stream_ledgers
+    from obsrvr_ray.ttp.filters import EventFilter
 
     source = source_from_args(args)
     try:
@@ -78,9 +84,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         report = RunReport(source=source.description, start=start, end=end, network=network_name(passphrase))
         follow = end is None
         s3 = S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region)
-        writer = TableWriter(args.table, args.out, args.format, compression=args.compression, follow=follow,
-                             flush_every=args.flush_every, report=report, s3=s3)
-        build = ROW_BUILDERS[args.table]
+        table = args.table.replace("-", "_")
+        event_filter = EventFilter.of(split_list(args.event_types), split_list(args.assets),
+                                      split_list(args.accounts))
+        options = ExtractOptions(passphrase, events_from=args.events_from, verify=args.verify, filter=event_filter)
+        writer = TableWriter(table, args.out, args.format, compression=args.compression, follow=follow,
+                             flush_every=args.flush_every, report=report, s3=s3,
+                             row_filter=event_filter if table == "token_transfers" else None)
         bar = tqdm(total=None if follow else end - start + 1, unit="ledger", file=sys.stderr,
                    disable=None, dynamic_ncols=True, desc=f"export {args.table}")
         interrupted = False
@@ -88,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             for ledger in stream_ledgers(source, start, end, passphrase, report,
                                          chain_check=not args.no_chain_check,
                                          on_record=lambda _seq: bar.update(1)):
-                writer.add(ledger, build(ledger))
+                writer.add(ledger, build_rows(table, ledger, options, report))
                 bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
         except KeyboardInterrupt:
             interrupted = True
@@ -128,12 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     exp = sub.add_parser("export", help="export a table for a ledger range to one file")
-    exp.add_argument("table", choices=["ledgers", "transactions"])
+    exp.add_argument("table", choices=["ledgers", "transactions", "token-transfers"])
     add_source_args(exp)
     exp.add_argument("--out", required=True, help="output file (a directory when following), local or s3://")
     exp.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "csv"])
     exp.add_argument("--compression", default="zstd", help="Parquet compression: snappy, gzip, lz4, zstd, brotli, none")
     exp.add_argument("--flush-every", type=int, default=100, help="when following: ledgers per part file")
+    exp.add_argument("--events-from", default="auto", choices=["auto", "core", "operations"],
+                     help="token transfers: events core emitted (TransactionMetaV4, what stellar-etl reads), "
+                     "events derived from operations, or core's when present (default)")
+    exp.add_argument("--verify", action="store_true",
+                     help="token transfers: check derived events, core events and balance changes agree")
+    exp.add_argument("--event-types", action="append", help="token transfers: keep these types "
+                     "(transfer, mint, burn, clawback, fee); repeatable or comma-separated")
+    exp.add_argument("--assets", action="append", help="token transfers: keep these assets "
+                     "(native, CODE:ISSUER, CODE, or a token contract C...)")
+    exp.add_argument("--accounts", action="append", help="token transfers: keep events from or to these addresses")
     exp.set_defaults(func=cmd_export)
 
     lake = sub.add_parser("lake", help="build and inspect galexie-layout data lakes")

@@ -17,13 +17,17 @@ from obsrvr_ray.sinks.files import EXTENSIONS, Written, write_table
 from obsrvr_ray.sources.base import LedgerSource, decode_record
 from obsrvr_ray.tables.ledgers import ledger_row
 from obsrvr_ray.tables.transactions import transaction_rows
+from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_ray.ttp.filters import EventFilter
+from obsrvr_ray.ttp.verify import Finding, verify_ledger
 
-RowBuilder = Callable[[Ledger], list[dict]]
 
-ROW_BUILDERS: dict[str, RowBuilder] = {
-    "ledgers": lambda ledger: [ledger_row(ledger)],
-    "transactions": transaction_rows,
-}
+@dataclass(frozen=True)
+class ExtractOptions:
+    passphrase: str
+    events_from: str = "auto"  # token transfers: auto, core or operations
+    verify: bool = False  # token transfers: run the three-way check on every ledger
+    filter: EventFilter = field(default_factory=EventFilter)
 
 
 @dataclass
@@ -38,6 +42,9 @@ class RunReport:
     rows: int = 0
     failures: list[Failure] = field(default_factory=list)
     written: list[Written] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    verified: int = 0
+    skipped_events: int = 0  # contract events that are not token movements
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -47,7 +54,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.findings
 
     def add_failure(self, exc: Exception, sequence: int | None, origin: str) -> None:
         self.failures.append(Failure.from_error(exc, sequence, origin))
@@ -64,8 +71,18 @@ class RunReport:
             f"   ({rate:.1f} ledgers/s, {self.elapsed:.1f} s)",
             f"rows       {self.rows}",
         ]
+        if self.skipped_events:
+            lines.append(f"skipped    {self.skipped_events} contract events that are not token movements")
+        if self.verified:
+            lines.append(f"verified   {self.verified} ledgers three ways: {len(self.findings)} findings")
         for w in self.written:
             lines.append(f"wrote      {w.path}  ({w.rows} rows, {w.bytes:,} bytes)")
+        if self.findings:
+            lines.append("findings:")
+            for f in self.findings[:max_failures]:
+                lines.append(f"  - {f.describe()}")
+            if len(self.findings) > max_failures:
+                lines.append(f"  … and {len(self.findings) - max_failures} more")
         if self.failures:
             lines.append("failures:")
             for f in self.failures[:max_failures]:
@@ -105,6 +122,27 @@ def stream_ledgers(
         yield ledger
 
 
+def build_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunReport) -> list[dict]:
+    """Rows of one table for one ledger; token-transfer rule errors become failures naming the
+    transaction, and --verify findings are collected, never dropped."""
+    if kind == "ledgers":
+        return [ledger_row(ledger)]
+    if kind == "transactions":
+        return transaction_rows(ledger)
+    rows, events = token_transfer_rows(ledger, options.passphrase, options.events_from)
+    for skipped in events.skipped:
+        if skipped.error:
+            op = f" operation {skipped.op_index}" if skipped.op_index else ""
+            report.failures.append(Failure(ledger.sequence, f"tx {skipped.tx_hash}{op}", "extract", skipped.reason))
+        else:
+            report.skipped_events += 1
+    if options.verify:
+        result = verify_ledger(ledger, options.passphrase)
+        report.verified += 1
+        report.findings.extend(result.findings)
+    return rows
+
+
 def rows_to_table(kind: str, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=TABLES[kind])
 
@@ -114,8 +152,9 @@ class TableWriter:
     ledgers when following (each part complete on its own)."""
 
     def __init__(self, kind: str, out: str, fmt: str, *, compression: str, follow: bool, flush_every: int,
-                 report: RunReport, s3=None) -> None:
+                 report: RunReport, s3=None, row_filter: EventFilter | None = None) -> None:
         self.kind, self.out, self.fmt = kind, out, fmt
+        self.row_filter = row_filter
         self.compression, self.follow, self.flush_every = compression, follow, flush_every
         self.report, self.s3 = report, s3
         self.rows: list[dict] = []
@@ -125,7 +164,6 @@ class TableWriter:
 
     def add(self, ledger: Ledger, rows: list[dict]) -> None:
         self.rows.extend(rows)
-        self.report.rows += len(rows)
         self.first = ledger.sequence if self.first is None else self.first
         self.last = ledger.sequence
         self.pending_ledgers += 1
@@ -140,5 +178,8 @@ class TableWriter:
         else:
             dest = self.out
         table = rows_to_table(self.kind, self.rows)
+        if self.row_filter is not None:
+            table = self.row_filter.apply(table)
+        self.report.rows += table.num_rows
         self.report.written.append(write_table(table, dest, self.fmt, compression=self.compression, s3=self.s3))
         self.rows, self.first, self.last, self.pending_ledgers = [], None, None, 0

@@ -104,4 +104,34 @@ TRANSACTIONS = pa.schema(
     ]
 )
 
-TABLES: dict[str, pa.Schema] = {"ledgers": LEDGERS, "transactions": TRANSACTIONS}
+TOKEN_TRANSFERS = pa.schema(
+    [
+        ("transaction_hash", STR),
+        ("transaction_id", I64),  # TOID of the transaction
+        ("operation_id", I64),  # TOID of the operation; null for fee events
+        ("event_topic", STR),  # transfer, mint, burn, clawback, fee
+        ("from", STR),
+        ("to", STR),
+        ("asset", STR),  # 'native', 'credit_alphanum4:CODE:ISSUER', or '' for a custom token
+        ("asset_type", STR),
+        ("asset_code", STR),
+        ("asset_issuer", STR),
+        ("amount_raw", STR),  # exact integer in the token's base unit (int64 or i128), as text
+        ("amount", pa.float64()),  # amount_raw * 1e-7, for convenience only
+        ("contract_id", STR),
+        ("ledger_sequence", I64),
+        ("closed_at", TS),
+        ("to_muxed", STR),
+        ("to_muxed_id", STR),
+        # beyond stellar-etl: a stable order key
+        ("transaction_index", I64),  # 1-based apply order
+        ("operation_index", I64),  # 1-based; null for fee events
+        ("event_index", I64),  # 0-based position in the ledger's emission order
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "ledgers": LEDGERS,
+    "transactions": TRANSACTIONS,
+    "token_transfers": TOKEN_TRANSFERS,
+}

@@ -8,6 +8,7 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
 from obsrvr_ray.ledger import envelope as E
+from obsrvr_ray.ledger import meta as M
 from obsrvr_ray.ledger.accounts import base_account, muxed_parts
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ledger.results import go_enum_name, inner_transaction_hash, successful
@@ -83,38 +84,6 @@ def signer_key(key: X.SignerKey) -> str:
     return strkey.encode(strkey.SIGNED_PAYLOAD, payload.ed25519.uint256 + padded)
 
 
-def account_balance_delta(changes: list[X.LedgerEntryChange], account: str) -> tuple[int, int]:
-    """(balance in the last STATE, balance in the last UPDATED) of an account across changes."""
-    start = end = 0
-    for change in changes:
-        kind = change.type
-        if kind == X.LedgerEntryChangeType.LEDGER_ENTRY_STATE:
-            entry = change.state
-        elif kind == X.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED:
-            entry = change.updated
-        else:
-            continue
-        data = entry.data
-        if data.type != X.LedgerEntryType.ACCOUNT:
-            continue
-        acct = data.account
-        if strkey.account(acct.account_id.account_id.ed25519.uint256) != account:
-            continue
-        if kind == X.LedgerEntryChangeType.LEDGER_ENTRY_STATE:
-            start = acct.balance.int64
-        else:
-            end = acct.balance.int64
-    return start, end
-
-
-def _soroban_meta(meta: X.TransactionMeta):
-    if meta.v == 3:
-        return meta.v3.soroban_meta
-    if meta.v == 4:
-        return meta.v4.soroban_meta
-    return None
-
-
 def soroban_fees(tx: LedgerTransaction, protocol: int) -> dict:
     """Resource-fee columns. The fee payer's balance deltas give the inclusion fee charged and the
     refund, as stellar-etl computes them (muxed fee payers are reduced to their G account)."""
@@ -148,19 +117,12 @@ def soroban_fees(tx: LedgerTransaction, protocol: int) -> dict:
     outer_fee = E.fee_bump_fee(env)
     out["inclusion_fee_bid"] = (outer_fee if outer_fee is not None else E.inner_fee(env)) - resource_fee
     payer = base_account(E.fee_source(env))
-    start, end = account_balance_delta(tx.fee_changes.ledger_entry_changes, payer)
+    start, end = M.account_balances(tx.fee_changes.ledger_entry_changes, payer)
     out["inclusion_fee_charged"] = (start - end) - resource_fee
-    after: list[X.LedgerEntryChange] = []
-    if meta.v == 3:
-        after = list(meta.v3.tx_changes_after.ledger_entry_changes)
-    elif meta.v == 4:
-        after = list(meta.v4.tx_changes_after.ledger_entry_changes)
-        if tx.post_apply_fee_changes is not None:
-            after += tx.post_apply_fee_changes.ledger_entry_changes
     if meta.v in (3, 4):
-        start, end = account_balance_delta(after, payer)
+        start, end = M.account_balances(M.refund_changes(tx), payer)
         out["resource_fee_refund"] = end - start
-        sm = _soroban_meta(meta)
+        sm = M.soroban_meta(meta)
         if sm is not None and sm.ext.v == 1:
             v1 = sm.ext.v1
             out["non_refundable_resource_fee_charged"] = v1.total_non_refundable_resource_fee_charged.int64
