@@ -30,6 +30,8 @@ def add_source_args(p: argparse.ArgumentParser, *, start_required: bool = False)
                    help="unsigned S3 requests (default: on for the public AWS bucket only)")
     p.add_argument("--prefetch", type=int, default=8, help="objects fetched concurrently from a data lake")
     p.add_argument("--no-chain-check", action="store_true", help="do not check the header hash chain")
+    p.add_argument("--decoder", default="fast", choices=["fast", "reference"],
+                   help="XDR decoder: ours (default) or stellar-sdk's, the reference it is tested against")
 
 
 def source_from_args(args: argparse.Namespace):
@@ -87,7 +89,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         table = args.table.replace("-", "_")
         event_filter = EventFilter.of(split_list(args.event_types), split_list(args.assets),
                                       split_list(args.accounts))
-        options = ExtractOptions(passphrase, events_from=args.events_from, verify=args.verify, filter=event_filter)
+        options = ExtractOptions(passphrase, events_from=args.events_from, verify=args.verify, filter=event_filter,
+                                 decoder=args.decoder)
         writer = TableWriter(table, args.out, args.format, compression=args.compression, follow=follow,
                              flush_every=args.flush_every, report=report, s3=s3,
                              row_filter=event_filter if table == "token_transfers" else None)
@@ -97,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             for ledger in stream_ledgers(source, start, end, passphrase, report,
                                          chain_check=not args.no_chain_check,
-                                         on_record=lambda _seq: bar.update(1)):
+                                         on_record=lambda _seq: bar.update(1), decoder=args.decoder):
                 writer.add(ledger, build_rows(table, ledger, options, report))
                 bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
         except KeyboardInterrupt:

@@ -28,6 +28,7 @@ class ExtractOptions:
     events_from: str = "auto"  # token transfers: auto, core or operations
     verify: bool = False  # token transfers: run the three-way check on every ledger
     filter: EventFilter = field(default_factory=EventFilter)
+    decoder: str = "fast"  # ours; "reference" decodes with stellar-sdk (the oracle)
 
 
 @dataclass
@@ -102,14 +103,19 @@ def stream_ledgers(
     *,
     chain_check: bool = True,
     on_record: Callable[[int | None], None] | None = None,
+    decoder: str = "fast",
+    checker: ChainChecker | None = None,
 ) -> Iterator[Ledger]:
-    """Decoded, validated ledgers of the range; every failure is recorded and skipped."""
-    checker = ChainChecker() if chain_check else None
+    """Decoded, validated ledgers of the range; every failure is recorded and skipped.
+    `checker`: one already holding the ledger before `start`, so the first ledger's link is
+    checked too (a backfill chunk links to the chunk before it)."""
+    if checker is None and chain_check:
+        checker = ChainChecker()
     for record in source.records(start, end):
         if on_record is not None:
             on_record(record.sequence)
         try:
-            ledger = decode_record(record, passphrase)
+            ledger = decode_record(record, passphrase, decoder)
             if checker is not None:
                 checker.check(ledger)
         except LedgerError as exc:

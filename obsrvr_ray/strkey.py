@@ -52,6 +52,7 @@ def claimable_balance(balance_id_v0: bytes) -> str:
     return encode(CLAIMABLE_BALANCE, b"\x00" + balance_id_v0)
 
 
+@lru_cache(maxsize=65536)
 def decode(text: str) -> tuple[int, bytes]:
     """(version byte, payload) of a strkey; ValueError when the checksum or form is wrong."""
     pad = "=" * (-len(text) % 8)

@@ -14,14 +14,18 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import DecodeError, ValidationError
 from obsrvr_ray.ledger.codec import batch_header
-from obsrvr_ray.ledger.hashing import header_hash, transaction_hash
+from obsrvr_ray.ledger.decoders import get_decoder
+from obsrvr_ray.ledger.hashing import header_hash
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
+from obsrvr_ray.xdr.fast import codec
+from obsrvr_ray.xdr.pydecode import XdrError
 
 
-def decode_close_meta(data: bytes, *, sequence: int | None = None, origin: str = "") -> X.LedgerCloseMeta:
+def decode_close_meta(data: bytes, *, sequence: int | None = None, origin: str = "",
+                      decoder: str = "reference") -> X.LedgerCloseMeta:
     try:
-        return X.LedgerCloseMeta.from_xdr_bytes(data)
-    except Exception as exc:  # stellar-sdk raises ValueError, EOFError, xdrlib3 errors...
+        return get_decoder(decoder).value("LedgerCloseMeta", data)
+    except Exception as exc:  # both decoders raise ValueError/EOFError subclasses on bad bytes
         raise DecodeError(
             f"invalid LedgerCloseMeta XDR ({len(data)} bytes): {type(exc).__name__}: {exc}",
             sequence=sequence,
@@ -43,23 +47,23 @@ def split_batch(data: bytes, *, origin: str = "") -> list[tuple[int, bytes]]:
         )
     if count == 1:
         return [(start, data[12:])]
-    unpacker = xdrlib3.Unpacker(data)
-    unpacker.set_position(12)
+    walker = codec()
+    pos = 12
     out = []
     for i in range(count):
-        begin = unpacker.get_position()
         try:
-            X.LedgerCloseMeta.unpack(unpacker)
-        except Exception as exc:
+            after = walker.skip("LedgerCloseMeta", data, pos)
+        except XdrError as exc:
             raise DecodeError(
-                f"invalid LedgerCloseMeta XDR at entry {i} of batch {start}-{end}: {type(exc).__name__}: {exc}",
+                f"invalid LedgerCloseMeta XDR at entry {i} of batch {start}-{end}: {exc}",
                 sequence=start + i,
                 origin=origin,
             ) from exc
-        out.append((start + i, data[begin : unpacker.get_position()]))
-    if unpacker.get_position() != len(data):
+        out.append((start + i, data[pos:after]))
+        pos = after
+    if pos != len(data):
         raise DecodeError(
-            f"{len(data) - unpacker.get_position()} trailing bytes after batch {start}-{end}",
+            f"{len(data) - pos} trailing bytes after batch {start}-{end}",
             sequence=end,
             origin=origin,
         )
@@ -109,7 +113,8 @@ def check_header_hash(entry: X.LedgerHeaderHistoryEntry, *, origin: str = "") ->
         )
 
 
-def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: str = "") -> Ledger:
+def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: str = "",
+                           decoder: str = "reference") -> Ledger:
     """Pair results with envelopes and check the ledger against itself and the network."""
     body = close_meta_body(lcm)
     entry = body.ledger_header
@@ -126,7 +131,8 @@ def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: s
             sequence=seq,
             origin=origin,
         )
-    by_hash = {transaction_hash(env, passphrase): env for env in envelopes}
+    hash_of = get_decoder(decoder).tx_hash
+    by_hash = {hash_of(env, passphrase): env for env in envelopes}
     transactions = []
     unmatched = 0
     for i, item in enumerate(processing, start=1):
@@ -164,10 +170,11 @@ def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: s
     )
 
 
-def decode_ledger(data: bytes, passphrase: str, *, sequence: int | None = None, origin: str = "") -> Ledger:
+def decode_ledger(data: bytes, passphrase: str, *, sequence: int | None = None, origin: str = "",
+                  decoder: str = "reference") -> Ledger:
     """Bytes of one LedgerCloseMeta -> validated Ledger (raises DecodeError / ValidationError)."""
-    lcm = decode_close_meta(data, sequence=sequence, origin=origin)
-    ledger = ledger_from_close_meta(lcm, passphrase, origin=origin)
+    lcm = decode_close_meta(data, sequence=sequence, origin=origin, decoder=decoder)
+    ledger = ledger_from_close_meta(lcm, passphrase, origin=origin, decoder=decoder)
     if sequence is not None and ledger.sequence != sequence:
         raise ValidationError(
             f"expected ledger {sequence} but the bytes hold ledger {ledger.sequence}",

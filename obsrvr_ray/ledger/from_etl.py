@@ -7,39 +7,39 @@ from __future__ import annotations
 
 import json
 
-from stellar_sdk import xdr as X
-
 from obsrvr_ray.errors import DecodeError, ValidationError
 from obsrvr_ray.ledger.apply_order import apply_order
 from obsrvr_ray.ledger.codec import b64decode
 from obsrvr_ray.ledger.decode import check_header_hash
-from obsrvr_ray.ledger.hashing import transaction_hash
+from obsrvr_ray.ledger.decoders import Decoder, get_decoder
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 
 _FIELDS = {
-    "tx_envelope": X.TransactionEnvelope,
-    "tx_result": X.TransactionResultPair,
-    "tx_meta": X.TransactionMeta,
-    "tx_fee_meta": X.LedgerEntryChanges,
-    "tx_ledger_history": X.LedgerHeaderHistoryEntry,
+    "tx_envelope": "TransactionEnvelope",
+    "tx_result": "TransactionResultPair",
+    "tx_meta": "TransactionMeta",
+    "tx_fee_meta": "LedgerEntryChanges",
+    "tx_ledger_history": "LedgerHeaderHistoryEntry",
 }
 
 
-def _decode_field(row: dict, name: str, *, sequence: int, origin: str):
+def _decode_field(row: dict, name: str, *, sequence: int, origin: str, decoder: Decoder):
     if name not in row or row[name] is None:
         raise DecodeError(f"row has no {name!r}", sequence=sequence, origin=origin)
     raw = b64decode(row[name], sequence=sequence, origin=origin)
     try:
-        return _FIELDS[name].from_xdr_bytes(raw)
+        return decoder.value(_FIELDS[name], raw)
     except Exception as exc:
         raise DecodeError(
             f"invalid {name} XDR: {type(exc).__name__}: {exc}", sequence=sequence, origin=origin
         ) from exc
 
 
-def ledger_from_etl_lines(lines: list[bytes], passphrase: str, *, sequence: int, origin: str) -> Ledger:
+def ledger_from_etl_lines(lines: list[bytes], passphrase: str, *, sequence: int, origin: str,
+                          decoder: str = "reference") -> Ledger:
     """Rows are one ledger's transactions, complete, in any order: the rows carry no index, so
     the apply order is recomputed from the envelopes and the header's transaction-set hash."""
+    dec = get_decoder(decoder)
     header_entry = None
     transactions = []
     for index, line in enumerate(lines, start=1):
@@ -48,16 +48,16 @@ def ledger_from_etl_lines(lines: list[bytes], passphrase: str, *, sequence: int,
             row = json.loads(line)
         except ValueError as exc:
             raise DecodeError(f"not a JSON object: {exc}", sequence=sequence, origin=where) from exc
-        entry = _decode_field(row, "tx_ledger_history", sequence=sequence, origin=where)
+        entry = _decode_field(row, "tx_ledger_history", sequence=sequence, origin=where, decoder=dec)
         if header_entry is None:
             check_header_hash(entry, origin=where)
             header_entry = entry
         elif entry.hash.hash != header_entry.hash.hash:
             raise ValidationError("rows of one ledger carry different ledger headers", sequence=sequence,
                                   origin=where)
-        envelope = _decode_field(row, "tx_envelope", sequence=sequence, origin=where)
-        result = _decode_field(row, "tx_result", sequence=sequence, origin=where)
-        tx_hash = transaction_hash(envelope, passphrase)
+        envelope = _decode_field(row, "tx_envelope", sequence=sequence, origin=where, decoder=dec)
+        result = _decode_field(row, "tx_result", sequence=sequence, origin=where, decoder=dec)
+        tx_hash = dec.tx_hash(envelope, passphrase)
         if tx_hash != result.transaction_hash.hash:
             raise ValidationError(
                 f"transaction hash {result.transaction_hash.hash.hex()} does not match the envelope hashed "
@@ -71,8 +71,8 @@ def ledger_from_etl_lines(lines: list[bytes], passphrase: str, *, sequence: int,
                 hash=tx_hash,
                 envelope=envelope,
                 result=result,
-                meta=_decode_field(row, "tx_meta", sequence=sequence, origin=where),
-                fee_changes=_decode_field(row, "tx_fee_meta", sequence=sequence, origin=where),
+                meta=_decode_field(row, "tx_meta", sequence=sequence, origin=where, decoder=dec),
+                fee_changes=_decode_field(row, "tx_fee_meta", sequence=sequence, origin=where, decoder=dec),
             )
         )
     if header_entry is None:

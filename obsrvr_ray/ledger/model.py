@@ -12,34 +12,72 @@ from functools import cached_property
 
 from stellar_sdk import xdr as X
 
+from obsrvr_ray.xdr.lazy import LazyXdr
 
-@dataclass(eq=False)
+
 class LedgerTransaction:
-    """One transaction as applied: envelope, result, meta and the fee changes around it."""
+    """One transaction as applied: envelope, result, meta and the fee changes around it.
 
-    index: int  # 1-based position in apply order (the TOID transaction order)
-    hash: bytes  # hash of the outer envelope (the fee bump's hash for fee bumps)
-    envelope: X.TransactionEnvelope
-    result: X.TransactionResultPair
-    meta: X.TransactionMeta
-    fee_changes: X.LedgerEntryChanges
-    post_apply_fee_changes: X.LedgerEntryChanges | None = None
+    The fast decoder may hand over the envelope, meta and changes still encoded (LazyXdr);
+    they are decoded on first read, and their bytes are served as they came."""
 
-    @cached_property
+    __slots__ = ("_envelope", "_fee_changes", "_meta", "_post_apply", "_xdr", "hash", "index", "result")
+
+    def __init__(self, index: int, hash: bytes, envelope, result: X.TransactionResultPair, meta,
+                 fee_changes, post_apply_fee_changes=None) -> None:
+        self.index = index  # 1-based position in apply order (the TOID transaction order)
+        self.hash = hash  # hash of the outer envelope (the fee bump's hash for fee bumps)
+        self.result = result
+        self._envelope = envelope
+        self._meta = meta
+        self._fee_changes = fee_changes
+        self._post_apply = post_apply_fee_changes
+        self._xdr: dict[str, bytes] = {}
+
+    def _open(self, slot: str, key: str):
+        value = getattr(self, slot)
+        if type(value) is LazyXdr:
+            self._xdr[key] = value.to_xdr_bytes()
+            value = value.value
+            setattr(self, slot, value)
+        return value
+
+    @property
+    def envelope(self) -> X.TransactionEnvelope:
+        return self._open("_envelope", "envelope")
+
+    @property
+    def meta(self) -> X.TransactionMeta:
+        return self._open("_meta", "meta")
+
+    @property
+    def fee_changes(self) -> X.LedgerEntryChanges:
+        return self._open("_fee_changes", "fee")
+
+    @property
+    def post_apply_fee_changes(self) -> X.LedgerEntryChanges | None:
+        return self._open("_post_apply", "post")
+
+    def _bytes(self, slot: str, key: str) -> bytes:
+        if key not in self._xdr:
+            self._xdr[key] = getattr(self, slot).to_xdr_bytes()
+        return self._xdr[key]
+
+    @property
     def envelope_xdr(self) -> bytes:
-        return self.envelope.to_xdr_bytes()
+        return self._bytes("_envelope", "envelope")
 
-    @cached_property
-    def result_xdr(self) -> bytes:
-        return self.result.to_xdr_bytes()
-
-    @cached_property
+    @property
     def meta_xdr(self) -> bytes:
-        return self.meta.to_xdr_bytes()
+        return self._bytes("_meta", "meta")
 
-    @cached_property
+    @property
     def fee_meta_xdr(self) -> bytes:
-        return self.fee_changes.to_xdr_bytes()
+        return self._bytes("_fee_changes", "fee")
+
+    @property
+    def result_xdr(self) -> bytes:
+        return self._bytes("result", "result")
 
 
 @dataclass(eq=False)

@@ -77,13 +77,14 @@ def ordered_prefetch(
             yield done
 
 
-def decode_record(record: LedgerRecord, passphrase: str) -> Ledger:
-    """The record's ledger, decoded and validated; raises the LedgerError that stops it."""
+def decode_record(record: LedgerRecord, passphrase: str, decoder: str = "fast") -> Ledger:
+    """The record's ledger, decoded and validated; raises the LedgerError that stops it.
+    `decoder`: 'fast' (ours) or 'reference' (stellar-sdk's)."""
     if record.error is not None:
         raise record.error
     assert record.data is not None and record.sequence is not None
     if record.kind == ETL:
         return ledger_from_etl_lines(
-            record.data.split(b"\n"), passphrase, sequence=record.sequence, origin=record.origin
+            record.data.split(b"\n"), passphrase, sequence=record.sequence, origin=record.origin, decoder=decoder
         )
-    return decode_ledger(record.data, passphrase, sequence=record.sequence, origin=record.origin)
+    return decode_ledger(record.data, passphrase, sequence=record.sequence, origin=record.origin, decoder=decoder)

@@ -82,6 +82,7 @@ def _cached(code: str, issuer_key: bytes) -> Asset:
 _SEP11_CODE = re.compile(r"^[A-Za-z0-9]{1,12}$")
 
 
+@lru_cache(maxsize=8192)
 def parse_sep11(text: str) -> Asset | None:
     """'native' or 'CODE:ISSUER' as a SAC writes its asset in event topics; None if malformed."""
     if text.lower() == "native":

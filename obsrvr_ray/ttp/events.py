@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from obsrvr_ray.ttp.assets import Asset
 
@@ -19,8 +20,9 @@ class MuxedInfo:
     hash: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """A tuple, because a ledger has thousands of them and tuples are the cheapest to build."""
+
     kind: str
     amount: int  # stroops or the token's base unit; full int64 / i128 range; negative only for fee refunds
     asset: Asset | None  # None: a custom SEP-41 token, named by its contract
@@ -31,9 +33,6 @@ class Event:
     from_: str | None = None
     to: str | None = None
     to_muxed: MuxedInfo | None = None
-
-    def with_muxed(self, info: MuxedInfo | None) -> Event:
-        return replace(self, to_muxed=info)
 
 
 class MalformedEvent(ValueError):

@@ -1,0 +1,97 @@
+"""The two decoders of ledger bytes: stellar-sdk's (the reference, the oracle of our tests) and
+ours (obsrvr_ray.xdr: table-driven, compiled, leaves what a table does not read encoded).
+
+Both give stellar-sdk objects, so every rule downstream is written once."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Protocol
+
+from stellar_sdk import xdr as X
+
+from obsrvr_ray.ledger.hashing import transaction_hash
+from obsrvr_ray.network import network_id
+from obsrvr_ray.xdr.fast import codec
+
+# What the fast decoder leaves encoded until read: most of a ledger's bytes, and nothing the
+# token-transfer path reads on its common paths.
+LAZY_TYPES = frozenset({
+    "TransactionEnvelope",  # read by derived events and the transactions table; hashed from bytes
+    "TransactionMeta",  # opened one level when events are read; its bytes feed tx_meta
+    "LedgerEntryChanges",  # balance changes: read by reconciliation and a few rules
+    "DiagnosticEvent",
+    "SorobanTransactionMeta",  # return value and resource fees: read by the transactions table only
+    "SorobanTransactionMetaV2",
+    "SCPHistoryEntry",
+    "UpgradeEntryMeta",
+    "LedgerKey",
+})
+
+_TAGS = {
+    X.EnvelopeType.ENVELOPE_TYPE_TX.value: ("Transaction", struct.pack(">i", 2), b""),
+    X.EnvelopeType.ENVELOPE_TYPE_TX_V0.value: ("TransactionV0", struct.pack(">i", 2), struct.pack(">i", 0)),
+    X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP.value: ("FeeBumpTransaction", struct.pack(">i", 5), b""),
+}
+
+
+class Decoder(Protocol):
+    name: str
+
+    def value(self, type_name: str, data: bytes) -> object:
+        """The whole of `data` decoded as the XDR type `type_name`."""
+
+    def tx_hash(self, envelope: X.TransactionEnvelope, passphrase: str) -> bytes:
+        """The transaction hash under the network passphrase."""
+
+
+class ReferenceDecoder:
+    name = "reference"
+
+    def value(self, type_name: str, data: bytes) -> object:
+        return getattr(X, type_name).from_xdr_bytes(data)
+
+    def tx_hash(self, envelope: X.TransactionEnvelope, passphrase: str) -> bytes:
+        return transaction_hash(envelope, passphrase)
+
+
+class FastDecoder:
+    name = "fast"
+
+    def __init__(self, compiled: bool | None = None) -> None:
+        self.codec = codec(LAZY_TYPES, compiled=compiled)
+        self._skip = codec(compiled=compiled)
+        self.compiled = self.codec.compiled
+
+    def value(self, type_name: str, data: bytes) -> object:
+        """Spans of the input stand for parts of it (envelopes to hash, tx_meta...), which is only
+        right for canonical XDR. Non-canonical bytes that the reference accepts (an optional flag
+        of 2, non-zero padding) are re-encoded canonically first, as the reference's objects are."""
+        value, _, canonical = self.codec.decode(type_name, data)
+        if canonical:
+            return value
+        full = codec(compiled=self.compiled).decode(type_name, data)[0]
+        return self.codec.decode(type_name, full.to_xdr_bytes())[0]
+
+    def tx_hash(self, envelope: X.TransactionEnvelope, passphrase: str) -> bytes:
+        """Hashed from the envelope's own bytes: the body is the span after the type tag (a v0
+        body is signed as v1, which only prepends the ed25519 key type)."""
+        raw = envelope.to_xdr_bytes()
+        body_type, tag, prefix = _TAGS[struct.unpack_from(">i", raw, 0)[0]]
+        end = self._skip.skip(body_type, raw, 4)
+        return hashlib.sha256(network_id(passphrase) + tag + prefix + raw[4:end]).digest()
+
+
+_DECODERS: dict[tuple[str, bool], Decoder] = {}
+
+
+def get_decoder(name: str = "fast") -> Decoder:
+    """'fast' is compiled when the extension was built and OBSRVR_PURE_XDR is not set."""
+    if name not in ("fast", "reference"):
+        raise ValueError(f"decoder must be 'fast' or 'reference', got {name!r}")
+    compiled = name == "fast" and codec().compiled
+    key = (name, compiled)
+    if key not in _DECODERS:
+        _DECODERS[key] = FastDecoder(compiled) if name == "fast" else ReferenceDecoder()
+    return _DECODERS[key]
