@@ -22,7 +22,9 @@ demo: $(STAMP)
 	    --out $(DEMO)/ledgers.parquet
 	$(BIN)/obsrvr-ray export transactions --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
 	    --out $(DEMO)/transactions.parquet
-	$(BIN)/obsrvr-ray inspect $(DEMO)/ledgers.parquet $(DEMO)/transactions.parquet
+	$(BIN)/obsrvr-ray export token-transfers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
+	    --out $(DEMO)/token_transfers.parquet --verify
+	$(BIN)/obsrvr-ray inspect $(DEMO)/ledgers.parquet $(DEMO)/transactions.parquet $(DEMO)/token_transfers.parquet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
