@@ -11,6 +11,7 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
 from obsrvr_ray.ledger import envelope as E
+from obsrvr_ray.ledger.events import compact_event
 from obsrvr_ray.ledger.results import successful
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.ttp.assets import NATIVE, Asset, sac_contract_id
@@ -96,7 +97,8 @@ BOB = strkey.account(bytes(range(32, 64)))
 
 
 def parse(event: X.ContractEvent, v4: bool = True):
-    return parse_token_event(event, v4_layout=v4, passphrase=PUBNET, tx_index=1, tx_hash="00" * 32, op_index=1)
+    return parse_token_event(compact_event(event), v4_layout=v4, passphrase=PUBNET, tx_index=1, tx_hash="00" * 32,
+                             op_index=1)
 
 
 def test_sac_transfer_with_muxed_map_data():

@@ -95,3 +95,8 @@ def get_decoder(name: str = "fast") -> Decoder:
     if key not in _DECODERS:
         _DECODERS[key] = FastDecoder(compiled) if name == "fast" else ReferenceDecoder()
     return _DECODERS[key]
+
+
+def fast_codec():
+    """The codec the fast decoder uses (compiled or pure Python, as get_decoder would pick)."""
+    return get_decoder("fast").codec

@@ -51,6 +51,11 @@ class LedgerTransaction:
         return self._open("_meta", "meta")
 
     @property
+    def raw_meta(self):
+        """The meta as handed over: a LazyXdr while nothing has read it, else the object."""
+        return self._meta
+
+    @property
     def fee_changes(self) -> X.LedgerEntryChanges:
         return self._open("_fee_changes", "fee")
 

@@ -6,44 +6,57 @@ from __future__ import annotations
 from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
-from obsrvr_ray.ledger import meta as M
-from obsrvr_ray.ledger.model import Ledger
+from obsrvr_ray.ledger.decoders import fast_codec
+from obsrvr_ray.ledger.events import meta_events
+from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ttp.assets import NATIVE
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import address, i128, parse_token_event, symbol
 from obsrvr_ray.ttp.events import FEE, Event, MalformedEvent
 from obsrvr_ray.ttp.extraction import LedgerEvents, Skipped, TxEvents
+from obsrvr_ray.xdr.lazy import LazyXdr
 
 
 def has_unified_events(ledger: Ledger) -> bool:
-    return bool(ledger.transactions) and all(tx.meta.v == 4 for tx in ledger.transactions)
+    return bool(ledger.transactions) and all(meta_version(tx) == 4 for tx in ledger.transactions)
 
 
-def _fee_event(ctx: TxContext, event: X.ContractEvent, native_sac: str) -> Event | None:
-    if event.type != X.ContractEventType.CONTRACT or event.contract_id is None or event.body.v != 0:
+def meta_version(tx: LedgerTransaction) -> int:
+    """Read from the first bytes when the meta is still encoded: no need to decode it."""
+    raw = tx.raw_meta
+    if type(raw) is LazyXdr:
+        return int.from_bytes(raw.to_xdr_bytes()[:4], "big", signed=True)
+    return raw.v
+
+
+_CONTRACT = X.ContractEventType.CONTRACT.value
+_I128 = X.SCValType.SCV_I128.value
+
+
+def _fee_event(ctx: TxContext, event: tuple, native_sac: str) -> Event | None:
+    contract_id, kind, body_v, topics, data = event
+    if kind != _CONTRACT or contract_id is None or body_v != 0:
         raise MalformedEvent("transaction-level event is not a contract event")
-    topics = event.body.v0.topics
     if not topics or symbol(topics[0]) != FEE:
         return None
     if len(topics) != 2:
         raise MalformedEvent(f"fee event with {len(topics)} topics")
-    if event.body.v0.data.type != X.SCValType.SCV_I128:
+    if data[0] != _I128:
         raise MalformedEvent("fee amount is not an i128")
-    if strkey.contract(event.contract_id.contract_id.hash) != native_sac:
+    if strkey.contract(contract_id) != native_sac:
         raise MalformedEvent("fee event not emitted by the native asset contract")
-    return Event(FEE, amount=i128(event.body.v0.data), asset=NATIVE, contract_id=native_sac,
-                 from_=address(topics[1]), **ctx.common(None))
+    return Event(FEE, i128(data), NATIVE, native_sac, ctx.index, ctx.tx_hash, None, address(topics[1]))
 
 
 def core_tx_events(ctx: TxContext) -> TxEvents:
     skipped = ctx.skipped
     out = TxEvents()
-    meta = ctx.tx.meta
+    events = meta_events(ctx.tx, fast_codec())
     native_sac = ctx.sac(NATIVE)
     seq = ctx.ledger.sequence
-    for tx_event in M.transaction_events(meta):
+    for _stage, tx_event in events.tx_events:
         try:
-            fee = _fee_event(ctx, tx_event.event, native_sac)
+            fee = _fee_event(ctx, tx_event, native_sac)
         except MalformedEvent as exc:
             skipped.append(Skipped(seq, ctx.tx_hash, None, f"fee event: {exc}", error=True))
             continue
@@ -53,8 +66,8 @@ def core_tx_events(ctx: TxContext) -> TxEvents:
         skipped.append(Skipped(seq, ctx.tx_hash, None, f"{len(out.fees)} fee events (expected 1 or 2)", error=True))
     if not ctx.successful:
         return out
-    for i in range(len(M.operation_metas(meta))):
-        for event in M.operation_events(meta, i):
+    for i, op_events in enumerate(events.op_events):
+        for event in op_events:
             try:
                 out.ops.append(parse_token_event(event, v4_layout=True, passphrase=ctx.passphrase,
                                                  tx_index=ctx.index, tx_hash=ctx.tx_hash, op_index=i + 1))
@@ -68,9 +81,10 @@ def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="core")
     for tx in ledger.transactions:
         ctx = TxContext(ledger, tx, passphrase)
-        if tx.meta.v != 4:
+        version = meta_version(tx)
+        if version != 4:
             result.skipped.append(Skipped(ledger.sequence, ctx.tx_hash, None,
-                                          f"TransactionMeta v{tx.meta.v} has no unified events", error=True))
+                                          f"TransactionMeta v{version} has no unified events", error=True))
             result.per_tx.append(TxEvents())
             continue
         result.per_tx.append(core_tx_events(ctx))

@@ -445,10 +445,298 @@ static PyObject *Decoder_skip(Decoder *d, PyObject *args) {
     return PyLong_FromSsize_t(pos);
 }
 
+/* ---- contract events in compact form ---------------------------------------------------
+ * The token-transfer path reads only the contract events of a TransactionMetaV4. Building
+ * stellar-sdk objects for them dominates its cost, so they are also offered compactly:
+ *   event  = (contract_id: bytes | None, type: int, body_v: int, topics: [scval], data: scval)
+ *   scval  = (type: int, value)   value: bool | int | bytes | None | [scval] | [(scval, scval)]
+ *            | (address_type, key bytes, mux id or None) for SCV_ADDRESS
+ * built from bytes the generic walk has already checked. obsrvr_ray/ledger/events.py builds
+ * the same tuples from stellar-sdk objects (the reference path); tests keep them equal.
+ */
+enum { SCV_BOOL = 0, SCV_VOID = 1, SCV_U32 = 3, SCV_I32 = 4, SCV_U64 = 5, SCV_I64 = 6, SCV_TIMEPOINT = 7,
+       SCV_DURATION = 8, SCV_U128 = 9, SCV_I128 = 10, SCV_BYTES = 13, SCV_STRING = 14, SCV_SYMBOL = 15,
+       SCV_VEC = 16, SCV_MAP = 17, SCV_ADDRESS = 18 };
+
+typedef struct {
+    int ext_point, changes, soroban_meta_v2, diagnostic, scval;
+} ScanTypes;
+
+static PyObject *int128(uint64_t hi, uint64_t lo, int is_signed) {
+    PyObject *h = is_signed ? PyLong_FromLongLong((long long)(int64_t)hi) : PyLong_FromUnsignedLongLong(hi);
+    PyObject *l = PyLong_FromUnsignedLongLong(lo);
+    PyObject *sixty4 = PyLong_FromLong(64);
+    PyObject *shifted = (h && sixty4) ? PyNumber_Lshift(h, sixty4) : NULL;
+    PyObject *out = (shifted && l) ? PyNumber_Or(shifted, l) : NULL;
+    Py_XDECREF(h);
+    Py_XDECREF(l);
+    Py_XDECREF(sixty4);
+    Py_XDECREF(shifted);
+    return out;
+}
+
+static PyObject *var_bytes(Decoder *d, const Input *in, Py_ssize_t *pos) {
+    if (need(d, in, *pos, 4) < 0) return NULL;
+    uint32_t n = rd32(in->buf + *pos);
+    Py_ssize_t padded = ((Py_ssize_t)n + 3) / 4 * 4;
+    if (need(d, in, *pos + 4, padded) < 0) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize((const char *)in->buf + *pos + 4, n);
+    *pos += 4 + padded;
+    return out;
+}
+
+static PyObject *scan_scval(Decoder *d, const Input *in, const ScanTypes *ts, Py_ssize_t *pos, int depth);
+
+static PyObject *scan_scval_list(Decoder *d, const Input *in, const ScanTypes *ts, Py_ssize_t *pos, int depth,
+                                 int pairs) {
+    if (need(d, in, *pos, 4) < 0) return NULL;
+    uint32_t n = rd32(in->buf + *pos);
+    *pos += 4;
+    PyObject *list = PyList_New(n);
+    if (list == NULL) return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        PyObject *item;
+        if (pairs) {
+            PyObject *k = scan_scval(d, in, ts, pos, depth - 1);
+            PyObject *v = k ? scan_scval(d, in, ts, pos, depth - 1) : NULL;
+            item = (k && v) ? PyTuple_Pack(2, k, v) : NULL;
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+        } else {
+            item = scan_scval(d, in, ts, pos, depth - 1);
+        }
+        if (item == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *scan_address(Decoder *d, const Input *in, Py_ssize_t *pos) {
+    if (need(d, in, *pos, 4) < 0) return NULL;
+    uint32_t kind = rd32(in->buf + *pos);
+    Py_ssize_t p = *pos + 4;
+    PyObject *mux = NULL;
+    Py_ssize_t key_at;
+    switch (kind) {
+    case 0: /* account: PublicKey (type, ed25519) */
+    case 3: /* claimable balance: ClaimableBalanceID (type, hash) */
+        key_at = p + 4;
+        break;
+    case 1: /* contract: Hash */
+    case 4: /* liquidity pool: Hash */
+        key_at = p;
+        break;
+    case 2: /* muxed: id, ed25519 */
+        if (need(d, in, p, 8) < 0) return NULL;
+        mux = PyLong_FromUnsignedLongLong(rd64(in->buf + p));
+        key_at = p + 8;
+        break;
+    default:
+        fail(d, "unknown SCAddress type %u", kind);
+        return NULL;
+    }
+    if (need(d, in, key_at, 32) < 0) {
+        Py_XDECREF(mux);
+        return NULL;
+    }
+    *pos = key_at + 32;
+    if (mux == NULL) {
+        Py_INCREF(Py_None);
+        mux = Py_None;
+    }
+    return Py_BuildValue("(Iy#N)", kind, (const char *)in->buf + key_at, (Py_ssize_t)32, mux);
+}
+
+static PyObject *scan_scval(Decoder *d, const Input *in, const ScanTypes *ts, Py_ssize_t *pos, int depth) {
+    if (depth <= 0) {
+        fail(d, "maximum decoding depth reached");
+        return NULL;
+    }
+    Py_ssize_t start = *pos;
+    if (need(d, in, start, 4) < 0) return NULL;
+    int type = (int)(int32_t)rd32(in->buf + start);
+    Py_ssize_t p = start + 4;
+    PyObject *value = NULL;
+    switch (type) {
+    case SCV_BOOL:
+        if (need(d, in, p, 4) < 0) return NULL;
+        value = PyBool_FromLong(rd32(in->buf + p) != 0);
+        p += 4;
+        break;
+    case SCV_VOID:
+        Py_INCREF(Py_None);
+        value = Py_None;
+        break;
+    case SCV_U32:
+        if (need(d, in, p, 4) < 0) return NULL;
+        value = PyLong_FromUnsignedLong(rd32(in->buf + p));
+        p += 4;
+        break;
+    case SCV_I32:
+        if (need(d, in, p, 4) < 0) return NULL;
+        value = PyLong_FromLong((long)(int32_t)rd32(in->buf + p));
+        p += 4;
+        break;
+    case SCV_U64:
+    case SCV_TIMEPOINT:
+    case SCV_DURATION:
+        if (need(d, in, p, 8) < 0) return NULL;
+        value = PyLong_FromUnsignedLongLong(rd64(in->buf + p));
+        p += 8;
+        break;
+    case SCV_I64:
+        if (need(d, in, p, 8) < 0) return NULL;
+        value = PyLong_FromLongLong((long long)(int64_t)rd64(in->buf + p));
+        p += 8;
+        break;
+    case SCV_U128:
+    case SCV_I128:
+        if (need(d, in, p, 16) < 0) return NULL;
+        value = int128(rd64(in->buf + p), rd64(in->buf + p + 8), type == SCV_I128);
+        p += 16;
+        break;
+    case SCV_BYTES:
+    case SCV_STRING:
+    case SCV_SYMBOL:
+        value = var_bytes(d, in, &p);
+        break;
+    case SCV_VEC:
+    case SCV_MAP:
+        if (need(d, in, p, 4) < 0) return NULL;
+        if (rd32(in->buf + p) == 0) {
+            p += 4;
+            Py_INCREF(Py_None);
+            value = Py_None;
+        } else {
+            p += 4;
+            value = scan_scval_list(d, in, ts, &p, depth, type == SCV_MAP);
+        }
+        break;
+    case SCV_ADDRESS:
+        value = scan_address(d, in, &p);
+        break;
+    default: /* kept as a type only: walk it with the table */
+        p = start;
+        if (read_type(d, in, ts->scval, &p, depth, 0, NULL) < 0) return NULL;
+        Py_INCREF(Py_None);
+        value = Py_None;
+        break;
+    }
+    if (value == NULL) return NULL;
+    *pos = p;
+    return Py_BuildValue("(iN)", type, value);
+}
+
+static PyObject *scan_contract_event(Decoder *d, const Input *in, const ScanTypes *ts, Py_ssize_t *pos) {
+    if (read_type(d, in, ts->ext_point, pos, MAX_DEPTH, 0, NULL) < 0) return NULL;
+    if (need(d, in, *pos, 4) < 0) return NULL;
+    PyObject *contract;
+    if (rd32(in->buf + *pos)) {
+        if (need(d, in, *pos + 4, 32) < 0) return NULL;
+        contract = PyBytes_FromStringAndSize((const char *)in->buf + *pos + 4, 32);
+        *pos += 36;
+    } else {
+        Py_INCREF(Py_None);
+        contract = Py_None;
+        *pos += 4;
+    }
+    if (need(d, in, *pos, 8) < 0) {
+        Py_DECREF(contract);
+        return NULL;
+    }
+    int type = (int)(int32_t)rd32(in->buf + *pos);
+    int body_v = (int)(int32_t)rd32(in->buf + *pos + 4);
+    *pos += 8;
+    PyObject *topics = scan_scval_list(d, in, ts, pos, MAX_DEPTH, 0);
+    PyObject *data = topics ? scan_scval(d, in, ts, pos, MAX_DEPTH) : NULL;
+    if (data == NULL) {
+        Py_DECREF(contract);
+        Py_XDECREF(topics);
+        return NULL;
+    }
+    return Py_BuildValue("(NiiNN)", contract, type, body_v, topics, data);
+}
+
+/* scan_meta_events(meta_bytes, (ext_point, changes, soroban_meta_v2, diagnostic, scval type ids))
+ *   -> (4, [(stage, event)], [[event] per operation])   for TransactionMeta v4
+ *   -> (v, None, None)                                   for other versions */
+static PyObject *Decoder_scan_meta_events(Decoder *d, PyObject *args) {
+    PyObject *data;
+    ScanTypes ts;
+    if (!PyArg_ParseTuple(args, "O(iiiii)", &data, &ts.ext_point, &ts.changes, &ts.soroban_meta_v2, &ts.diagnostic,
+                          &ts.scval)) {
+        return NULL;
+    }
+    Input in;
+    int noncanonical;
+    if (get_input(data, &in, &noncanonical) < 0) return NULL;
+    Py_ssize_t pos = 0;
+    if (need(d, &in, 0, 4) < 0) return NULL;
+    int version = (int)(int32_t)rd32(in.buf);
+    if (version != 4) return Py_BuildValue("(iOO)", version, Py_None, Py_None);
+    pos = 4;
+    PyObject *ops = NULL, *tx_events = NULL;
+    if (read_type(d, &in, ts.ext_point, &pos, MAX_DEPTH, 0, NULL) < 0) return NULL;
+    if (read_type(d, &in, ts.changes, &pos, MAX_DEPTH, 0, NULL) < 0) return NULL;
+    if (need(d, &in, pos, 4) < 0) return NULL;
+    uint32_t nops = rd32(in.buf + pos);
+    pos += 4;
+    ops = PyList_New(nops);
+    if (ops == NULL) return NULL;
+    for (uint32_t i = 0; i < nops; i++) {
+        if (read_type(d, &in, ts.ext_point, &pos, MAX_DEPTH, 0, NULL) < 0) goto error;
+        if (read_type(d, &in, ts.changes, &pos, MAX_DEPTH, 0, NULL) < 0) goto error;
+        if (need(d, &in, pos, 4) < 0) goto error;
+        uint32_t nev = rd32(in.buf + pos);
+        pos += 4;
+        PyObject *events = PyList_New(nev);
+        if (events == NULL) goto error;
+        PyList_SET_ITEM(ops, i, events);
+        for (uint32_t j = 0; j < nev; j++) {
+            PyObject *event = scan_contract_event(d, &in, &ts, &pos);
+            if (event == NULL) goto error;
+            PyList_SET_ITEM(events, j, event);
+        }
+    }
+    if (read_type(d, &in, ts.changes, &pos, MAX_DEPTH, 0, NULL) < 0) goto error;
+    if (need(d, &in, pos, 4) < 0) goto error;
+    if (rd32(in.buf + pos)) {
+        pos += 4;
+        if (read_type(d, &in, ts.soroban_meta_v2, &pos, MAX_DEPTH, 0, NULL) < 0) goto error;
+    } else {
+        pos += 4;
+    }
+    if (need(d, &in, pos, 4) < 0) goto error;
+    uint32_t ntx = rd32(in.buf + pos);
+    pos += 4;
+    tx_events = PyList_New(ntx);
+    if (tx_events == NULL) goto error;
+    for (uint32_t i = 0; i < ntx; i++) {
+        if (need(d, &in, pos, 4) < 0) goto error;
+        int stage = (int)(int32_t)rd32(in.buf + pos);
+        pos += 4;
+        PyObject *event = scan_contract_event(d, &in, &ts, &pos);
+        if (event == NULL) goto error;
+        PyObject *item = Py_BuildValue("(iN)", stage, event);
+        if (item == NULL) goto error;
+        PyList_SET_ITEM(tx_events, i, item);
+    }
+    return Py_BuildValue("(iNN)", 4, tx_events, ops);
+error:
+    Py_XDECREF(ops);
+    Py_XDECREF(tx_events);
+    return NULL;
+}
+
 static PyMethodDef Decoder_methods[] = {
     {"decode", (PyCFunction)Decoder_decode, METH_VARARGS,
      "decode(type_id, data, pos=0, whole=True) -> (value, end, canonical)"},
     {"skip", (PyCFunction)Decoder_skip, METH_VARARGS, "skip(type_id, data, pos=0) -> end offset"},
+    {"scan_meta_events", (PyCFunction)Decoder_scan_meta_events, METH_VARARGS,
+     "scan_meta_events(meta_bytes, type_ids) -> (version, tx_events, op_events) in compact form"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -121,6 +121,15 @@ class Codec:
             if paused:
                 gc.enable()
 
+    def scan_meta_events(self, meta: bytes) -> tuple | None:
+        """Compact contract events of a TransactionMeta's bytes (see _fastxdr.c), or None when
+        only the pure-Python form is available (callers then read the decoded objects)."""
+        if not self.compiled:
+            return None
+        ids = self._ids
+        return self._c.scan_meta_events(meta, (ids["ExtensionPoint"], ids["LedgerEntryChanges"],
+                                               ids["SorobanTransactionMetaV2"], ids["DiagnosticEvent"], ids["SCVal"]))
+
     def skip(self, name: str, data: bytes, pos: int = 0) -> int:
         if self.compiled:
             return self._c.skip(self._ids[name], data, pos)
