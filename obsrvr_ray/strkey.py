@@ -43,10 +43,12 @@ def contract(contract_id: bytes) -> str:
     return encode(CONTRACT, contract_id)
 
 
+@lru_cache(maxsize=4096)
 def liquidity_pool(pool_id: bytes) -> str:
     return encode(LIQUIDITY_POOL, pool_id)
 
 
+@lru_cache(maxsize=4096)
 def claimable_balance(balance_id_v0: bytes) -> str:
     """B-strkey of a ClaimableBalanceID of type V0: the type byte (0) precedes the hash."""
     return encode(CLAIMABLE_BALANCE, b"\x00" + balance_id_v0)

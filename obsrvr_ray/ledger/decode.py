@@ -13,6 +13,7 @@ import xdrlib3
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import DecodeError, ValidationError
+from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger.codec import batch_header
 from obsrvr_ray.ledger.decoders import get_decoder
 from obsrvr_ray.ledger.hashing import header_hash
@@ -170,6 +171,7 @@ def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: s
     )
 
 
+@gc_paused
 def decode_ledger(data: bytes, passphrase: str, *, sequence: int | None = None, origin: str = "",
                   decoder: str = "reference") -> Ledger:
     """Bytes of one LedgerCloseMeta -> validated Ledger (raises DecodeError / ValidationError)."""

@@ -21,6 +21,7 @@ LAZY_TYPES = frozenset({
     "TransactionEnvelope",  # read by derived events and the transactions table; hashed from bytes
     "TransactionMeta",  # opened one level when events are read; its bytes feed tx_meta
     "LedgerEntryChanges",  # balance changes: read by reconciliation and a few rules
+    "TransactionResult",  # operation results: read by derived events; the code is read from the bytes
     "DiagnosticEvent",
     "SorobanTransactionMeta",  # return value and resource fees: read by the transactions table only
     "SorobanTransactionMetaV2",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from obsrvr_ray.errors import DecodeError, ValidationError
+from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger.apply_order import apply_order
 from obsrvr_ray.ledger.codec import b64decode
 from obsrvr_ray.ledger.decode import check_header_hash
@@ -35,6 +36,7 @@ def _decode_field(row: dict, name: str, *, sequence: int, origin: str, decoder: 
         ) from exc
 
 
+@gc_paused
 def ledger_from_etl_lines(lines: list[bytes], passphrase: str, *, sequence: int, origin: str,
                           decoder: str = "reference") -> Ledger:
     """Rows are one ledger's transactions, complete, in any order: the rows carry no index, so

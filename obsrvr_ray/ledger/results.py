@@ -7,12 +7,22 @@ import re
 
 from stellar_sdk import xdr as X
 
+from obsrvr_ray.xdr.lazy import LazyXdr
+
 _OK = (X.TransactionResultCode.txSUCCESS, X.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS)
 _WITH_INNER = (X.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS, X.TransactionResultCode.txFEE_BUMP_INNER_FAILED)
 
 
+def result_code(result: X.TransactionResult) -> X.TransactionResultCode:
+    """The result code; read from the bytes while the fast decoder has left the result encoded
+    (TransactionResult is feeCharged, then the code)."""
+    if type(result) is LazyXdr:
+        return X.TransactionResultCode(int.from_bytes(result.to_xdr_bytes()[8:12], "big", signed=True))
+    return result.result.code
+
+
 def successful(result: X.TransactionResult) -> bool:
-    return result.result.code in _OK
+    return result_code(result) in _OK
 
 
 def inner_result(result: X.TransactionResult) -> X.InnerTransactionResult | None:

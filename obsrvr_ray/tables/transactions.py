@@ -7,6 +7,7 @@ import base64
 from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
+from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger import envelope as E
 from obsrvr_ray.ledger import meta as M
 from obsrvr_ray.ledger.accounts import base_account, muxed_parts
@@ -195,5 +196,6 @@ def transaction_row(ledger: Ledger, tx: LedgerTransaction) -> dict:
     return row
 
 
+@gc_paused
 def transaction_rows(ledger: Ledger) -> list[dict]:
     return [transaction_row(ledger, tx) for tx in ledger.transactions]

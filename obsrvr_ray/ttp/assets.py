@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from stellar_sdk import xdr as X
 
@@ -13,7 +13,7 @@ from obsrvr_ray import strkey
 from obsrvr_ray.network import network_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Asset:
     """A classic asset; `code is None` means XLM. Custom (non-SAC) tokens have no Asset."""
 
@@ -24,18 +24,18 @@ class Asset:
     def is_native(self) -> bool:
         return self.code is None
 
-    @property
+    @cached_property
     def type_name(self) -> str:
         if self.code is None:
             return "native"
         return "credit_alphanum12" if len(self.code) > 4 else "credit_alphanum4"
 
-    @property
+    @cached_property
     def canonical(self) -> str:
         """'native' or 'CODE:ISSUER' (the key of balance reconciliation)."""
         return "native" if self.code is None else f"{self.code}:{self.issuer}"
 
-    @property
+    @cached_property
     def etl_name(self) -> str:
         """stellar-etl's `asset` column: 'native' or 'credit_alphanum4:CODE:ISSUER'."""
         return "native" if self.code is None else f"{self.type_name}:{self.code}:{self.issuer}"

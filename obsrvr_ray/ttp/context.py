@@ -22,21 +22,12 @@ class TxContext:
     passphrase: str
     skipped: list = field(default_factory=list)  # Skipped records the rules add while reading
 
-    @property
-    def protocol(self) -> int:
-        return self.ledger.protocol_version
-
-    @cached_property
-    def tx_hash(self) -> str:
-        return self.tx.hash.hex()
-
-    @property
-    def index(self) -> int:
-        return self.tx.index
-
-    @cached_property
-    def successful(self) -> bool:
-        return successful(self.tx.result.result)
+    def __post_init__(self) -> None:
+        # read by every event of the transaction: plain attributes, set once
+        self.protocol = self.ledger.protocol_version
+        self.tx_hash = self.tx.hash.hex()
+        self.index = self.tx.index
+        self.successful = successful(self.tx.result.result)
 
     @cached_property
     def is_soroban(self) -> bool:

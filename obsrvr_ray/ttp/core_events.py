@@ -14,6 +14,7 @@ from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import address, i128, parse_token_event, symbol
 from obsrvr_ray.ttp.events import FEE, Event, MalformedEvent
 from obsrvr_ray.ttp.extraction import LedgerEvents, Skipped, TxEvents
+from obsrvr_ray.xdr.fast import Codec
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 
@@ -48,10 +49,10 @@ def _fee_event(ctx: TxContext, event: tuple, native_sac: str) -> Event | None:
     return Event(FEE, i128(data), NATIVE, native_sac, ctx.index, ctx.tx_hash, None, address(topics[1]))
 
 
-def core_tx_events(ctx: TxContext) -> TxEvents:
+def core_tx_events(ctx: TxContext, codec: Codec | None = None) -> TxEvents:
     skipped = ctx.skipped
     out = TxEvents()
-    events = meta_events(ctx.tx, fast_codec())
+    events = meta_events(ctx.tx, codec)
     native_sac = ctx.sac(NATIVE)
     seq = ctx.ledger.sequence
     for _stage, tx_event in events.tx_events:
@@ -79,6 +80,7 @@ def core_tx_events(ctx: TxContext) -> TxEvents:
 def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
     """Events read from TransactionMetaV4; every transaction must carry V4 meta."""
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="core")
+    codec = fast_codec()
     for tx in ledger.transactions:
         ctx = TxContext(ledger, tx, passphrase)
         version = meta_version(tx)
@@ -87,6 +89,6 @@ def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
                                           f"TransactionMeta v{version} has no unified events", error=True))
             result.per_tx.append(TxEvents())
             continue
-        result.per_tx.append(core_tx_events(ctx))
+        result.per_tx.append(core_tx_events(ctx, codec))
         result.skipped.extend(ctx.skipped)
     return result

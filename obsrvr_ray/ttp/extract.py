@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp.core_events import core_ledger_events, has_unified_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
@@ -22,6 +23,7 @@ def ledger_events(ledger: Ledger, passphrase: str, events_from: str = "auto") ->
     return derived_ledger_events(ledger, passphrase)
 
 
+@gc_paused
 def token_transfer_rows(ledger: Ledger, passphrase: str, events_from: str = "auto") -> tuple[list[dict], LedgerEvents]:
     events = ledger_events(ledger, passphrase, events_from)
     return event_rows(events.ordered(), ledger.sequence, ledger.closed_at), events

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from obsrvr_ray import strkey
-from obsrvr_ray.toid import toid
+from obsrvr_ray.ttp.assets import Asset
 from obsrvr_ray.ttp.events import Event
 
 STROOP = 0.0000001
@@ -24,21 +24,29 @@ def muxed_columns(event: Event) -> tuple[str | None, str | None]:
     return strkey.muxed(strkey.decode(to)[1], mux_id), str(mux_id)
 
 
+_CUSTOM = ("", "", None, None)
+
+
+def _asset_columns(asset: Asset | None) -> tuple[str, str, str | None, str | None]:
+    return _CUSTOM if asset is None else (asset.etl_name, asset.type_name, asset.code, asset.issuer)
+
+
 def event_row(event: Event, ledger_sequence: int, closed_at: dt.datetime, event_index: int) -> dict:
-    asset = event.asset
-    to_muxed, to_muxed_id = muxed_columns(event)
-    tx_id = toid(ledger_sequence, event.tx_index)
+    to_muxed, to_muxed_id = muxed_columns(event) if event.to_muxed is not None else (None, None)
+    base = ledger_sequence << 32
+    tx_id = base | (event.tx_index << 12)
+    asset, asset_type, code, issuer = _asset_columns(event.asset)
     return {
         "transaction_hash": event.tx_hash,
         "transaction_id": tx_id,
-        "operation_id": None if event.op_index is None else toid(ledger_sequence, event.tx_index, event.op_index),
+        "operation_id": None if event.op_index is None else tx_id | event.op_index,
         "event_topic": event.kind,
         "from": event.from_,
         "to": event.to,
-        "asset": asset.etl_name if asset is not None else "",
-        "asset_type": asset.type_name if asset is not None else "",
-        "asset_code": asset.code if asset is not None else None,
-        "asset_issuer": asset.issuer if asset is not None else None,
+        "asset": asset,
+        "asset_type": asset_type,
+        "asset_code": code,
+        "asset_issuer": issuer,
         "amount_raw": str(event.amount),
         "amount": float(event.amount) * STROOP,
         "contract_id": event.contract_id,
