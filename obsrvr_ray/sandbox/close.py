@@ -5,8 +5,11 @@ What ties the pieces together, as in real ledgers: the header's `scpValue.txSetH
 SHA-256 of the GeneralizedTransactionSet XDR, `txSetResultHash` the SHA-256 of the
 TransactionResultSet (results in apply order), `previousLedgerHash` the hash of the previous
 header, and the header-history hash the SHA-256 of this header. The transaction set has the two
-phases of real ledgers (classic, then a parallel Soroban phase that is empty for now); within
-the classic component envelopes are sorted by the SHA-256 of their XDR.
+phases of real ledgers: classic transactions, sorted by the SHA-256 of their XDR, then the
+parallel Soroban phase, one execution stage whose clusters group the transactions that write a
+common entry. Classic transactions apply first, then Soroban ones; Soroban refunds come after
+all of them (post-apply fee processing, and a negative fee event at AFTER_ALL_TXS). The header's
+id pool follows the offer ids handed out.
 
 The sandbox keeps no bucket list: `bucketListHash` is a synthetic chain (SHA-256 of the
 previous one and this ledger's result hash) and the skip list stays zero.
@@ -24,9 +27,10 @@ from stellar_sdk import xdr as X
 from obsrvr_ray.ledger.hashing import header_hash
 from obsrvr_ray.network import network_id
 from obsrvr_ray.sandbox.encoded import Encoded
+from obsrvr_ray.sandbox.entry_xdr import changes_xdr
 from obsrvr_ray.sandbox.events import fee_event, move_event
-from obsrvr_ray.sandbox.state import EntryTxn, LedgerInfo, LedgerState, changes_xdr
-from obsrvr_ray.sandbox.transactions import AppliedTx, SubmittedTx, apply_transaction, charge_fee
+from obsrvr_ray.sandbox.state import Change, EntryTxn, LedgerInfo, LedgerState
+from obsrvr_ray.sandbox.transactions import AppliedTx, SubmittedTx, apply_transaction, charge_fee, refund_fee
 
 PROTOCOL_VERSION = 26
 BASE_FEE = 100  # stroops per operation
@@ -78,19 +82,24 @@ def genesis_header(sequence: int, close_time: int, passphrase: str) -> X.LedgerH
     )
 
 
-def ledger_info(previous: X.LedgerHeader, close_time: int) -> LedgerInfo:
+def ledger_info(previous: X.LedgerHeader, close_time: int, passphrase: str) -> LedgerInfo:
     return LedgerInfo(
         sequence=previous.ledger_seq.uint32 + 1,
         close_time=close_time,
         base_fee=previous.base_fee.uint32,
         base_reserve=previous.base_reserve.uint32,
+        network_id=network_id(passphrase),
     )
 
 
-def apply_transactions(txn: EntryTxn, txs: list[SubmittedTx], ledger: LedgerInfo) -> list[AppliedTx]:
-    """All fees first, then every transaction in order (the protocol's two passes)."""
+def apply_transactions(
+    txn: EntryTxn, txs: list[SubmittedTx], ledger: LedgerInfo
+) -> tuple[list[AppliedTx], list[list[Change]]]:
+    """All fees first, then every transaction in order (the protocol's passes), then the
+    Soroban refunds: the applied transactions and each one's post-apply fee changes."""
     fees = [charge_fee(txn, tx, ledger) for tx in txs]
-    return [apply_transaction(txn, tx, fee, ledger) for tx, fee in zip(txs, fees, strict=True)]
+    applied = [apply_transaction(txn, tx, fee, ledger) for tx, fee in zip(txs, fees, strict=True)]
+    return applied, [refund_fee(txn, item) for item in applied]
 
 
 def close_ledger(
@@ -101,11 +110,13 @@ def close_ledger(
     passphrase: str,
     validator: Keypair,
 ) -> ClosedLedger:
-    """Apply `txs` (in this order) to `state` and build the ledger that records it."""
+    """Apply `txs` to `state` and build the ledger that records it: classic transactions in the
+    order given, then the Soroban ones (their phase applies second)."""
+    txs = [tx for tx in txs if tx.soroban is None] + [tx for tx in txs if tx.soroban is not None]
     previous_hash = header_hash(previous)
-    ledger = ledger_info(previous, close_time)
+    ledger = ledger_info(previous, close_time, passphrase)
     txn = EntryTxn(state, ledger.sequence)
-    applied = apply_transactions(txn, txs, ledger)
+    applied, refunds = apply_transactions(txn, txs, ledger)
     txn.commit()
 
     tx_set = Encoded.of(_tx_set(txs, previous_hash))
@@ -131,9 +142,9 @@ def close_ledger(
         bucket_list_hash=X.Hash(hashlib.sha256(previous.bucket_list_hash.hash + result_hash).digest()),
         ledger_seq=X.Uint32(ledger.sequence),
         total_coins=previous.total_coins,
-        fee_pool=X.Int64(previous.fee_pool.int64 + sum(a.fee.amount for a in applied)),
+        fee_pool=X.Int64(previous.fee_pool.int64 + sum(a.fee_charged for a in applied)),
         inflation_seq=previous.inflation_seq,
-        id_pool=previous.id_pool,
+        id_pool=X.Uint64(state.id_pool),
         base_fee=previous.base_fee,
         base_reserve=previous.base_reserve,
         max_tx_set_size=previous.max_tx_set_size,
@@ -152,7 +163,9 @@ def close_ledger(
                 hash=X.Hash(this_hash), header=header, ext=X.LedgerHeaderHistoryEntryExt(0)
             ),
             tx_set=tx_set,
-            tx_processing=[_result_meta(a, passphrase) for a in applied],
+            tx_processing=[
+                _result_meta(a, post_apply, ledger.network_id) for a, post_apply in zip(applied, refunds, strict=True)
+            ],
             upgrades_processing=[],
             scp_info=[],
             total_byte_size_of_live_soroban_state=X.Uint64(0),
@@ -163,7 +176,8 @@ def close_ledger(
 
 
 def _tx_set(txs: list[SubmittedTx], previous_hash: bytes) -> X.GeneralizedTransactionSet:
-    encodings = sorted((tx.xdr for tx in txs), key=lambda data: hashlib.sha256(data).digest())
+    classic = [tx for tx in txs if tx.soroban is None]
+    encodings = sorted((tx.xdr for tx in classic), key=lambda data: hashlib.sha256(data).digest())
     components = []
     if encodings:
         components.append(
@@ -174,30 +188,60 @@ def _tx_set(txs: list[SubmittedTx], previous_hash: bytes) -> X.GeneralizedTransa
                 ),
             )
         )
-    classic = X.TransactionPhase(0, v0_components=components)
-    soroban = X.TransactionPhase(1, parallel_txs_component=X.ParallelTxsComponent(base_fee=None, execution_stages=[]))
+    clusters = _clusters([tx for tx in txs if tx.soroban is not None])
+    stages = [X.ParallelTxExecutionStage([X.DependentTxCluster(cluster) for cluster in clusters])] if clusters else []
     return X.GeneralizedTransactionSet(
-        1, v1_tx_set=X.TransactionSetV1(previous_ledger_hash=X.Hash(previous_hash), phases=[classic, soroban])
+        1,
+        v1_tx_set=X.TransactionSetV1(
+            previous_ledger_hash=X.Hash(previous_hash),
+            phases=[
+                X.TransactionPhase(0, v0_components=components),
+                X.TransactionPhase(
+                    1,
+                    parallel_txs_component=X.ParallelTxsComponent(base_fee=X.Int64(BASE_FEE), execution_stages=stages),
+                ),
+            ],
+        ),
     )
 
 
-def _result_meta(applied: AppliedTx, passphrase: str) -> X.TransactionResultMetaV1:
+def _clusters(txs: list[SubmittedTx]) -> list[list[Encoded]]:
+    """Soroban transactions grouped so that two that write a common entry share a cluster;
+    each cluster keeps apply order."""
+    groups: list[tuple[set[bytes], list[Encoded]]] = []
+    for tx in txs:
+        footprint = tx.soroban.resources.footprint
+        writes = {key.to_xdr_bytes() for key in footprint.read_write}
+        merged = [group for group in groups if group[0] & writes]
+        keys, members = writes, []
+        for group in merged:
+            groups.remove(group)
+            keys |= group[0]
+            members += group[1]
+        groups.append((keys, [*members, Encoded(tx.xdr)]))
+    return [members for _, members in groups]
+
+
+def _result_meta(applied: AppliedTx, post_apply: list[Change], network_id: bytes) -> X.TransactionResultMetaV1:
     memo = applied.submitted.tx.memo
     operations = [
         X.OperationMetaV2(
             ext=_NO_EXT,
             changes=changes_xdr(changes),
-            events=[move_event(move, memo, passphrase) for move in moves],
+            events=[move_event(move, network_id, memo) for move in moves],
         )
         for changes, moves in zip(applied.op_changes, applied.op_moves, strict=True)
     ]
+    events = [fee_event(applied.fee.source, applied.fee.amount, network_id)]
+    if applied.refund:
+        events.append(fee_event(applied.fee.source, -applied.refund, network_id, refund=True))
     meta = X.TransactionMetaV4(
         ext=_NO_EXT,
         tx_changes_before=changes_xdr(applied.changes_before),
         operations=operations,
         tx_changes_after=_NO_CHANGES,
-        soroban_meta=None,
-        events=[fee_event(applied.fee.source, applied.fee.amount, passphrase)],
+        soroban_meta=_soroban_meta(applied),
+        events=events,
         diagnostic_events=[],
     )
     return X.TransactionResultMetaV1(
@@ -205,5 +249,18 @@ def _result_meta(applied: AppliedTx, passphrase: str) -> X.TransactionResultMeta
         result=applied.result,
         fee_processing=changes_xdr(applied.fee.changes),
         tx_apply_processing=X.TransactionMeta(4, v4=meta),
-        post_tx_apply_fee_processing=_NO_CHANGES,
+        post_tx_apply_fee_processing=changes_xdr(post_apply),
     )
+
+
+def _soroban_meta(applied: AppliedTx) -> X.SorobanTransactionMetaV2 | None:
+    charge = applied.soroban
+    if charge is None:
+        return None
+    fees = X.SorobanTransactionMetaExtV1(
+        ext=_NO_EXT,
+        total_non_refundable_resource_fee_charged=X.Int64(charge.non_refundable),
+        total_refundable_resource_fee_charged=X.Int64(charge.refundable),
+        rent_fee_charged=X.Int64(charge.rent),
+    )
+    return X.SorobanTransactionMetaV2(ext=X.SorobanTransactionMetaExt(1, v1=fees), return_value=applied.return_value)

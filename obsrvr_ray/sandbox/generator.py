@@ -14,9 +14,10 @@ from stellar_sdk import xdr as X
 from obsrvr_ray.ledger.hashing import header_hash
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.sandbox.close import TOTAL_COINS, close_ledger, genesis_header, ledger_info
+from obsrvr_ray.sandbox.entries import AccountEntry
 from obsrvr_ray.sandbox.keys import derived_actor, root_actor
 from obsrvr_ray.sandbox.scenario import Scenario
-from obsrvr_ray.sandbox.state import AccountEntry, EntryTxn, LedgerState
+from obsrvr_ray.sandbox.state import EntryTxn, LedgerState
 
 DEFAULT_CLOSE_TIME = 1_767_225_600  # 2026-01-01T00:00:00Z, close time of the first ledger
 LEDGER_INTERVAL = 5  # seconds between closes
@@ -74,7 +75,7 @@ class SandboxNetwork:
         if close_time is None:
             close_time = previous_close + LEDGER_INTERVAL
         close_time = max(close_time, previous_close + 1)
-        txs = self._scenario.plan(self.state, ledger_info(self._header, close_time))
+        txs = self._scenario.plan(self.state, ledger_info(self._header, close_time, self.passphrase))
         closed = close_ledger(self.state, txs, self._header, close_time, self.passphrase, self._validator)
         self._header = closed.header
         return closed.sequence, closed.close_meta

@@ -1,28 +1,57 @@
-"""Ledger entries of the sandbox network and the nested write sets that record their changes.
+"""The sandbox's ledger state and the nested write sets that record its changes.
 
-Entries are small frozen dataclasses: applying a transaction replaces them, so every snapshot a
-change points to stays valid. `EntryTxn` plays the part of stellar-core's LedgerTxn: reads fall
-through to the parent, writes stay local until `commit()`, and `changes()` lists them as the
-STATE / UPDATED / CREATED / REMOVED records that transaction meta carries. A failed transaction
-simply drops its write set. Only here are entries turned into XDR.
+`EntryTxn` plays the part of stellar-core's LedgerTxn: reads fall through to the parent, writes
+stay local until `commit()`, and `changes()` lists them as the STATE / UPDATED / CREATED /
+REMOVED records that transaction meta carries. A failed transaction simply drops its write set.
+Besides entries, the state keeps the header's id pool (offer ids) and a few indexes (offers by
+asset pair and by seller, pool shares by holder), so crossing offers or revoking a trustline
+never scans the whole ledger.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from fractions import Fraction
 from typing import cast
 
-from stellar_sdk import Asset, Keypair
-from stellar_sdk import xdr as X
+from stellar_sdk import Asset
 
-from obsrvr_ray.sandbox.encoded import Encoded
+from obsrvr_ray.sandbox.entries import (
+    AccountEntry,
+    ClaimableBalanceEntry,
+    ContractBalanceEntry,
+    ContractInstanceEntry,
+    Entry,
+    Key,
+    OfferEntry,
+    PoolEntry,
+    PoolShareEntry,
+    TrustlineEntry,
+    account_key,
+    asset_string,
+    claimable_balance_key,
+    contract_balance_key,
+    contract_instance_key,
+    offer_key,
+    pool_key,
+    pool_share_key,
+    trustline_key,
+)
 
-Key = tuple[str, ...]
+Group = tuple[str, ...]  # an index entry: ("book", selling, buying), ("seller", G), ("shares", G)
 
-AUTHORIZED_FLAG = 1  # TrustLineFlags.AUTHORIZED_FLAG
-INT64_MAX = 2**63 - 1
+
+def book_group(selling: Asset, buying: Asset) -> Group:
+    return ("book", asset_string(selling), asset_string(buying))
+
+
+def index_groups(entry: Entry | None) -> tuple[Group, ...]:
+    if isinstance(entry, OfferEntry):
+        return book_group(entry.selling, entry.buying), ("seller", entry.seller)
+    if isinstance(entry, PoolShareEntry):
+        return (("shares", entry.account_id),)
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,53 +62,7 @@ class LedgerInfo:
     close_time: int
     base_fee: int
     base_reserve: int
-
-
-@dataclass(frozen=True, slots=True)
-class AccountEntry:
-    account_id: str
-    balance: int
-    seq_num: int
-    num_sub_entries: int = 0
-    # Set once the account bumps its sequence number: core then stores the extension v3
-    # (seqLedger, seqTime); an account that never sent a transaction has no extension.
-    seq_ledger: int | None = None
-    seq_time: int = 0
-    last_modified: int = 0
-
-    @property
-    def key(self) -> Key:
-        return account_key(self.account_id)
-
-
-@dataclass(frozen=True, slots=True)
-class TrustlineEntry:
-    account_id: str
-    asset: Asset
-    balance: int
-    limit: int
-    flags: int = AUTHORIZED_FLAG
-    last_modified: int = 0
-
-    @property
-    def key(self) -> Key:
-        return trustline_key(self.account_id, self.asset)
-
-
-Entry = AccountEntry | TrustlineEntry
-
-
-def asset_string(asset: Asset) -> str:
-    """SEP-11 canonical form ("native" or "CODE:ISSUER"), as CAP-67 events name assets."""
-    return "native" if asset.is_native() else f"{asset.code}:{asset.issuer}"
-
-
-def account_key(account_id: str) -> Key:
-    return ("account", account_id)
-
-
-def trustline_key(account_id: str, asset: Asset) -> Key:
-    return ("trustline", account_id, asset_string(asset))
+    network_id: bytes  # contract ids (Stellar Asset Contracts) depend on the network
 
 
 class LedgerState:
@@ -87,15 +70,27 @@ class LedgerState:
 
     def __init__(self) -> None:
         self._entries: dict[Key, Entry] = {}
+        self._index: dict[Group, set[Key]] = {}
+        self.id_pool = 0
 
     def get(self, key: Key) -> Entry | None:
         return self._entries.get(key)
 
+    def indexed(self, group: Group) -> set[Key]:
+        return self._index.get(group, set())
+
     def _write(self, key: Key, entry: Entry | None) -> None:
+        for group in index_groups(self._entries.get(key)):
+            self._index[group].discard(key)
+        for group in index_groups(entry):
+            self._index.setdefault(group, set()).add(key)
         if entry is None:
             self._entries.pop(key, None)
         else:
             self._entries[key] = entry
+
+    def _set_id_pool(self, value: int) -> None:
+        self.id_pool = value
 
 
 class ChangeType(enum.Enum):
@@ -120,6 +115,8 @@ class EntryTxn:
         self.ledger_seq = ledger_seq
         self._before: dict[Key, Entry | None] = {}
         self._after: dict[Key, Entry | None] = {}
+        self._index: dict[Group, set[Key]] = {}
+        self._id_pool: int | None = None
 
     def child(self) -> EntryTxn:
         return EntryTxn(self, self.ledger_seq)
@@ -129,11 +126,68 @@ class EntryTxn:
             return self._after[key]
         return self._parent.get(key)
 
+    # --- typed reads ---------------------------------------------------------------------
+
     def account(self, account_id: str) -> AccountEntry | None:
         return cast(AccountEntry | None, self.get(account_key(account_id)))
 
     def trustline(self, account_id: str, asset: Asset) -> TrustlineEntry | None:
         return cast(TrustlineEntry | None, self.get(trustline_key(account_id, asset)))
+
+    def pool_share(self, account_id: str, pool_id: bytes) -> PoolShareEntry | None:
+        return cast(PoolShareEntry | None, self.get(pool_share_key(account_id, pool_id)))
+
+    def offer(self, seller: str, offer_id: int) -> OfferEntry | None:
+        return cast(OfferEntry | None, self.get(offer_key(seller, offer_id)))
+
+    def pool(self, pool_id: bytes) -> PoolEntry | None:
+        return cast(PoolEntry | None, self.get(pool_key(pool_id)))
+
+    def claimable_balance(self, balance_id: bytes) -> ClaimableBalanceEntry | None:
+        return cast(ClaimableBalanceEntry | None, self.get(claimable_balance_key(balance_id)))
+
+    def contract_instance(self, contract_id: bytes) -> ContractInstanceEntry | None:
+        return cast(ContractInstanceEntry | None, self.get(contract_instance_key(contract_id)))
+
+    def contract_balance(self, contract_id: bytes, holder: str) -> ContractBalanceEntry | None:
+        return cast(ContractBalanceEntry | None, self.get(contract_balance_key(contract_id, holder)))
+
+    def indexed(self, group: Group) -> set[Key]:
+        local = self._index.get(group)
+        inherited = self._parent.indexed(group)
+        return inherited | local if local else inherited
+
+    def _members(self, group: Group) -> list[Entry]:
+        """Live entries of an index group, in key order (an entry written here may have left it)."""
+        found = []
+        for key in sorted(self.indexed(group)):
+            entry = self.get(key)
+            if entry is not None and group in index_groups(entry):
+                found.append(entry)
+        return found
+
+    def offers(self, selling: Asset, buying: Asset) -> list[OfferEntry]:
+        """The live offers selling `selling` for `buying`, best price first, then oldest."""
+        found = cast(list[OfferEntry], self._members(book_group(selling, buying)))
+        found.sort(key=lambda offer: (Fraction(*offer.price), offer.offer_id))
+        return found
+
+    def offers_of(self, seller: str) -> list[OfferEntry]:
+        return cast(list[OfferEntry], self._members(("seller", seller)))
+
+    def pool_shares_of(self, account_id: str) -> list[PoolShareEntry]:
+        return cast(list[PoolShareEntry], self._members(("shares", account_id)))
+
+    @property
+    def id_pool(self) -> int:
+        return self._id_pool if self._id_pool is not None else self._parent.id_pool
+
+    def next_id(self) -> int:
+        """A new offer id: the header's id pool, incremented."""
+        self._id_pool = self.id_pool + 1
+        return self._id_pool
+
+    # --- writes --------------------------------------------------------------------------
 
     def put(self, entry: Entry) -> Entry:
         """Create or update an entry; it is stamped as modified in this ledger."""
@@ -149,12 +203,21 @@ class EntryTxn:
         if key not in self._before:
             self._before[key] = self._parent.get(key)
         self._after[key] = entry
+        for group in index_groups(entry):
+            self._index.setdefault(group, set()).add(key)
+
+    def _set_id_pool(self, value: int) -> None:
+        self._id_pool = value
 
     def commit(self) -> None:
         for key, entry in self._after.items():
             self._parent._write(key, entry)
+        if self._id_pool is not None:
+            self._parent._set_id_pool(self._id_pool)
         self._before.clear()
         self._after.clear()
+        self._index.clear()
+        self._id_pool = None
 
     def changes(self) -> list[Change]:
         out = []
@@ -170,105 +233,3 @@ class EntryTxn:
             else:
                 out.append(Change(ChangeType.UPDATED, key, after))
         return out
-
-
-# --- XDR -------------------------------------------------------------------------------------
-
-_THRESHOLDS = X.Thresholds(bytes([1, 0, 0, 0]))  # master weight 1, all thresholds 0
-_NO_EXT = X.ExtensionPoint(0)
-
-
-@lru_cache(maxsize=65536)
-def account_id_xdr(account_id: str) -> X.AccountID:
-    return Keypair.from_public_key(account_id).xdr_account_id()
-
-
-@lru_cache(maxsize=1024)
-def _trustline_asset_xdr(asset: Asset) -> X.TrustLineAsset:
-    return asset.to_trust_line_asset_xdr_object()
-
-
-def _account_ext(entry: AccountEntry) -> X.AccountEntryExt:
-    if entry.seq_ledger is None:
-        return X.AccountEntryExt(0)
-    v3 = X.AccountEntryExtensionV3(
-        ext=_NO_EXT, seq_ledger=X.Uint32(entry.seq_ledger), seq_time=X.TimePoint(X.Uint64(entry.seq_time))
-    )
-    v2 = X.AccountEntryExtensionV2(
-        num_sponsored=X.Uint32(0),
-        num_sponsoring=X.Uint32(0),
-        signer_sponsoring_i_ds=[],
-        ext=X.AccountEntryExtensionV2Ext(3, v3=v3),
-    )
-    v1 = X.AccountEntryExtensionV1(
-        liabilities=X.Liabilities(buying=X.Int64(0), selling=X.Int64(0)),
-        ext=X.AccountEntryExtensionV1Ext(2, v2=v2),
-    )
-    return X.AccountEntryExt(1, v1=v1)
-
-
-def entry_xdr(entry: Entry) -> X.LedgerEntry:
-    if isinstance(entry, AccountEntry):
-        data = X.LedgerEntryData(
-            X.LedgerEntryType.ACCOUNT,
-            account=X.AccountEntry(
-                account_id=account_id_xdr(entry.account_id),
-                balance=X.Int64(entry.balance),
-                seq_num=X.SequenceNumber(X.Int64(entry.seq_num)),
-                num_sub_entries=X.Uint32(entry.num_sub_entries),
-                inflation_dest=None,
-                flags=X.Uint32(0),
-                home_domain=X.String32(b""),
-                thresholds=_THRESHOLDS,
-                signers=[],
-                ext=_account_ext(entry),
-            ),
-        )
-    else:
-        data = X.LedgerEntryData(
-            X.LedgerEntryType.TRUSTLINE,
-            trust_line=X.TrustLineEntry(
-                account_id=account_id_xdr(entry.account_id),
-                asset=_trustline_asset_xdr(entry.asset),
-                balance=X.Int64(entry.balance),
-                limit=X.Int64(entry.limit),
-                flags=X.Uint32(entry.flags),
-                ext=X.TrustLineEntryExt(0),
-            ),
-        )
-    return X.LedgerEntry(last_modified_ledger_seq=X.Uint32(entry.last_modified), data=data, ext=X.LedgerEntryExt(0))
-
-
-@lru_cache(maxsize=8192)  # a snapshot is usually recorded twice: UPDATED, then STATE
-def encoded_entry(entry: Entry) -> Encoded:
-    return Encoded.of(entry_xdr(entry))
-
-
-def _key_xdr(key: Key) -> X.LedgerKey:
-    if key[0] == "account":
-        return X.LedgerKey(X.LedgerEntryType.ACCOUNT, account=X.LedgerKeyAccount(account_id_xdr(key[1])))
-    code, issuer = key[2].split(":")
-    return X.LedgerKey(
-        X.LedgerEntryType.TRUSTLINE,
-        trust_line=X.LedgerKeyTrustLine(
-            account_id=account_id_xdr(key[1]), asset=_trustline_asset_xdr(Asset(code, issuer))
-        ),
-    )
-
-
-_CHANGE_TYPES = {
-    ChangeType.STATE: (X.LedgerEntryChangeType.LEDGER_ENTRY_STATE, "state"),
-    ChangeType.UPDATED: (X.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED, "updated"),
-    ChangeType.CREATED: (X.LedgerEntryChangeType.LEDGER_ENTRY_CREATED, "created"),
-}
-
-
-def changes_xdr(changes: list[Change]) -> X.LedgerEntryChanges:
-    out = []
-    for change in changes:
-        if change.type is ChangeType.REMOVED:
-            out.append(X.LedgerEntryChange(X.LedgerEntryChangeType.LEDGER_ENTRY_REMOVED, removed=_key_xdr(change.key)))
-        else:
-            xdr_type, arm = _CHANGE_TYPES[change.type]
-            out.append(X.LedgerEntryChange(xdr_type, **{arm: encoded_entry(change.entry)}))
-    return X.LedgerEntryChanges(out)

@@ -8,7 +8,10 @@ number and changed nothing else.
 
 Fees: a classic transaction is charged min(fee bid, base fee × operations); a fee bump pays
 for one more operation, from its fee source; the inner result records a fee of 0, as in the
-real protocol-26 pubnet ledgers (protocol-24 ones still recorded the inner fee there).
+real protocol-26 pubnet ledgers (protocol-24 ones still recorded the inner fee there). A Soroban
+transaction is charged its whole resource fee on top of that inclusion fee; what it did not use
+(see soroban_fees.py) is refunded to the fee source after every transaction has applied, and
+the result records the fee net of the refund.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from dataclasses import dataclass, replace
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.ledger.hashing import inner_transaction_hash, transaction_hash
-from obsrvr_ray.sandbox.ops import Move, OpContext, OpOutcome, apply_operation
-from obsrvr_ray.sandbox.ops.base import muxed_address
-from obsrvr_ray.sandbox.state import Change, EntryTxn, LedgerInfo
+from obsrvr_ray.sandbox.entries import ContractBalanceEntry, ContractInstanceEntry
+from obsrvr_ray.sandbox.moves import Move
+from obsrvr_ray.sandbox.ops import OpContext, OpOutcome, apply_operation
+from obsrvr_ray.sandbox.ops.base import inner_result, muxed_address
+from obsrvr_ray.sandbox.soroban_fees import SorobanCharge, soroban_charge
+from obsrvr_ray.sandbox.state import Change, ChangeType, EntryTxn, LedgerInfo
 
 _TX = X.EnvelopeType.ENVELOPE_TYPE_TX
 _FEE_BUMP = X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP
@@ -67,10 +73,18 @@ class SubmittedTx:
     def operation_count(self) -> int:
         return len(self.tx.operations)
 
+    @property
+    def soroban(self) -> X.SorobanTransactionData | None:
+        return self.tx.ext.soroban_data if self.tx.ext.v == 1 else None
+
     def fee_charged(self, base_fee: int) -> int:
+        """Charged up front: the resource fee, if any, plus the inclusion fee."""
+        resource_fee = self.soroban.resource_fee.int64 if self.soroban is not None else 0
         if self.envelope.type == _FEE_BUMP:
-            return min(self.envelope.fee_bump.tx.fee.int64, base_fee * (self.operation_count + 1))
-        return min(self.tx.fee.uint32, base_fee * self.operation_count)
+            bid, operations = self.envelope.fee_bump.tx.fee.int64, self.operation_count + 1
+        else:
+            bid, operations = self.tx.fee.uint32, self.operation_count
+        return resource_fee + min(bid - resource_fee, base_fee * operations)
 
 
 @dataclass(slots=True)
@@ -91,6 +105,17 @@ class AppliedTx:
     changes_before: list[Change]
     op_changes: list[list[Change]]  # empty when the transaction failed
     op_moves: list[list[Move]]  # idem
+    soroban: SorobanCharge | None = None
+    return_value: X.SCVal | None = None  # of a successful host function
+
+    @property
+    def refund(self) -> int:
+        return self.soroban.refund if self.soroban is not None else 0
+
+    @property
+    def fee_charged(self) -> int:
+        """The fee the result records: charged up front, less the refund."""
+        return self.fee.amount - self.refund
 
 
 def charge_fee(txn: EntryTxn, tx: SubmittedTx, ledger: LedgerInfo) -> FeeCharge:
@@ -125,20 +150,25 @@ def apply_transaction(txn: EntryTxn, tx: SubmittedTx, fee: FeeCharge, ledger: Le
     results: list[X.OperationResult] = []
     op_changes: list[list[Change]] = []
     op_moves: list[list[Move]] = []
+    outcomes: list[OpOutcome] = []
     success = True
-    for op in tx.tx.operations:
+    for index, op in enumerate(tx.tx.operations):
         op_txn = ops_txn.child()
         op_source = muxed_address(op.source_account)[0] if op.source_account else tx.source
         if op_txn.account(op_source) is None:
             outcome = OpOutcome(X.OperationResult(X.OperationResultCode.opNO_ACCOUNT), False)
         else:
-            outcome = apply_operation(OpContext(op_txn, op_source, ledger), op.body)
+            outcome = apply_operation(OpContext(op_txn, op_source, ledger, tx.source, seq, index), op.body)
         results.append(outcome.result)
+        outcomes.append(outcome)
         success = success and outcome.success
         if success:
             op_changes.append(op_txn.changes())
             op_moves.append(outcome.moves)
             op_txn.commit()
+    charge = None
+    if tx.soroban is not None:
+        charge, success = _charge_resources(tx.soroban, success, op_changes, op_moves, results)
     if success:
         ops_txn.commit()
     else:
@@ -146,12 +176,54 @@ def apply_transaction(txn: EntryTxn, tx: SubmittedTx, fee: FeeCharge, ledger: Le
     return AppliedTx(
         submitted=tx,
         fee=fee,
-        result=_result_pair(tx, fee.amount, success, results),
+        result=_result_pair(tx, fee.amount - (charge.refund if charge else 0), success, results),
         success=success,
         changes_before=changes_before,
         op_changes=op_changes,
         op_moves=op_moves,
+        soroban=charge,
+        return_value=outcomes[-1].return_value if success and charge is not None else None,
     )
+
+
+def _charge_resources(
+    data: X.SorobanTransactionData,
+    success: bool,
+    op_changes: list[list[Change]],
+    op_moves: list[list[Move]],
+    results: list[X.OperationResult],
+) -> tuple[SorobanCharge, bool]:
+    """What the Soroban transaction used; a success whose events and rent do not fit the
+    declared resource fee fails after all (INSUFFICIENT_REFUNDABLE_FEE)."""
+    if not success:
+        return soroban_charge(data, 0, 0), False
+    created = sum(
+        1
+        for changes in op_changes
+        for change in changes
+        if change.type is ChangeType.CREATED and isinstance(change.entry, ContractInstanceEntry | ContractBalanceEntry)
+    )
+    charge = soroban_charge(data, sum(len(moves) for moves in op_moves), created)
+    if charge.refund >= 0:
+        return charge, True
+    code = X.InvokeHostFunctionResultCode.INVOKE_HOST_FUNCTION_INSUFFICIENT_REFUNDABLE_FEE
+    results[-1] = inner_result(
+        X.OperationType.INVOKE_HOST_FUNCTION, invoke_host_function_result=X.InvokeHostFunctionResult(code)
+    )
+    return soroban_charge(data, 0, 0), False
+
+
+def refund_fee(txn: EntryTxn, applied: AppliedTx) -> list[Change]:
+    """After every transaction of the ledger: give the fee source what its Soroban transaction
+    did not use (the post-apply fee processing changes)."""
+    if applied.refund <= 0:
+        return []
+    refund_txn = txn.child()
+    account = refund_txn.account(applied.fee.source)
+    refund_txn.put(replace(account, balance=account.balance + applied.refund))
+    changes = refund_txn.changes()
+    refund_txn.commit()
+    return changes
 
 
 def _result_pair(tx: SubmittedTx, fee: int, success: bool, results: list[X.OperationResult]) -> X.TransactionResultPair:

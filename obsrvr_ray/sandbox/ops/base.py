@@ -8,23 +8,10 @@ from functools import lru_cache
 from stellar_sdk import Asset, StrKey
 from stellar_sdk import xdr as X
 
+from obsrvr_ray.sandbox.moves import Move
 from obsrvr_ray.sandbox.state import EntryTxn, LedgerInfo
 
 _NATIVE = Asset.native()
-
-
-@dataclass(frozen=True, slots=True)
-class Move:
-    """One movement of an asset between two accounts, as CAP-67 events report it."""
-
-    asset: Asset
-    sender: str
-    receiver: str
-    amount: int
-    # The movement lands at the operation's destination, so that destination's muxed id (or
-    # the transaction memo) identifies the recipient; False for legs such as offer trades.
-    to_destination: bool = True
-    receiver_muxed_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +19,9 @@ class OpContext:
     txn: EntryTxn  # the operation's own write set, dropped if the transaction fails
     source: str  # G-address of the operation's source account
     ledger: LedgerInfo
+    tx_source: str  # G-address of the transaction's source (inner one of a fee bump)
+    tx_seq: int  # the transaction's sequence number
+    op_index: int  # 0-based position of the operation in its transaction
 
 
 @dataclass(slots=True)
@@ -39,6 +29,7 @@ class OpOutcome:
     result: X.OperationResult
     success: bool
     moves: list[Move] = field(default_factory=list)
+    return_value: X.SCVal | None = None  # what a host function returned
 
 
 def inner_result(op_type: X.OperationType, **result: object) -> X.OperationResult:
@@ -75,7 +66,7 @@ def _issued_asset(code: bytes, issuer: bytes) -> Asset:
     return Asset(code.rstrip(b"\0").decode(), _strkey(issuer))
 
 
-def asset_from_xdr(asset: X.Asset | X.ChangeTrustAsset) -> Asset:
+def asset_from_xdr(asset: X.Asset | X.ChangeTrustAsset | X.TrustLineAsset) -> Asset:
     if asset.type == X.AssetType.ASSET_TYPE_NATIVE:
         return _NATIVE
     if asset.type == X.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4:
@@ -84,4 +75,4 @@ def asset_from_xdr(asset: X.Asset | X.ChangeTrustAsset) -> Asset:
     if asset.type == X.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12:
         alpha12 = asset.alpha_num12
         return _issued_asset(alpha12.asset_code.asset_code12, alpha12.issuer.account_id.ed25519.uint256)
-    raise UnsupportedOperation("liquidity pool shares are not modelled by the sandbox")
+    raise UnsupportedOperation("pool shares are not an asset that moves")

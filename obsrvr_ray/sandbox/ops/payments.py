@@ -2,18 +2,24 @@
 
 A payment (like a strict-receive path payment) credits the destination before debiting the
 source; a strict-send path payment debits the source first. That order decides which failure
-code a transaction gets when more than one check would fail. The sandbox holds no offers or
-liquidity pools yet, so a path payment that needs a conversion finds too few offers; one with
-an empty path and the same asset on both ends moves the asset like a payment.
+code a transaction gets when more than one check would fail. Each hop of a path converts
+through the order book or a liquidity pool (see exchange.py); the source is the taker of every
+trade, so the events show it paying each seller and being paid back, then paying the
+destination. A path with the same asset at both ends and nothing between is a plain transfer.
 """
 
 from __future__ import annotations
 
+import itertools
+
+from stellar_sdk import Asset
 from stellar_sdk import xdr as X
 
+from obsrvr_ray.sandbox.addresses import account_id_xdr
+from obsrvr_ray.sandbox.moves import Move
 from obsrvr_ray.sandbox.ops.balances import Refusal, credit, debit
-from obsrvr_ray.sandbox.ops.base import Move, OpContext, OpOutcome, asset_from_xdr, inner_result, muxed_address
-from obsrvr_ray.sandbox.state import account_id_xdr
+from obsrvr_ray.sandbox.ops.base import OpContext, OpOutcome, asset_from_xdr, inner_result, muxed_address
+from obsrvr_ray.sandbox.ops.exchange import Conversion, Shortfall, convert_receive, convert_send
 
 _DEST_CODES = {
     Refusal.NO_ACCOUNT: "NO_DESTINATION",
@@ -50,63 +56,97 @@ def payment(ctx: OpContext, body: X.OperationBody) -> OpOutcome:
     return outcome("SUCCESS")
 
 
-def _needs_conversion(send_asset: X.Asset, dest_asset: X.Asset, path: list[X.Asset]) -> bool:
-    return bool(path) or send_asset.to_xdr_bytes() != dest_asset.to_xdr_bytes()
+def _hops(send: X.Asset, path: list[X.Asset], dest: X.Asset) -> list[tuple[Asset, Asset]]:
+    """(from, to) of each conversion along the path; an asset repeated in a row is no hop."""
+    assets = [asset_from_xdr(asset) for asset in (send, *path, dest)]
+    return [(a, b) for a, b in itertools.pairwise(assets) if a != b]
+
+
+_SHORTFALL_CODES = {Shortfall.TOO_FEW_OFFERS: "TOO_FEW_OFFERS", Shortfall.CROSS_SELF: "OFFER_CROSS_SELF"}
 
 
 def path_payment_strict_receive(ctx: OpContext, body: X.OperationBody) -> OpOutcome:
+    """Deliver exactly `dest_amount`: convert hop by hop from the destination back to the
+    source, then charge the source what the first hop asked."""
     op = body.path_payment_strict_receive_op
     destination, muxed_id = muxed_address(op.destination)
     asset = asset_from_xdr(op.dest_asset)
     amount = op.dest_amount.int64
+    conversions: list[Conversion] = []
 
     def outcome(suffix: str) -> OpOutcome:
         code = X.PathPaymentStrictReceiveResultCode[f"PATH_PAYMENT_STRICT_RECEIVE_{suffix}"]
         if suffix != "SUCCESS":
             result = X.PathPaymentStrictReceiveResult(code)
             return OpOutcome(_wrap_receive(result), False)
-        success = X.PathPaymentStrictReceiveResultSuccess(offers=[], last=_last(destination, op.dest_asset, amount))
+        atoms, moves = _trades(conversions)
+        success = X.PathPaymentStrictReceiveResultSuccess(offers=atoms, last=_last(destination, op.dest_asset, amount))
         result = X.PathPaymentStrictReceiveResult(code, success=success)
-        return OpOutcome(_wrap_receive(result), True, [Move(asset, ctx.source, destination, amount, True, muxed_id)])
+        moves.append(Move(asset, ctx.source, destination, amount, True, muxed_id))
+        return OpOutcome(_wrap_receive(result), True, moves)
 
     if ctx.txn.account(destination) is None:
         return outcome("NO_DESTINATION")
     if (refusal := credit(ctx.txn, destination, asset, amount)) is not None:
         return outcome(_DEST_CODES[refusal])
-    if _needs_conversion(op.send_asset, op.dest_asset, op.path):
-        return outcome("TOO_FEW_OFFERS")
-    if amount > op.send_max.int64:
+    needed = amount
+    for sheep, wheat in reversed(_hops(op.send_asset, op.path, op.dest_asset)):
+        converted = convert_receive(ctx.txn, ctx.source, sheep, wheat, needed, ctx.ledger.base_reserve)
+        if isinstance(converted, Shortfall):
+            return outcome(_SHORTFALL_CODES[converted])
+        conversions.insert(0, converted)
+        needed = converted.sent
+    if needed > op.send_max.int64:
         return outcome("OVER_SENDMAX")
-    if (refusal := debit(ctx.txn, ctx.source, asset, amount, ctx.ledger.base_reserve)) is not None:
+    send_asset = asset_from_xdr(op.send_asset)
+    if (refusal := debit(ctx.txn, ctx.source, send_asset, needed, ctx.ledger.base_reserve)) is not None:
         return outcome(_SOURCE_CODES[refusal])
     return outcome("SUCCESS")
 
 
 def path_payment_strict_send(ctx: OpContext, body: X.OperationBody) -> OpOutcome:
+    """Spend exactly `send_amount`: charge the source, convert hop by hop, deliver the rest."""
     op = body.path_payment_strict_send_op
     destination, muxed_id = muxed_address(op.destination)
-    asset = asset_from_xdr(op.send_asset)
-    amount = op.send_amount.int64
+    asset = asset_from_xdr(op.dest_asset)
+    conversions: list[Conversion] = []
+    delivered = op.send_amount.int64
 
     def outcome(suffix: str) -> OpOutcome:
         code = X.PathPaymentStrictSendResultCode[f"PATH_PAYMENT_STRICT_SEND_{suffix}"]
         if suffix != "SUCCESS":
             return OpOutcome(_wrap_send(X.PathPaymentStrictSendResult(code)), False)
-        success = X.PathPaymentStrictSendResultSuccess(offers=[], last=_last(destination, op.dest_asset, amount))
+        atoms, moves = _trades(conversions)
+        success = X.PathPaymentStrictSendResultSuccess(offers=atoms, last=_last(destination, op.dest_asset, delivered))
         result = X.PathPaymentStrictSendResult(code, success=success)
-        return OpOutcome(_wrap_send(result), True, [Move(asset, ctx.source, destination, amount, True, muxed_id)])
+        moves.append(Move(asset, ctx.source, destination, delivered, True, muxed_id))
+        return OpOutcome(_wrap_send(result), True, moves)
 
     if ctx.txn.account(destination) is None:
         return outcome("NO_DESTINATION")
-    if (refusal := debit(ctx.txn, ctx.source, asset, amount, ctx.ledger.base_reserve)) is not None:
+    send_asset = asset_from_xdr(op.send_asset)
+    if (refusal := debit(ctx.txn, ctx.source, send_asset, delivered, ctx.ledger.base_reserve)) is not None:
         return outcome(_SOURCE_CODES[refusal])
-    if _needs_conversion(op.send_asset, op.dest_asset, op.path):
-        return outcome("TOO_FEW_OFFERS")
-    if amount < op.dest_min.int64:
+    for sheep, wheat in _hops(op.send_asset, op.path, op.dest_asset):
+        converted = convert_send(ctx.txn, ctx.source, sheep, wheat, delivered, ctx.ledger.base_reserve)
+        if isinstance(converted, Shortfall):
+            return outcome(_SHORTFALL_CODES[converted])
+        conversions.append(converted)
+        delivered = converted.received
+    if delivered < op.dest_min.int64:
         return outcome("UNDER_DESTMIN")
-    if (refusal := credit(ctx.txn, destination, asset, amount)) is not None:
+    if (refusal := credit(ctx.txn, destination, asset, delivered)) is not None:
         return outcome(_DEST_CODES[refusal])
     return outcome("SUCCESS")
+
+
+def _trades(conversions: list[Conversion]) -> tuple[list[X.ClaimAtom], list[Move]]:
+    atoms: list[X.ClaimAtom] = []
+    moves: list[Move] = []
+    for conversion in conversions:
+        atoms.extend(conversion.atoms)
+        moves.extend(conversion.moves)
+    return atoms, moves
 
 
 def _last(destination: str, asset: X.Asset, amount: int) -> X.SimplePaymentResult:
