@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 DEMO_LEDGERS ?= 120
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean bench
 
 $(STAMP): pyproject.toml setup.py obsrvr_ray/xdr/_fastxdr.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.decode_bench
+	$(BIN)/python -m benchmarks.backfill_bench
+	$(BIN)/python -m benchmarks.ray_data_vs_tasks
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

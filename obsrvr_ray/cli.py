@@ -215,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("files", nargs="+")
     ins.add_argument("--rows", type=int, default=3, help="sample rows to show")
     ins.set_defaults(func=cmd_inspect)
+
+    from obsrvr_ray.jobs.backfill import add_parser as add_backfill_parser
+    from obsrvr_ray.security.cli import add_keys_parser
+
+    add_backfill_parser(sub)
+    add_keys_parser(sub)
     return parser
 
 

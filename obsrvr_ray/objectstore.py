@@ -2,16 +2,20 @@
 
 Writes are atomic on both: a local file is written under a temporary name and renamed; an S3
 PUT is atomic by nature. Reads classify errors into missing (final) and transient (retried).
+`put_if_absent` (a hard link locally, a conditional PUT on S3) lets exactly one of several
+writers create a key, which is what a commit record needs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from obsrvr_ray.errors import SourceError, TransientSourceError
@@ -46,6 +50,19 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove the object if present."""
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every object under a prefix ending in '/' (and, locally, writes cut short there)."""
+        for key in list(self.list(prefix)):
+            self.delete(key)
+
+    @abstractmethod
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object whole unless the key exists; False when another writer got there first."""
+
+    @abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Move an object, replacing `dst`; ObjectNotFound when `src` does not exist."""
+
     def describe(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
@@ -68,35 +85,112 @@ class LocalStore(ObjectStore):
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, data)
+        _into_directory(path, lambda: atomic_write_bytes(path, data))
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        """Like an S3 listing: a file still being written (atomic_write_bytes' temporary) is not
+        listed, and a directory that another writer empties and removes meanwhile is skipped."""
         base = self.root / prefix if prefix else self.root
-        start = base if base.is_dir() else base.parent
-        if not start.exists():
-            return
-        for path in sorted(start.rglob("*")):
-            if path.is_file():
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield key
+        start = base if prefix.endswith("/") or base.is_dir() else base.parent
+        found = []
+        for directory, _subdirs, names in os.walk(start):  # errors (a vanished directory) are ignored
+            for name in names:
+                if not _is_partial(name):
+                    key = (Path(directory) / name).relative_to(self.root).as_posix()
+                    if key.startswith(prefix):
+                        found.append(key)
+        yield from sorted(found)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        _remove_empty_parents(path.parent, self.root)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """The directory goes whole: temporaries of writes a crash cut short go with it."""
+        directory = self._path(prefix)
+        shutil.rmtree(directory, ignore_errors=True)
+        _remove_empty_parents(directory.parent, self.root)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+
+        def create() -> bool:
+            tmp = _write_temporary(path, data)
+            try:
+                os.link(tmp, path)  # fails if the key exists: the create is exclusive and atomic
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+
+        return _into_directory(path, create)
+
+    def rename(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.exists():
+            raise ObjectNotFound("object not found", origin=self.describe(src))
+        try:
+            _into_directory(target, lambda: os.replace(source, target))
+        except FileNotFoundError as exc:  # another mover took it first
+            raise ObjectNotFound("object not found", origin=self.describe(src)) from exc
+        _remove_empty_parents(source.parent, self.root)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write then rename, so a reader sees the whole file or none of it."""
+T = TypeVar("T")
+
+
+def _into_directory(path: Path, create: Callable[[], T], attempts: int = 3) -> T:
+    """Run `create` (which makes `path`) after making its directory, again if a concurrent
+    delete removed that directory, or one above it, in between (deletes drop the directories
+    they empty, as S3 has no empty prefixes)."""
+    for _ in range(attempts - 1):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return create()
+        except FileNotFoundError:
+            if path.parent.is_dir():  # the directory is there: something else is missing
+                raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return create()
+
+
+def _is_partial(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _remove_empty_parents(directory: Path, root: Path) -> None:
+    """Drop directories a delete or rename emptied, up to the root, as S3 has no empty prefixes."""
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty, or already gone
+            return
+        directory = directory.parent
+
+
+def _write_temporary(path: Path, data: bytes) -> str:
+    """A durable temporary file beside `path`, to be renamed or linked into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write then rename, so a reader sees the whole file or none of it."""
+    tmp = _write_temporary(path, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -190,7 +284,38 @@ class S3Store(ObjectStore):
                 yield obj["Key"][strip:]
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._classify(exc, key) from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (If-None-Match: *): S3 answers 412 when the key exists."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self._classify(exc, key) from exc
+        except (BotoCoreError, OSError) as exc:
+            raise self._classify(exc, key) from exc
+
+    def rename(self, src: str, dst: str) -> None:
+        """S3 has no rename: a server-side copy, then a delete of the source."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=self._key(dst), CopySource={"Bucket": self.bucket, "Key": self._key(src)}
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._classify(exc, src) from exc
+        self.delete(src)
 
 
 def open_store(location: str, s3: S3Options | None = None) -> ObjectStore:

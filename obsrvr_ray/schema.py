@@ -130,6 +130,15 @@ TOKEN_TRANSFERS = pa.schema(
     ]
 )
 
+FAILURES = pa.schema(
+    [
+        ("sequence", I64),  # the ledger (null when none can be named)
+        ("object_key", STR),  # object key, RPC URL or file the bytes came from; the transaction for extract errors
+        ("stage", STR),  # source, decode, validate, extract or internal
+        ("error", STR),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "ledgers": LEDGERS,
     "transactions": TRANSACTIONS,

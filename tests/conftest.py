@@ -115,3 +115,69 @@ def readme_facts() -> dict[int, dict[str, str]]:
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
         facts[int(cells["ledger"])] = cells
     return facts
+
+
+# --- a real Ray cluster for the backfill tests -------------------------------------------------
+
+
+class RayHead:
+    """A `ray start --head --block` cluster on loopback: GCS `address` for drivers, `dashboard`
+    URL for `ray job submit`, and the environment both need (token auth off)."""
+
+    def __init__(self, proc: subprocess.Popen, address: str, dashboard: str, env: dict[str, str], temp_dir: str):
+        self.proc, self.address, self.dashboard, self.env, self.temp_dir = proc, address, dashboard, env, temp_dir
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> RayHead:
+    """One Ray cluster for the whole session (starting one costs ~5 s and ~600 MB): 2 CPUs, the
+    dashboard on (job submission), usage stats off, every port free-chosen, its own temp dir
+    (so `ray.init()` elsewhere does not find it), RAY_AUTH_MODE=disabled (Ray 2.60 turns token
+    auth on when a token exists; cluster/README.md shows the token set-up). Stopped at the end
+    by SIGTERM to the blocking `ray start`, then SIGKILL to its process group if anything is left."""
+    import contextlib
+    import shutil
+    import signal
+    import tempfile
+    import urllib.request
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ports = {name: free_port() for name in ("gcs", "dashboard", "client", "agent", "agent_grpc", "metrics", "runtime")}
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    log = Path(temp_dir) / "ray-start.log"
+    proc = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(ports["gcs"]),
+         "--num-cpus", "2", "--object-store-memory", str(400 * 2**20), "--disable-usage-stats",
+         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(ports["dashboard"]),
+         "--ray-client-server-port", str(ports["client"]), "--dashboard-agent-listen-port", str(ports["agent"]),
+         "--dashboard-agent-grpc-port", str(ports["agent_grpc"]), "--metrics-export-port", str(ports["metrics"]),
+         "--runtime-env-agent-port", str(ports["runtime"]), "--temp-dir", temp_dir],
+        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    dashboard = f"http://127.0.0.1:{ports['dashboard']}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited {proc.returncode}: {log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{dashboard}/api/version", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield RayHead(proc, f"127.0.0.1:{ports['gcs']}", dashboard, env, temp_dir)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=40)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the cluster's processes share the group `ray start` leads
+        proc.wait(timeout=10)
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -47,9 +47,9 @@ class LakeSource:
             data = call_with_retry(lambda: self.store.get(CONFIG_KEY), policy=self.retry, breaker=self.breaker)
         except ObjectNotFound:
             return LakeConfig()
-        except SourceError as exc:
-            raise SourceError(f"cannot read the lake manifest: {exc.cause}",
-                              origin=self.store.describe(CONFIG_KEY)) from exc
+        except SourceError as exc:  # same class: an unreachable store stays transient, worth retrying later
+            raise type(exc)(f"cannot read the lake manifest: {exc.cause}",
+                            origin=self.store.describe(CONFIG_KEY)) from exc
         return LakeConfig.from_json(data, origin=self.store.describe(CONFIG_KEY))
 
     @property

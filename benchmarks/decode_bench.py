@@ -1,0 +1,139 @@
+"""Our decoder against the reference, in one run, on one core.
+
+For every real ledger in ../shared/data/ledgers and for a generated lake, measures the path
+ledger bytes -> validated ledger -> token-transfer rows with stellar-sdk's decoder and with
+ours, and reports per protocol era: ledgers/s, MB/s of XDR, events/s, and the ratio. Also
+Parquet write rows/s for the token_transfers table. CPU time of this process is the clock
+(single thread): the numbers are per core. Results go to benchmarks/results/decode.json.
+
+    python -m benchmarks.decode_bench [--shared ../shared/data] [--generated 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from stellar_sdk import xdr as X
+
+from benchmarks.common import RESULTS, machine, sandbox_lake
+from obsrvr_ray.ledger.decode import decode_ledger
+from obsrvr_ray.network import PUBNET, SANDBOX
+from obsrvr_ray.objectstore import LocalStore
+from obsrvr_ray.schema import TOKEN_TRANSFERS
+from obsrvr_ray.sinks.lake import read_ledger_file
+from obsrvr_ray.sources.lake import LakeSource
+from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_ray.xdr.fast import compiled_available
+
+ERAS = [("protocol 2-19 (LedgerCloseMeta v0)", 0, 19), ("protocol 20-22 (v1)", 20, 22),
+        ("protocol 23-26 (v2, parallel sets)", 23, 99)]
+
+
+def run_path(data: bytes, passphrase: str, decoder: str) -> int:
+    ledger = decode_ledger(data, passphrase, decoder=decoder)
+    rows, _ = token_transfer_rows(ledger, passphrase)
+    return len(rows)
+
+
+def measure(ledgers: list[bytes], passphrase: str, decoder: str, repeat: int) -> dict:
+    """Best of `repeat` passes over the ledgers (CPU seconds of this process)."""
+    run_path(ledgers[0], passphrase, decoder)  # warm: schema tables, caches
+    best = None
+    events = 0
+    for _ in range(repeat):
+        start = time.process_time()
+        events = sum(run_path(data, passphrase, decoder) for data in ledgers)
+        elapsed = time.process_time() - start
+        best = elapsed if best is None else min(best, elapsed)
+    size = sum(len(d) for d in ledgers)
+    return {"ledgers": len(ledgers), "seconds": round(best, 4), "ledgers_per_s": round(len(ledgers) / best, 2),
+            "mb_per_s": round(size / 1e6 / best, 2), "events_per_s": round(events / best, 1), "events": events}
+
+
+def stellar_sdk_alone(ledgers: list[bytes]) -> dict:
+    """stellar-sdk's own decoding as anyone calls it (collector on, no hashing, no rules): the
+    baseline the issue quotes (2.2 ledgers/s on protocol-26 ledgers)."""
+    start = time.process_time()
+    for data in ledgers:
+        X.LedgerCloseMeta.from_xdr_bytes(data)
+    elapsed = time.process_time() - start
+    return {"ledgers": len(ledgers), "seconds": round(elapsed, 4), "ledgers_per_s": round(len(ledgers) / elapsed, 2)}
+
+
+def compare(ledgers: list[bytes], passphrase: str, repeat_fast: int, repeat_ref: int) -> dict:
+    fast = measure(ledgers, passphrase, "fast", repeat_fast)
+    ref = measure(ledgers, passphrase, "reference", repeat_ref)
+    alone = stellar_sdk_alone(ledgers)
+    assert fast["events"] == ref["events"], "the two decoders disagree: run the differential tests"
+    return {"reference": ref, "fast": fast, "stellar_sdk_decode_only": alone,
+            "ratio": round(fast["ledgers_per_s"] / ref["ledgers_per_s"], 1),
+            "ratio_vs_stellar_sdk_decode_only": round(fast["ledgers_per_s"] / alone["ledgers_per_s"], 1),
+            "mean_xdr_mb": round(sum(len(d) for d in ledgers) / len(ledgers) / 1e6, 3)}
+
+
+def parquet_rows_per_s(ledgers: list[bytes], passphrase: str) -> dict:
+    rows = []
+    for data in ledgers:
+        rows += token_transfer_rows(decode_ledger(data, passphrase), passphrase)[0]
+    start = time.process_time()
+    table = pa.Table.from_pylist(rows, schema=TOKEN_TRANSFERS)
+    build = time.process_time() - start
+    buf = io.BytesIO()
+    start = time.process_time()
+    pq.write_table(table, buf, compression="zstd")
+    write = time.process_time() - start
+    return {"rows": len(rows), "arrow_rows_per_s": round(len(rows) / build),
+            "parquet_rows_per_s": round(len(rows) / write), "parquet_bytes": buf.tell()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", default=os.environ.get("OBSRVR_SHARED_DATA", "../shared/data"))
+    parser.add_argument("--generated", type=int, default=300, help="generated ledgers for the volume run")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "obsrvr-bench"))
+    args = parser.parse_args()
+
+    real: dict[int, bytes] = {}
+    for path in sorted(Path(args.shared, "ledgers").glob("*/*")):
+        if path.suffix != ".md":
+            real.update(read_ledger_file(path))
+    protocols = {seq: decode_ledger(data, PUBNET, decoder="fast").protocol_version for seq, data in real.items()}
+    report = {"machine": machine(), "compiled_decoder": compiled_available(), "eras": {}}
+    for name, lo, hi in ERAS:
+        group = [real[s] for s in sorted(real) if lo <= protocols[s] <= hi]
+        report["eras"][name] = compare(group, PUBNET, repeat_fast=5, repeat_ref=1)
+    lake = sandbox_lake(Path(args.work), args.generated)
+    generated = [r.data for r in LakeSource(LocalStore(lake)).records(2, args.generated + 1)]
+    report["generated"] = compare(generated, SANDBOX, repeat_fast=3, repeat_ref=1)
+    report["parquet"] = parquet_rows_per_s([real[s] for s in sorted(real) if protocols[s] >= 23], PUBNET)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "decode.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    m = report["machine"]
+    print(f"machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
+          f"compiled decoder: {report['compiled_decoder']}")
+    print("decode + token-transfer rows, ledgers/s on one core (reference: --decoder reference in the same "
+          "pipeline; sdk alone: stellar-sdk's decoding only, collector on)")
+    print(f"{'ledgers':<38} {'sdk alone':>10} {'reference':>10} {'fast':>8} {'fast MB/s':>10} {'fast ev/s':>10} "
+          f"{'vs ref':>7} {'vs sdk':>7}")
+    for name, r in [*report["eras"].items(), ("generated sandbox ledgers", report["generated"])]:
+        print(f"{name:<38} {r['stellar_sdk_decode_only']['ledgers_per_s']:>10} {r['reference']['ledgers_per_s']:>10} "
+              f"{r['fast']['ledgers_per_s']:>8} {r['fast']['mb_per_s']:>10} {r['fast']['events_per_s']:>10} "
+              f"{r['ratio']:>6}x {r['ratio_vs_stellar_sdk_decode_only']:>6}x")
+    p = report["parquet"]
+    print(f"token_transfers: {p['arrow_rows_per_s']:,} rows/s into Arrow, {p['parquet_rows_per_s']:,} rows/s "
+          f"written as Parquet (zstd)")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Aggregations over token_transfers tables, in Arrow compute, with exact integer amounts."""

@@ -1,0 +1,74 @@
+"""What a backfill run needs, resolved once from its settings: where to read, how to cut the
+ledgers into chunks, and what every chunk task writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from obsrvr_ray.chunks.plan import Grid
+from obsrvr_ray.chunks.process import ChunkSettings
+from obsrvr_ray.config import BackfillConfig
+from obsrvr_ray.network import PUBNET, resolve_passphrase
+from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.pipeline import ExtractOptions
+from obsrvr_ray.sinks.layout import OutputSpec
+from obsrvr_ray.sources.open import SourceOptions, open_source
+from obsrvr_ray.ttp.filters import EventFilter
+
+
+@dataclass
+class Job:
+    """Everything a run needs besides the output's state."""
+
+    config: BackfillConfig
+    source_options: SourceOptions
+    settings: ChunkSettings
+    grid: Grid
+    source_description: str
+
+
+def resolve(config: BackfillConfig) -> Job:
+    options = SourceOptions(
+        s3_endpoint_url=config.s3_endpoint_url, s3_region=config.s3_region, anonymous=config.anonymous,
+        network_passphrase=resolve_passphrase(config.network) if config.network else None, prefetch=config.prefetch,
+    )
+    source = open_source(config.source, options)
+    try:
+        passphrase = options.network_passphrase or source.network_passphrase or PUBNET
+        lake = getattr(source, "config", None)  # a data lake: chunks follow its batches and partitions
+        grid = (Grid.aligned(config.batch_size, lake.ledgers_per_batch, lake.ledgers_per_partition) if lake
+                else Grid.aligned(config.batch_size))
+        description = source.description
+    finally:
+        source.close()
+    output = OutputSpec(
+        config.out, config.formats, config.compression, config.partition_by, config.max_rows_per_file,
+        S3Options(endpoint_url=config.out_s3_endpoint_url, region=config.out_s3_region),
+    )
+    extract = ExtractOptions(
+        passphrase, events_from=config.events_from, decoder=config.decoder,
+        filter=EventFilter.of(config.event_types, config.included_assets, config.accounts),
+    )
+    settings = ChunkSettings(config.tables, output, extract, config.chain_check, config.analytics, config.top_transfers)
+    return Job(config, options, settings, grid, description)
+
+
+def shape(settings: ChunkSettings) -> dict:
+    """The settings the output's files depend on: a rerun into the same output must match them."""
+    out, ex = settings.output, settings.extract
+    return {
+        "layout": 1,
+        "network_passphrase": ex.passphrase,
+        "tables": list(settings.tables),
+        "formats": list(out.formats),
+        "compression": out.compression,
+        "partition_by": list(out.partition_by),
+        "max_rows_per_file": out.max_rows_per_file,
+        "events_from": ex.events_from,
+        "chain_check": settings.chain_check,
+        "event_types": list(ex.filter.event_types),
+        "included_assets": list(ex.filter.assets),
+        "accounts": list(ex.filter.accounts),
+        "analytics": settings.analytics,
+        "top_transfers": settings.top_transfers,
+    }

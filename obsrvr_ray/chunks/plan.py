@@ -1,0 +1,96 @@
+"""Cut the ledgers still to do into chunks: the unit that is read, written and committed whole.
+
+Chunk boundaries sit on a fixed grid (multiples of the chunk size, cut again at the lake's
+partition boundaries), never on where a run happened to start or stop. So a rerun after a
+crash cuts the remaining ledgers exactly as the first run would have, and its files carry the
+same names as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.ranges import Range, contains, normalize, range_key, runs, size, subtract
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive ledgers to process. `link`: the ledger before `start` belongs to the job, so
+    the first ledger's previousLedgerHash is checked against it (the hash chain across chunks)."""
+
+    start: int
+    end: int
+    link: bool
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    chunk: Range
+    generation: int  # 0 for the first commit of a chunk, n for its n-th --retry-failed
+    segments: tuple[Segment, ...]
+
+    @property
+    def chunk_id(self) -> str:
+        return range_key(self.chunk)
+
+    @property
+    def ledgers(self) -> int:
+        return size((s.start, s.end) for s in self.segments)
+
+
+@dataclass(frozen=True)
+class Grid:
+    size: int  # ledgers per chunk, a multiple of the lake's ledgers per batch
+    partition: int | None = None  # chunks never cross a multiple of this (the lake's partitions)
+
+    @classmethod
+    def aligned(cls, batch_size: int, ledgers_per_batch: int = 1, ledgers_per_partition: int | None = None) -> Grid:
+        """Round the chunk size up to whole lake batches, so no batch object is read twice."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive number of ledgers, got {batch_size}")
+        batches = -(-batch_size // ledgers_per_batch)
+        return cls(batches * ledgers_per_batch, ledgers_per_partition)
+
+    def cells(self, ranges: Iterable[Range]) -> Iterator[Range]:
+        for start, end in ranges:
+            cursor = start
+            while cursor <= end:
+                last = (cursor // self.size + 1) * self.size - 1
+                if self.partition:
+                    last = min(last, (cursor // self.partition + 1) * self.partition - 1)
+                last = min(last, end)
+                yield cursor, last
+                cursor = last + 1
+
+
+def plan(requested: tuple[Range, ...], committed: Iterable[Range], grid: Grid) -> list[WorkUnit]:
+    """Units for every requested ledger that no committed chunk holds."""
+    return [
+        WorkUnit(cell, 0, (Segment(cell[0], cell[1], contains(requested, cell[0] - 1)),))
+        for cell in grid.cells(subtract(requested, committed))
+    ]
+
+
+def plan_retries(requested: tuple[Range, ...], failed: dict[Range, tuple[int, list[int]]]) -> list[WorkUnit]:
+    """One unit per chunk with failed ledgers ({chunk: (latest generation, failed sequences)}):
+    only those ledgers are read again, as the chunk's next generation."""
+    units = []
+    for chunk, (generation, sequences) in sorted(failed.items()):
+        segments = tuple(Segment(a, b, contains(requested, a - 1)) for a, b in runs(sequences))
+        if segments:
+            units.append(WorkUnit(chunk, generation + 1, segments))
+    return units
+
+
+class Watermark:
+    """The highest ledger up to which every planned ledger is committed (chunks finish out of order)."""
+
+    def __init__(self, units: list[WorkUnit]) -> None:
+        self.todo = normalize((s.start, s.end) for u in units for s in u.segments)
+        self.last = self.todo[-1][1] if self.todo else 0
+
+    def add(self, chunk: Range) -> int:
+        self.todo = subtract(self.todo, [chunk])
+        return self.todo[0][0] - 1 if self.todo else self.last

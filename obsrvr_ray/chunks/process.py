@@ -1,0 +1,205 @@
+"""One work unit from raw ledgers to committed files: decode and validate (the hash chain
+included, into the chunk from the ledger before it), build the tables' rows, filter, compute
+the analytics partials, then stage, commit and publish them as one.
+
+This is the step Ray runs as a task. It is plain Python over Arrow: it runs and is tested the
+same without a cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial
+from obsrvr_ray.chunks.plan import WorkUnit
+from obsrvr_ray.chunks.raw import table_to_records
+from obsrvr_ray.errors import Failure, LedgerError
+from obsrvr_ray.ledger.decode import check_header_hash, peek_header
+from obsrvr_ray.ledger.model import Ledger
+from obsrvr_ray.ledger.validate import ChainChecker
+from obsrvr_ray.objectstore import ObjectStore, open_store
+from obsrvr_ray.pipeline import ExtractOptions, RunReport, build_rows, rows_to_table, stream_ledgers
+from obsrvr_ray.ranges import Range
+from obsrvr_ray.schema import FAILURES
+from obsrvr_ray.sinks.dataset import Commit, Dataset, OutputFile
+from obsrvr_ray.sinks.layout import OutputSpec, chunk_files, failures_path
+from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord
+
+TRANSFERS = "token_transfers"
+EXTRACT = "extract"  # a transaction's events could not be extracted; the ledger's other rows stand
+
+
+def is_ledger_failure(failure: Failure) -> bool:
+    """The ledger produced no rows (fetch, decode, validation): --retry-failed reads it again.
+    An extraction error names one transaction of a ledger whose rows were written."""
+    return failure.stage != EXTRACT
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """Everything a task needs besides the unit and its ledgers."""
+
+    tables: tuple[str, ...]
+    output: OutputSpec
+    extract: ExtractOptions
+    chain_check: bool = True
+    analytics: bool = True
+    top_transfers: int = 10
+
+
+@dataclass
+class ChunkResult:
+    chunk: Range
+    generation: int
+    committed_here: bool  # False: another attempt had committed this generation; its numbers are reported
+    ledgers: int = 0  # processed: ok + failed
+    failures: list[Failure] = field(default_factory=list)  # the chunk's failures after this generation
+    new_failures: int = 0  # failures this generation found (the rest were carried from earlier ones)
+    rows: dict[str, int] = field(default_factory=dict)
+    events: int = 0  # token-transfer events extracted, before the filter
+    files: dict[str, int] = field(default_factory=dict)  # per table (failures and partials included)
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def found(self) -> list[Failure]:
+        """The failures this generation found (the others were carried from earlier ones)."""
+        return self.failures[len(self.failures) - self.new_failures:]
+
+    @property
+    def failed_ledgers(self) -> list[int]:
+        """Ledgers this generation processed that produced no rows."""
+        return sorted({f.sequence for f in self.found if is_ledger_failure(f) and f.sequence is not None})
+
+
+@functools.lru_cache(maxsize=4)
+def _store(spec: OutputSpec) -> ObjectStore:
+    """One client per worker process and output, reused across the chunks it processes."""
+    return open_store(spec.location, spec.s3)
+
+
+class _Block:
+    """A unit's raw ledgers as a source, for stream_ledgers."""
+
+    def __init__(self, records: list[LedgerRecord]) -> None:
+        self._records = records
+
+    def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
+        upper = end if end is not None else float("inf")
+        return (r for r in self._records if start <= r.sequence <= upper)
+
+
+def header_only(record: LedgerRecord | None) -> Ledger | None:
+    """The ledger before a chunk, as far as its (hash-checked) header: enough to check the link
+    into the chunk. None when there is no valid header: that ledger's own chunk reports it and,
+    as in a single pass, no link is checked across a failed ledger."""
+    if record is None or record.data is None or record.kind != CLOSE_META:
+        return None
+    try:
+        entry = peek_header(record.data, origin=record.origin)
+        check_header_hash(entry, origin=record.origin)
+    except LedgerError:
+        return None
+    return Ledger(sequence=entry.header.ledger_seq.uint32, header_entry=entry, transactions=[],
+                  close_meta_version=None, tx_set_size=0, origin=record.origin)
+
+
+def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dict[str, list[dict]], RunReport]:
+    """Rows of every table for the unit's ledgers; failures are recorded in the report."""
+    opts = settings.extract
+    report = RunReport(source="", start=unit.chunk[0], end=unit.chunk[1])
+    records = list(table_to_records(raw))
+    by_sequence = {r.sequence: r for r in records}
+    rows: dict[str, list[dict]] = {t: [] for t in settings.tables}
+    for segment in unit.segments:
+        checker = ChainChecker() if settings.chain_check else None
+        before = header_only(by_sequence.get(segment.start - 1)) if segment.link and checker else None
+        if checker is not None and before is not None:
+            checker.check(before)
+        block = _Block([r for r in records if segment.start <= r.sequence <= segment.end])
+        for ledger in stream_ledgers(block, segment.start, segment.end, opts.passphrase, report,
+                                     chain_check=settings.chain_check, decoder=opts.decoder, checker=checker):
+            try:
+                built = {t: build_rows(t, ledger, opts, report) for t in settings.tables}
+            except Exception as exc:  # a bug on one ledger must not cost the chunk: the ledger fails alone
+                report.add_failure(exc, ledger.sequence, ledger.origin)
+                continue
+            for t, table_rows in built.items():
+                rows[t].extend(table_rows)
+    return rows, report
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """What a unit commits: its files, the files it supersedes, and the manifest details."""
+
+    files: list[OutputFile]
+    removes: list[str]
+    details: dict
+
+
+def build_output(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried: tuple[Failure, ...] = ()
+                 ) -> ChunkOutput:
+    """Extract, filter and aggregate one unit, and encode its files. `carried`: failures of
+    earlier generations of the chunk that this one does not revisit (extraction errors of
+    ledgers already written, failed ledgers outside a retry's range)."""
+    rows, report = extract(unit, raw, settings)
+    tables = {t: rows_to_table(t, r) for t, r in rows.items()}
+    events = tables[TRANSFERS].num_rows if TRANSFERS in tables else 0
+    partials = {}
+    if TRANSFERS in tables:
+        tables[TRANSFERS] = settings.extract.filter.apply(tables[TRANSFERS])
+        if settings.analytics:
+            partials = {"hourly": hourly_partial(tables[TRANSFERS]),
+                        "largest": largest_partial(tables[TRANSFERS], settings.top_transfers)}
+    failures = [*carried, *report.failures]
+    failures_table = pa.Table.from_pylist(
+        [{"sequence": f.sequence, "object_key": f.origin, "stage": f.stage, "error": f.error} for f in failures],
+        schema=FAILURES,
+    )
+    spec = settings.output
+    return ChunkOutput(
+        files=chunk_files(unit.chunk, unit.generation, tables, failures_table, partials, spec),
+        removes=[failures_path(fmt, unit.chunk) for fmt in spec.formats] if unit.generation and not failures else [],
+        details={
+            "segments": [[s.start, s.end] for s in unit.segments],
+            "ledgers": unit.ledgers,
+            "events": events,
+            "rows": {t: table.num_rows for t, table in tables.items()},
+            "failures": [asdict(f) for f in failures],
+            "new_failures": len(report.failures),
+        },
+    )
+
+
+def process_unit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings,
+                 carried: tuple[Failure, ...] = ()) -> ChunkResult:
+    """Build one unit's output and commit it to the dataset."""
+    began = time.monotonic()
+    out = build_output(unit, raw, settings, carried)
+    commit, won = Dataset(_store(settings.output)).commit(unit.chunk, unit.generation, out.files,
+                                                           removes=out.removes, details=out.details)
+    return result_of(commit, won, time.monotonic() - began)
+
+
+def result_of(commit: Commit, committed_here: bool, seconds: float = 0.0) -> ChunkResult:
+    d = commit.details
+    return ChunkResult(
+        chunk=commit.chunk,
+        generation=commit.generation,
+        committed_here=committed_here,
+        ledgers=d["ledgers"],
+        failures=[Failure(**f) for f in d["failures"]],
+        new_failures=d["new_failures"],
+        rows=d["rows"],
+        events=d["events"],
+        files=dict(Counter(f.table for f in commit.files)),
+        bytes=sum(f.bytes for f in commit.files),
+        seconds=seconds,
+    )

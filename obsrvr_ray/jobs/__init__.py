@@ -1,0 +1,1 @@
+"""Ray jobs: drivers submitted with `ray job submit` or run from the command line."""
