@@ -1,0 +1,141 @@
+"""The live follower as a Ray actor: one per deployment, named, restarted by Ray if its process
+dies. It runs obsrvr_ray.live.follow.Follower in a thread, commits to the same dataset as the
+backfill (the same chunk commit protocol, so each ledger is there exactly once), and holds the
+newest ledgers' transfers for subscribers (RecentLedgers).
+
+Its position is the dataset itself: a restarted follower resumes after the last committed
+ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from obsrvr_ray.chunks.plan import Segment, WorkUnit
+from obsrvr_ray.chunks.process import ChunkSettings, extract, process_unit
+from obsrvr_ray.chunks.raw import records_to_table
+from obsrvr_ray.live.follow import Follower
+from obsrvr_ray.live.recent import RecentLedgers
+from obsrvr_ray.objectstore import open_store
+from obsrvr_ray.pipeline import rows_to_table
+from obsrvr_ray.resilience import CircuitBreaker, RetryPolicy
+from obsrvr_ray.sinks.dataset import Dataset
+from obsrvr_ray.sources.base import LedgerRecord
+from obsrvr_ray.sources.open import SourceOptions, open_source
+from obsrvr_ray.sources.rpc import RpcClient
+
+NAME = "obsrvr-follower"
+TRANSFERS = "token_transfers"
+
+
+@dataclass(frozen=True)
+class FollowerConfig:
+    rpc_url: str
+    settings: ChunkSettings  # tables, output dataset, extraction options (network passphrase...)
+    start: int  # the first ledger, when the dataset has none yet
+    lake: str | None = None  # data lake for ledgers older than the RPC node's retention
+    lake_options: SourceOptions = field(default_factory=SourceOptions)
+    commit_every: int = 12
+    commit_interval: float = 30.0
+    poll_interval: float = 1.0
+    recent_ledgers: int = 720
+    rpc_timeout: float = 10.0
+
+
+@dataclass
+class Page:
+    """One page the follower extracted: its records (committed later), the ledger before them
+    when known (the hash-chain link), and per-ledger transfers for subscribers."""
+
+    records: list[LedgerRecord]
+    previous: LedgerRecord | None
+    transfers: dict[int, pa.Table]
+
+
+def resume_point(config: FollowerConfig) -> int:
+    committed = Dataset(open_store(config.settings.output.location, config.settings.output.s3)).committed()
+    last = max((end for _, end in committed), default=None)
+    return config.start if last is None else max(config.start, last + 1)
+
+
+class FollowerService:
+    """Everything the actor does, without Ray (tests run it in-process too)."""
+
+    def __init__(self, config: FollowerConfig) -> None:
+        self.config = config
+        self.recent = RecentLedgers(config.recent_ledgers)
+        self._previous: LedgerRecord | None = None  # the ledger before the next page, for the hash chain
+        rpc = RpcClient(config.rpc_url, timeout=config.rpc_timeout,
+                        retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=2.0),
+                        breaker=CircuitBreaker(f"rpc {config.rpc_url}", threshold=3, reset_after=5.0))
+        fallback = open_source(config.lake, config.lake_options) if config.lake else None
+        self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=resume_point(config),
+                                 fallback=fallback, commit_every=config.commit_every,
+                                 commit_interval=config.commit_interval, poll_interval=config.poll_interval)
+        self._thread = threading.Thread(target=self.follower.run, name="follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @staticmethod
+    def _unit(records: list[LedgerRecord], previous: LedgerRecord | None) -> tuple[WorkUnit, pa.Table]:
+        """A work unit for consecutive records, linked to the ledger before when it is known."""
+        first, last = records[0].sequence, records[-1].sequence
+        link = previous is not None and previous.sequence == first - 1
+        raw = records_to_table(([previous] if link else []) + records)
+        return WorkUnit((first, last), 0, (Segment(first, last, link),)), raw
+
+    def _extract(self, records: list[LedgerRecord]) -> Page:
+        unit, raw = self._unit(records, self._previous)
+        settings = self.config.settings
+        rows, _report = extract(unit, raw, settings)
+        transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS, rows.get(TRANSFERS, [])))
+        per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
+                      for seq in range(unit.chunk[0], unit.chunk[1] + 1)}
+        page = Page(records, self._previous, per_ledger)
+        self._previous = records[-1]
+        return page
+
+    def _commit(self, pages: list[Page]) -> None:
+        """The pages' ledgers as one chunk, through the backfill's commit protocol."""
+        unit, raw = self._unit([r for page in pages for r in page.records], pages[0].previous)
+        process_unit(unit, raw, self.config.settings)
+
+    def status(self) -> dict:
+        return self.follower.status.as_dict()
+
+    def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        return self.recent.wait_after(ledger, timeout)
+
+    def recent_table(self, after: int | None = None) -> pa.Table:
+        return self.recent.table(after)
+
+    def stop(self) -> None:
+        self.follower.stop()
+        self._thread.join(timeout=30)
+
+
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
+class LiveFollower:
+    """Threaded actor: the follower's loop runs in its own thread while subscribers long-poll."""
+
+    def __init__(self, config: FollowerConfig) -> None:
+        self.service = FollowerService(config)
+        self.service.start()
+
+    def status(self) -> dict:
+        return self.service.status()
+
+    def after(self, ledger: int, timeout: float = 10.0) -> list[tuple[int, pa.Table]]:
+        return self.service.after(ledger, timeout)
+
+    def recent_table(self, after: int | None = None) -> pa.Table:
+        return self.service.recent_table(after)
+
+    def stop(self) -> None:
+        self.service.stop()

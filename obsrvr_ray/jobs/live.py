@@ -1,0 +1,150 @@
+"""`obsrvr-ray serve`: the live app on Ray Serve (follower, REST, WebSocket, Arrow Flight), and
+`obsrvr-ray rpc serve`: a getLedgers server for local work (from a lake, or a sandbox feed
+that closes a ledger every few seconds)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+import yaml
+
+from obsrvr_ray.errors import ConfigError
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    serve_p = subparsers.add_parser("serve", help="run the live app: follow RPC, serve REST/WebSocket/Flight")
+    serve_p.add_argument("--config", help="YAML settings (the keys of obsrvr_ray/serve/settings.py); flags override")
+    serve_p.add_argument("--rpc", help="Stellar RPC URL to follow")
+    serve_p.add_argument("--sandbox-rpc", action="store_true",
+                         help="follow a sandbox feed started in the cluster (a ledger every --sandbox-interval s)")
+    serve_p.add_argument("--sandbox-interval", type=float, default=5.0)
+    serve_p.add_argument("--dataset", help="output dataset: a directory or s3://bucket/prefix")
+    serve_p.add_argument("--start", type=int, help="first ledger when the dataset is empty")
+    serve_p.add_argument("--lake", help="data lake for ledgers older than the RPC node's retention")
+    serve_p.add_argument("--network", help="network name or passphrase (default: the RPC node's)")
+    serve_p.add_argument("--host", default=None, help="HTTP address (default 127.0.0.1)")
+    serve_p.add_argument("--port", type=int, default=8000)
+    serve_p.add_argument("--flight-port", type=int, default=None)
+    serve_p.add_argument("--dev", action="store_true", help="no authentication; refused unless bound to loopback")
+    serve_p.add_argument("--key-store", help="JSON file of hashed API keys (obsrvr-ray keys create ...)")
+    serve_p.add_argument("--tls-cert", help="PEM certificate for HTTPS and Flight TLS")
+    serve_p.add_argument("--tls-key", help="PEM private key")
+    serve_p.add_argument("--ray-address", help="cluster to join (default: RAY_ADDRESS, else a local one)")
+    serve_p.add_argument("--detach", action="store_true", help="deploy and return (the app keeps running)")
+    serve_p.set_defaults(func=cmd_serve)
+
+    rpc_p = subparsers.add_parser("rpc", help="a local Stellar RPC (getLedgers) server")
+    rpc_sub = rpc_p.add_subparsers(dest="rpc_command", required=True)
+    run_p = rpc_sub.add_parser("serve", help="serve getLedgers over HTTP until interrupted")
+    run_p.add_argument("--lake", help="serve the ledgers --start..--end of this lake (else a sandbox feed)")
+    run_p.add_argument("--start", type=int)
+    run_p.add_argument("--end", type=int)
+    run_p.add_argument("--host", default="127.0.0.1")
+    run_p.add_argument("--port", type=int, default=8000)
+    run_p.add_argument("--interval", type=float, default=5.0, help="sandbox feed: seconds between ledgers")
+    run_p.add_argument("--history", type=int, default=0, help="sandbox feed: ledgers closed before serving")
+    run_p.set_defaults(func=cmd_rpc_serve)
+
+
+def _settings(args: argparse.Namespace, rpc_url: str | None) -> dict:
+    settings: dict = {}
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{args.config}: expected a mapping of settings")
+        settings.update(loaded)
+    flags = {"rpc_url": rpc_url, "dataset": args.dataset, "start": args.start, "lake": args.lake,
+             "network": args.network, "http_host": args.host, "flight_port": args.flight_port}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    security = dict(settings.get("security") or {})
+    for key, value in (("dev_mode", args.dev or None), ("key_store", args.key_store), ("tls_cert", args.tls_cert),
+                       ("tls_key", args.tls_key)):
+        if value is not None:
+            security[key] = value
+    settings["security"] = security
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+    from ray.serve.config import HTTPOptions
+
+    from obsrvr_ray.jobs.driver import connect
+    from obsrvr_ray.serve.deployments import compose
+    from obsrvr_ray.serve.settings import live_config_from_args
+
+    connect(args.ray_address)
+    rpc_url = args.rpc
+    if args.sandbox_rpc:
+        from obsrvr_ray.actors.sandbox_feed import start_sandbox_feed
+
+        rpc_url = start_sandbox_feed(args.sandbox_interval)
+    if not rpc_url and not args.config:
+        raise ConfigError("give --rpc URL (or --sandbox-rpc, or a --config with rpc_url)")
+    config = live_config_from_args(_settings(args, rpc_url))
+    sec = config.security
+    if sec.dev_mode:
+        logging.getLogger("obsrvr_ray").warning(
+            "DEV MODE: authentication is OFF (allowed because every server listens on loopback only)")
+    http = HTTPOptions(host=config.security.bind_hosts[0], port=args.port, ssl_certfile=sec.tls_cert,
+                       ssl_keyfile=sec.tls_key)
+    serve.start(http_options=http)
+    serve.run(compose(config), name="obsrvr", route_prefix="/", blocking=False)
+    scheme = "https" if sec.tls_enabled else "http"
+    base = f"{scheme}://{http.host}:{http.port}"
+    ws = base.replace("http", "ws", 1)
+    flight_scheme = "grpc+tls" if sec.tls_enabled else "grpc+tcp"
+    print("\n".join([
+        "== obsrvr-ray live app ==",
+        f"following   {config.follower.rpc_url}",
+        f"dataset     {config.dataset}",
+        f"auth        {'OFF (dev mode, loopback only)' if sec.dev_mode else 'on: X-API-Key or Authorization: Bearer'}",
+        f"REST        {base}/v1/token-transfers?limit=10      docs: {base}/docs",
+        f"WebSocket   {ws}/v1/subscribe   send {{\"action\": \"subscribe\", \"event_types\": [\"transfer\"]}}",
+        f"Flight      {flight_scheme}://{config.flight_host}:{config.flight_port}   "
+        f"ticket {{\"table\": \"token_transfers\"}}",
+        f"health      {base}/health   ready: {base}/health/ready   metrics: {base}/metrics",
+    ]), flush=True)
+    if args.detach:
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    serve.delete("obsrvr")
+    ray.shutdown()
+    return 0
+
+
+def cmd_rpc_serve(args: argparse.Namespace) -> int:
+    if args.lake:
+        from obsrvr_ray.network import PUBNET
+        from obsrvr_ray.objectstore import LocalStore
+        from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+        from obsrvr_ray.sources.lake import LakeSource
+
+        if args.start is None or args.end is None:
+            raise ConfigError("--lake needs --start and --end")
+        source = LakeSource(LocalStore(args.lake))
+        archive = LedgerArchive()
+        archive.add_all(r.data for r in source.records(args.start, args.end) if r.ok)
+        server = RpcServer(archive, source.network_passphrase or PUBNET, host=args.host, port=args.port).start()
+        window = archive.window()
+        print(f"serving getLedgers for ledgers {window} of {args.lake} at {server.url}", flush=True)
+    else:
+        from obsrvr_ray.live.sandbox_feed import SandboxFeed
+
+        server = SandboxFeed(host=args.host, port=args.port, interval=args.interval, history=args.history).start()
+        print(f"sandbox getLedgers feed at {server.url}: a new ledger every {args.interval}s", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+

@@ -1,0 +1,212 @@
+"""The follower's loop: read new ledgers from Stellar RPC `getLedgers`, fill every gap, extract
+each page at once and `publish` its ledgers' transfers, and `commit` the extracted pages to the
+dataset every `commit_every` ledgers or `commit_interval` seconds (so files are not one per
+ledger). Plain Python: the Ray actor in obsrvr_ray/actors/follower.py runs it in a thread.
+
+- Where it starts: the ledger after the dataset's last committed one (the cursor survives any
+  restart because it is the dataset), else `start`. Ledgers published but not yet committed when
+  the process dies are read and published again: subscribers keep the last ledger they got and
+  skip repeats.
+- Gaps: a ledger missing from a page (an RPC that skipped, fell behind or restarted) is asked for
+  again alone; a ledger older than the node's retention is read from the data lake. Neither is
+  ever skipped silently: a ledger no source has is recorded as a failure of its chunk.
+- Faults: RPC errors back off with jitter (the client's breaker stops hammering a dead node);
+  the status says degraded, readiness turns false, and the loop keeps trying.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import pyarrow as pa
+
+from obsrvr_ray.errors import SourceError
+from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.sources.base import LedgerRecord, LedgerSource
+from obsrvr_ray.sources.rpc import MAX_PAGE, RpcClient, RpcError, parse_window
+
+
+class Extracted(Protocol):
+    """What `extract` returns for a page of records; `commit` receives a list of them."""
+
+    transfers: dict[int, pa.Table]  # per ledger, for subscribers
+
+
+Extract = Callable[[list[LedgerRecord]], Extracted]
+Commit = Callable[[list[Extracted]], None]
+Publish = Callable[[int, pa.Table], None]
+
+
+@dataclass
+class FollowerStatus:
+    state: str = "starting"  # starting, catching_up, live, degraded, stopped
+    next_ledger: int | None = None  # the next ledger to process
+    committed_through: int | None = None
+    network_latest: int | None = None
+    lag: int | None = None  # ledgers the follower is behind the network
+    last_error: str | None = None
+    last_progress: float | None = None  # unix time of the last processed ledger
+    ledgers_processed: int = 0
+    gaps_filled: int = 0
+    lake_fallbacks: int = 0
+    failures: int = 0
+    breaker: str = "closed"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Follower:
+    def __init__(self, rpc: RpcClient, extract: Extract, commit: Commit, publish: Publish, *, start: int,
+                 fallback: LedgerSource | None = None, commit_every: int = 12, commit_interval: float = 30.0,
+                 poll_interval: float = 1.0, page_size: int = MAX_PAGE, max_backoff: float = 30.0) -> None:
+        self.rpc = rpc
+        self.extract = extract
+        self.commit = commit
+        self.publish = publish
+        self.fallback = fallback
+        self.commit_every = commit_every
+        self.commit_interval = commit_interval
+        self.poll_interval = poll_interval
+        self.page_size = min(page_size, MAX_PAGE)
+        self.max_backoff = max_backoff
+        self.status = FollowerStatus(next_ledger=start)
+        self._pending: list[Extracted] = []
+        self._pending_ledgers = 0
+        self._pending_since = time.monotonic()
+        self._failures = 0
+        self._stop = threading.Event()
+
+    # -- one step --------------------------------------------------------------------------
+    def step(self) -> int:
+        """Fetch what is new (at most one page), commit when due; the number of ledgers read."""
+        start = self.status.next_ledger
+        try:
+            records, latest = self._fetch(start)
+        except SourceError as exc:
+            self._fault(exc)
+            self._flush(force=True)
+            return 0
+        self._failures = 0
+        self.status.network_latest = latest
+        self.status.breaker = self.rpc.breaker.state
+        if records:
+            batch = self.extract(records)
+            for seq in sorted(batch.transfers):
+                self.publish(seq, batch.transfers[seq])
+            self._pending.append(batch)
+            self._pending_ledgers += len(records)
+            self.status.next_ledger = records[-1].sequence + 1
+            self.status.ledgers_processed += len(records)
+            self.status.failures += sum(1 for r in records if not r.ok)
+            self.status.last_progress = time.time()
+        behind = (latest - self.status.next_ledger + 1) if latest is not None else None
+        self.status.lag = max(0, behind) if behind is not None else None
+        if self._flush(force=False):
+            self.status.state = "live" if (behind is not None and behind <= 0) else "catching_up"
+            self.status.last_error = None
+        return len(records)
+
+    def _fetch(self, start: int) -> tuple[list[LedgerRecord], int | None]:
+        try:
+            page = self.rpc.get_ledgers(start=start, limit=self.page_size)
+        except RpcError as exc:
+            window = parse_window(exc.cause)
+            if window is None:
+                raise
+            oldest, latest = window
+            if start < oldest:  # older than the node keeps: the data lake has it
+                end = min(oldest - 1, start + self.page_size - 1)
+                return [self._from_lake(seq, f"outside the RPC node's retention (oldest {oldest})")
+                        for seq in range(start, end + 1)], latest
+            return [], latest  # at the tip: nothing new yet
+        latest = page.get("latestLedger")
+        found = {}
+        for item in page.get("ledgers") or []:
+            seq = int(item["sequence"])
+            origin = f"{self.rpc.url} getLedgers {seq}"
+            try:
+                found[seq] = LedgerRecord(seq, origin, data=b64decode(item["metadataXdr"], sequence=seq, origin=origin))
+            except (KeyError, SourceError) as exc:
+                found[seq] = LedgerRecord(seq, origin, error=exc if isinstance(exc, SourceError) else
+                                          SourceError("ledger without metadataXdr", sequence=seq, origin=origin))
+        if not found:
+            return [], latest
+        records = []
+        for seq in range(start, max(found) + 1):
+            records.append(found[seq] if seq in found else self._fill_gap(seq))
+        return records, latest
+
+    def _fill_gap(self, seq: int) -> LedgerRecord:
+        """A ledger a page left out: asked for alone, then from the lake; else a failure row."""
+        self.status.gaps_filled += 1
+        try:
+            page = self.rpc.get_ledgers(start=seq, limit=1)
+            for item in page.get("ledgers") or []:
+                if int(item["sequence"]) == seq:
+                    origin = f"{self.rpc.url} getLedgers {seq}"
+                    return LedgerRecord(seq, origin, data=b64decode(item["metadataXdr"], sequence=seq, origin=origin))
+        except SourceError:
+            pass
+        return self._from_lake(seq, "missing from getLedgers pages")
+
+    def _from_lake(self, seq: int, why: str) -> LedgerRecord:
+        if self.fallback is not None:
+            self.status.lake_fallbacks += 1
+            for record in self.fallback.records(seq, seq):
+                if record.ok:
+                    return record
+                return LedgerRecord(seq, record.origin, error=SourceError(
+                    f"{why}; the data lake failed too: {record.error.cause}", sequence=seq, origin=record.origin))
+        return LedgerRecord(seq, self.rpc.url, error=SourceError(f"{why}, and no data lake is configured",
+                                                                 sequence=seq, origin=self.rpc.url))
+
+    def _flush(self, force: bool) -> bool:
+        """Commit the pending pages when due; False when the commit failed (they stay pending)."""
+        if not self._pending:
+            self._pending_since = time.monotonic()
+            return True
+        due = (self._pending_ledgers >= self.commit_every
+               or time.monotonic() - self._pending_since >= self.commit_interval or force)
+        if not due:
+            return True
+        try:
+            self.commit(self._pending)
+        except Exception as exc:  # the store is down: keep the pages, report, try again next step
+            self._failures += 1
+            self.status.state = "degraded"
+            self.status.last_error = f"commit failed: {type(exc).__name__}: {exc}"
+            return False
+        self._pending, self._pending_ledgers = [], 0
+        self._pending_since = time.monotonic()
+        self.status.committed_through = self.status.next_ledger - 1
+        return True
+
+    def _fault(self, exc: SourceError) -> None:
+        self._failures += 1
+        self.status.state = "degraded"
+        self.status.last_error = str(exc)
+        self.status.breaker = self.rpc.breaker.state
+
+    def backoff(self) -> float:
+        """Full jitter, doubling with each consecutive failure."""
+        if not self._failures:
+            return self.poll_interval
+        return random.uniform(0, min(self.max_backoff, self.poll_interval * 2 ** self._failures))
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self._stop.is_set():
+            read = self.step()
+            if read == 0:
+                self._stop.wait(self.backoff())
+        self._flush(force=True)
+        self.status.state = "stopped"
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,57 @@
+"""The newest ledgers' token transfers, in order, for subscribers and for queries that must see
+ledgers the dataset has not committed yet. A ledger is added once (a follower that restarts
+and processes a ledger again does not publish it twice), and old ledgers fall off the end."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import pyarrow as pa
+
+from obsrvr_ray.schema import TOKEN_TRANSFERS
+
+
+class RecentLedgers:
+    def __init__(self, capacity: int = 720) -> None:  # ~1 hour of ledgers
+        self.capacity = capacity
+        self._ledgers: OrderedDict[int, pa.Table] = OrderedDict()
+        self._cond = threading.Condition()
+
+    def add(self, sequence: int, rows: pa.Table) -> bool:
+        """False when the ledger is not newer than the newest one held (a repeat)."""
+        with self._cond:
+            if self._ledgers and sequence <= next(reversed(self._ledgers)):
+                return False
+            self._ledgers[sequence] = rows
+            while len(self._ledgers) > self.capacity:
+                self._ledgers.popitem(last=False)
+            self._cond.notify_all()
+            return True
+
+    @property
+    def latest(self) -> int | None:
+        with self._cond:
+            return next(reversed(self._ledgers)) if self._ledgers else None
+
+    @property
+    def oldest(self) -> int | None:
+        with self._cond:
+            return next(iter(self._ledgers)) if self._ledgers else None
+
+    def after(self, sequence: int, limit: int = 100) -> list[tuple[int, pa.Table]]:
+        """Ledgers newer than `sequence`, oldest first."""
+        with self._cond:
+            return [(s, t) for s, t in self._ledgers.items() if s > sequence][:limit]
+
+    def wait_after(self, sequence: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        """Like `after`, but waits up to `timeout` seconds for one to arrive."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._ledgers) and next(reversed(self._ledgers)) > sequence, timeout)
+        return self.after(sequence)
+
+    def table(self, after: int | None = None) -> pa.Table:
+        """Every held row (newer than `after`) as one table."""
+        with self._cond:
+            tables = [t for s, t in self._ledgers.items() if after is None or s > after]
+        return pa.concat_tables(tables) if tables else TOKEN_TRANSFERS.empty_table()

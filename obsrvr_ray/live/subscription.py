@@ -1,0 +1,93 @@
+"""What a WebSocket subscriber asks for, and the frames it receives.
+
+A subscribe message (JSON):
+  {"action": "subscribe", "accounts": [...], "assets": [...], "event_types": [...],
+   "min_amount": "1000000", "format": "json" | "arrow", "from_ledger": 123}
+Frames: JSON text {"type": "events", "ledger": N, "events": [row, ...]} or, for "arrow", one
+binary Arrow IPC stream per ledger (its schema carries the ledger in metadata). Control
+messages ({"type": "subscribed" | "error" | "pong" | "closing", ...}) are always JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.ttp.filters import EventFilter
+
+FORMATS = ("json", "arrow")
+_EXACT = pa.decimal256(76, 0)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    filter: EventFilter = field(default_factory=EventFilter)
+    min_amount: int | None = None
+    format: str = "json"
+    from_ledger: int | None = None  # replay from this ledger, then live
+
+    @classmethod
+    def parse(cls, message: dict) -> Subscription:
+        """Validated; ConfigError names the field that is wrong."""
+        def strings(key: str) -> list[str]:
+            value = message.get(key) or []
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{key} must be a list of strings")
+            return value
+
+        fmt = message.get("format", "json")
+        if fmt not in FORMATS:
+            raise ConfigError(f"format must be one of {FORMATS}")
+        min_amount = message.get("min_amount")
+        if min_amount is not None:
+            try:
+                min_amount = int(min_amount)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError("min_amount must be an integer (base units, e.g. stroops)") from exc
+        from_ledger = message.get("from_ledger")
+        if from_ledger is not None and (not isinstance(from_ledger, int) or from_ledger < 1):
+            raise ConfigError("from_ledger must be a positive integer")
+        return cls(EventFilter.of(strings("event_types"), strings("assets"), strings("accounts")), min_amount, fmt,
+                   from_ledger)
+
+    def select(self, rows: pa.Table) -> pa.Table:
+        rows = self.filter.apply(rows)
+        if self.min_amount is not None and rows.num_rows:
+            rows = rows.filter(pc.greater_equal(rows["amount_raw"].cast(_EXACT), pa.scalar(self.min_amount, _EXACT)))
+        return rows
+
+    def describe(self) -> dict:
+        f = self.filter
+        return {"event_types": list(f.event_types), "assets": list(f.assets), "accounts": list(f.accounts),
+                "min_amount": None if self.min_amount is None else str(self.min_amount), "format": self.format,
+                "from_ledger": self.from_ledger}
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def json_frame(ledger: int, rows: pa.Table) -> str:
+    events = [{k: _json_value(v) for k, v in row.items()} for row in rows.to_pylist()]
+    return json.dumps({"type": "events", "ledger": ledger, "events": events}, separators=(",", ":"))
+
+
+def arrow_frame(ledger: int, rows: pa.Table) -> bytes:
+    rows = rows.replace_schema_metadata({"ledger": str(ledger)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    return sink.getvalue().to_pybytes()
+
+
+def control(kind: str, **fields: object) -> str:
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))

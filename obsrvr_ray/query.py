@@ -1,0 +1,179 @@
+"""Reading a published dataset (the backfill's layout, which the live follower appends to):
+token transfers by filters with keyset pagination, ledger and transaction lookups, and the
+backfill's aggregations over any time window.
+
+The dataset root holds `<format>/<table>/` directories of hive-partitioned files; only Parquet
+is read here. Rows not yet committed (the live follower's latest ledgers) come from `recent`,
+a callable the caller supplies, and are merged above the dataset's last ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.schema import LEDGERS, TABLES, TOKEN_TRANSFERS, TRANSACTIONS
+from obsrvr_ray.ttp.filters import EventFilter
+
+MAX_PAGE = 1000
+ORDER = [("ledger_sequence", "ascending"), ("event_index", "ascending")]
+
+
+def encode_cursor(ledger: int, event_index: int) -> str:
+    return base64.urlsafe_b64encode(f"{ledger}:{event_index}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ledger, index = text.split(":")
+        return int(ledger), int(index)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"invalid cursor {cursor!r}") from exc
+
+
+@dataclass(frozen=True)
+class TransferQuery:
+    start_ledger: int | None = None
+    end_ledger: int | None = None
+    since: dt.datetime | None = None  # closed_at >= since
+    until: dt.datetime | None = None  # closed_at < until
+    filter: EventFilter = field(default_factory=EventFilter)
+    min_amount: int | None = None  # in the token's base unit (stroops for classic assets)
+    cursor: str | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise ConfigError(f"limit must be between 1 and {MAX_PAGE}")
+
+    def expression(self) -> ds.Expression | None:
+        """The part of the filter pyarrow can push down to files and row groups."""
+        parts = []
+        if self.start_ledger is not None:
+            parts.append(ds.field("ledger_sequence") >= self.start_ledger)
+        if self.end_ledger is not None:
+            parts.append(ds.field("ledger_sequence") <= self.end_ledger)
+        if self.since is not None:
+            parts.append(ds.field("closed_at") >= pa.scalar(self.since, TOKEN_TRANSFERS.field("closed_at").type))
+        if self.until is not None:
+            parts.append(ds.field("closed_at") < pa.scalar(self.until, TOKEN_TRANSFERS.field("closed_at").type))
+        if self.filter.event_types:
+            parts.append(ds.field("event_topic").isin(list(self.filter.event_types)))
+        if self.cursor is not None:
+            ledger, index = decode_cursor(self.cursor)
+            parts.append((ds.field("ledger_sequence") > ledger)
+                         | ((ds.field("ledger_sequence") == ledger) & (ds.field("event_index") > index)))
+        out = None
+        for part in parts:
+            out = part if out is None else out & part
+        return out
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        """The whole filter on rows already in memory (recent rows, or after the push-down)."""
+        expr = self.expression()
+        if expr is not None and table.num_rows:
+            table = table.filter(expr)
+        table = self.filter.apply(table)
+        if self.min_amount is not None and table.num_rows:
+            exact = table["amount_raw"].cast(pa.decimal256(76, 0))
+            table = table.filter(pc.greater_equal(exact, pa.scalar(self.min_amount, pa.decimal256(76, 0))))
+        return table
+
+
+@dataclass
+class Page:
+    rows: pa.Table
+    next_cursor: str | None
+
+
+class DatasetReader:
+    """One dataset root; files are re-listed on each query so newly committed chunks show up."""
+
+    def __init__(self, root: str, s3: S3Options | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.s3 = s3 or S3Options()
+
+    def _filesystem(self):
+        if not self.root.startswith("s3://"):
+            return None, self.root
+        from pyarrow import fs
+
+        opts = self.s3
+        s3fs = fs.S3FileSystem(endpoint_override=opts.endpoint_url, region=opts.region or "us-east-1",
+                               anonymous=opts.anonymous)
+        return s3fs, self.root.removeprefix("s3://")
+
+    def dataset(self, table: str) -> ds.Dataset | None:
+        filesystem, base = self._filesystem()
+        path = f"{base}/parquet/{table}"
+        try:
+            return ds.dataset(path, format="parquet", partitioning="hive", filesystem=filesystem,
+                              exclude_invalid_files=False)
+        except (FileNotFoundError, OSError):
+            return None
+
+    def read(self, table: str, expression: ds.Expression | None = None) -> pa.Table:
+        """Rows of a table, with the dataset's partition columns dropped (they repeat columns)."""
+        schema = TABLES[table]
+        data = self.dataset(table)
+        if data is None:
+            return schema.empty_table()
+        out = data.to_table(filter=expression, columns=[c for c in schema.names if c in data.schema.names])
+        missing = [c for c in schema.names if c not in out.column_names]
+        for name in missing:  # a partition key taken out of the files (asset_code)
+            out = out.append_column(name, pa.nulls(out.num_rows, schema.field(name).type))
+        return out.select(schema.names).cast(schema)
+
+    def last_ledger(self) -> int | None:
+        data = self.read("ledgers")
+        return pc.max(data["sequence"]).as_py() if data.num_rows else None
+
+    def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> Page:
+        table = query.apply(self.read("token_transfers", query.expression()))
+        if recent is not None and recent.num_rows:
+            last = pc.max(table["ledger_sequence"]).as_py() if table.num_rows else None
+            fresh = recent if last is None else recent.filter(pc.greater(recent["ledger_sequence"], last))
+            table = pa.concat_tables([table, query.apply(fresh.cast(TOKEN_TRANSFERS))])
+        table = table.take(pc.sort_indices(table, sort_keys=ORDER))
+        page = table.slice(0, query.limit)
+        next_cursor = None
+        if table.num_rows > query.limit:
+            last_row = page.slice(page.num_rows - 1, 1).to_pylist()[0]
+            next_cursor = encode_cursor(last_row["ledger_sequence"], last_row["event_index"])
+        return Page(page, next_cursor)
+
+    def ledger(self, sequence: int) -> dict | None:
+        rows = self.read("ledgers", ds.field("sequence") == sequence).to_pylist()
+        return rows[0] if rows else None
+
+    def transaction(self, tx_hash: str) -> dict | None:
+        rows = self.read("transactions", ds.field("transaction_hash") == tx_hash).to_pylist()
+        return rows[0] if rows else None
+
+    def aggregations(self, query: TransferQuery, top: int = 10,
+                     recent: Callable[[], pa.Table] | None = None) -> dict[str, pa.Table]:
+        """The backfill's analytics tables computed over the query's window."""
+        everything = TransferQuery(start_ledger=query.start_ledger, end_ledger=query.end_ledger, since=query.since,
+                                   until=query.until, filter=query.filter, min_amount=query.min_amount,
+                                   limit=MAX_PAGE)
+        table = everything.apply(self.read("token_transfers", everything.expression()))
+        if recent is not None:
+            fresh = recent()
+            if fresh.num_rows:
+                last = pc.max(table["ledger_sequence"]).as_py() if table.num_rows else None
+                fresh = fresh if last is None else fresh.filter(pc.greater(fresh["ledger_sequence"], last))
+                table = pa.concat_tables([table, everything.apply(fresh.cast(TOKEN_TRANSFERS))])
+        return merge(hourly_partial(table), largest_partial(table, top), top)
+
+
+__all__ = ["LEDGERS", "MAX_PAGE", "TRANSACTIONS", "DatasetReader", "Page", "TransferQuery"]

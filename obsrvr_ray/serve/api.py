@@ -1,0 +1,368 @@
+"""The live app's HTTP side: REST over the dataset (and the follower's newest ledgers), WebSocket
+subscriptions, health and metrics. A plain FastAPI app: obsrvr_ray/serve/deployments.py puts it
+behind Ray Serve; tests can also mount it anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.live.metrics import ApiMetrics
+from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
+from obsrvr_ray.query import MAX_PAGE, DatasetReader, TransferQuery
+from obsrvr_ray.serve.security import websocket_subprotocol
+from obsrvr_ray.ttp.events import KINDS
+from obsrvr_ray.ttp.filters import EventFilter
+
+
+class LiveView(Protocol):
+    """What the API needs from the follower (an actor handle in Serve, a plain object in tests)."""
+
+    async def status(self) -> dict | None:
+        """The follower's status, None when it does not answer."""
+
+    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        """Ledgers newer than `ledger` (waiting up to `timeout` for one)."""
+
+    async def recent(self, after: int | None) -> pa.Table:
+        """Token transfers of the newest ledgers (newer than `after`)."""
+
+
+class Guard(Protocol):
+    """Authentication and authorisation (obsrvr_ray/serve/security.py provides the real one)."""
+
+    def require(self, permission: str) -> Callable[..., Awaitable[object]]:
+        """A FastAPI dependency admitting callers with `permission`."""
+
+    async def websocket(self, websocket: WebSocket, permission: str) -> object | None:
+        """The caller of a WebSocket handshake, or None after rejecting it."""
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    ready_lag: int = 5  # ready while the follower is at most this many ledgers behind the network
+    ws_max_connections: int = 1000
+    ws_max_per_ip: int = 20
+    ws_idle_timeout: float = 300.0  # seconds without a message from the client
+    ws_queue: int = 64  # frames buffered per subscriber before it is dropped as too slow
+    ws_subscribe_timeout: float = 30.0
+
+
+def _jsonable(rows: list[dict]) -> list[dict]:
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, dt.datetime):
+                row[key] = value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            elif isinstance(value, dt.date):
+                row[key] = value.isoformat()
+    return rows
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+_EVENT_TYPES = "one of " + ", ".join(KINDS)
+
+
+def transfer_query(
+    start_ledger: int | None = Query(None, ge=1, description="first ledger (inclusive)"),
+    end_ledger: int | None = Query(None, ge=1, description="last ledger (inclusive)"),
+    account: list[str] | None = Query(None, description="G/M/C/B/L address, as sender or receiver"),
+    asset: list[str] | None = Query(None, description="native, CODE:ISSUER, CODE or a token contract C..."),
+    event_type: list[str] | None = Query(None, description=_EVENT_TYPES),
+    since: dt.datetime | None = Query(None, description="closed_at >= since (RFC 3339)"),
+    until: dt.datetime | None = Query(None, description="closed_at < until (RFC 3339)"),
+    min_amount: int | None = Query(None, description="minimum amount in base units (stroops)"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    limit: int = Query(100, ge=1, le=MAX_PAGE),
+) -> TransferQuery:
+    try:
+        return TransferQuery(start_ledger, end_ledger, since, until,
+                             EventFilter.of(_split(event_type), _split(asset), _split(account)), min_amount, cursor,
+                             limit)
+    except ConfigError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+
+
+class Subscribers:
+    """Connection limits of this replica: in total and per client address."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.per_ip: Counter[str] = Counter()
+        self.total = 0
+
+    def admit(self, ip: str) -> str | None:
+        """None when admitted, else why not."""
+        if self.total >= self.settings.ws_max_connections:
+            return "server connection limit reached"
+        if self.per_ip[ip] >= self.settings.ws_max_per_ip:
+            return "connection limit for this address reached"
+        self.total += 1
+        self.per_ip[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        self.per_ip[ip] -= 1
+        if not self.per_ip[ip]:
+            del self.per_ip[ip]
+
+
+def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: ApiSettings | None = None,
+               extra_routers: tuple[APIRouter, ...] = ()) -> FastAPI:
+    settings = settings or ApiSettings()
+    last_status: dict = {}
+    metrics = ApiMetrics(lambda: last_status.get("value"))
+    subscribers = Subscribers(settings)
+    app = FastAPI(title="obsrvr-ray", version="0.1.0",
+                  description="Stellar token transfers: history from the dataset, the newest ledgers from the live "
+                              "follower. Auth: `Authorization: Bearer <JWT>` or `X-API-Key`.")
+    for router in extra_routers:
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next):
+        began = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - began)
+        return response
+
+    async def dataset_last() -> int | None:
+        return await asyncio.to_thread(reader.last_ledger)
+
+    # ---- REST ---------------------------------------------------------------------------
+    @app.get("/v1/token-transfers", dependencies=[Depends(guard.require("read"))], tags=["token transfers"])
+    async def token_transfers(query: TransferQuery = Depends(transfer_query)) -> dict:
+        """Token transfers matching every filter given, in ledger and event order, a page at a time."""
+        recent = await live.recent(None)
+        try:
+            page = await asyncio.to_thread(reader.transfers, query, recent)
+        except ConfigError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return {"rows": _jsonable(page.rows.to_pylist()), "next_cursor": page.next_cursor}
+
+    @app.get("/v1/ledgers/{sequence}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
+    async def ledger(sequence: int) -> dict:
+        row = await asyncio.to_thread(reader.ledger, sequence)
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"ledger {sequence} is not in the dataset")
+        return _jsonable([row])[0]
+
+    @app.get("/v1/transactions/{tx_hash}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
+    async def transaction(tx_hash: str) -> dict:
+        if len(tx_hash) != 64 or any(c not in "0123456789abcdef" for c in tx_hash):
+            raise HTTPException(status_code=422, detail="transaction hash must be 64 lowercase hex characters")
+        row = await asyncio.to_thread(reader.transaction, tx_hash)
+        if row is None:
+            raise HTTPException(status_code=404, detail=f"transaction {tx_hash} is not in the dataset")
+        return _jsonable([row])[0]
+
+    @app.get("/v1/analytics", dependencies=[Depends(guard.require("read"))], tags=["analytics"])
+    async def analytics(query: TransferQuery = Depends(transfer_query),
+                        top: int = Query(10, ge=1, le=100)) -> dict:
+        """Volume and count per asset per hour and per day, counts per event type, largest transfers,
+        over the window and filters given (exact volumes as text in volume_raw)."""
+        recent = await live.recent(None)
+        tables = await asyncio.to_thread(reader.aggregations, query, top, lambda: recent)
+        return {name: _jsonable(table.to_pylist()) for name, table in tables.items()}
+
+    # ---- health and metrics ---------------------------------------------------------------
+    @app.get("/health/live", tags=["health"])
+    async def health_live() -> dict:
+        return {"status": "alive"}
+
+    async def readiness() -> tuple[bool, str, dict | None]:
+        status = await live.status()
+        last_status["value"] = status
+        if status is None:
+            return False, "the live follower does not answer", None
+        if status.get("state") in ("starting", "degraded", "stopped"):
+            return False, f"the follower is {status['state']}: {status.get('last_error') or ''}".strip(), status
+        lag = status.get("lag")
+        if lag is None or lag > settings.ready_lag:
+            return False, f"the follower is {lag} ledgers behind the network (ready at <= {settings.ready_lag})", status
+        return True, "ok", status
+
+    @app.get("/health/ready", tags=["health"])
+    async def health_ready() -> JSONResponse:
+        ready, reason, status = await readiness()
+        return JSONResponse({"ready": ready, "reason": reason, "follower": status}, status_code=200 if ready else 503)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict:
+        ready, reason, status = await readiness()
+        return {"alive": True, "ready": ready, "reason": reason, "follower": status,
+                "dataset_last_ledger": await dataset_last(), "websocket_connections": subscribers.total}
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def prometheus() -> Response:
+        last_status["value"] = await live.status()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ---- WebSocket --------------------------------------------------------------------------
+    @app.websocket("/v1/subscribe")
+    async def subscribe(websocket: WebSocket) -> None:
+        """Token transfers of new ledgers, filtered, in order; optionally replayed from a ledger."""
+        principal = await guard.websocket(websocket, "subscribe")
+        if principal is None:
+            return
+        ip = websocket.client.host if websocket.client else "?"
+        refused = subscribers.admit(ip)
+        if refused is not None:
+            await websocket.accept(subprotocol=websocket_subprotocol(websocket))
+            await websocket.close(code=1013, reason=refused)
+            metrics.ws_dropped.labels("limit").inc()
+            return
+        metrics.ws_connections.inc()
+        try:
+            await Subscriber(websocket, reader, live, settings, metrics).run()
+        finally:
+            subscribers.release(ip)
+            metrics.ws_connections.dec()
+
+    return app
+
+
+class SlowConsumer(Exception):
+    """The subscriber's queue filled up: it reads slower than ledgers arrive."""
+
+
+class Subscriber:
+    """One WebSocket connection: the subscription, its position and its outgoing queue."""
+
+    def __init__(self, websocket: WebSocket, reader: DatasetReader, live: LiveView, settings: ApiSettings,
+                 metrics: ApiMetrics) -> None:
+        self.ws = websocket
+        self.reader = reader
+        self.live = live
+        self.settings = settings
+        self.metrics = metrics
+        self.subscription: Subscription | None = None
+        self.last_sent: int | None = None  # the last ledger delivered (filtered or not)
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.ws_queue)
+        self.last_heard = time.monotonic()
+
+    async def run(self) -> None:
+        await self.ws.accept(subprotocol=websocket_subprotocol(self.ws))
+        try:
+            message = await asyncio.wait_for(self.ws.receive_json(), self.settings.ws_subscribe_timeout)
+            self.subscription = Subscription.parse(message if isinstance(message, dict) else {})
+        except TimeoutError:
+            await self._close(1008, "no subscribe message in time", "idle")
+            return
+        except (ConfigError, ValueError) as exc:
+            await self.ws.send_text(control("error", message=str(exc)))
+            await self._close(1008, f"bad subscription: {exc}", "bad_request")
+            return
+        except WebSocketDisconnect:
+            return
+        await self.ws.send_text(control("subscribed", subscription=self.subscription.describe()))
+        tasks = [asyncio.create_task(t) for t in (self._produce(), self._write(), self._listen())]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            exc = task.exception()
+            if isinstance(exc, SlowConsumer):
+                await self._close(1008, "slow consumer: frames were not read fast enough", "slow_consumer")
+            elif exc is not None and not isinstance(exc, WebSocketDisconnect):
+                await self._close(1011, "internal error", "error")
+
+    async def _close(self, code: int, reason: str, label: str) -> None:
+        self.metrics.ws_dropped.labels(label).inc()
+        if self.ws.client_state == WebSocketState.CONNECTED:
+            try:
+                await self.ws.send_text(control("closing", reason=reason))
+                await self.ws.close(code=code, reason=reason[:120])
+            except (RuntimeError, WebSocketDisconnect):
+                pass
+
+    async def _listen(self) -> None:
+        """Pings keep a connection alive; silence longer than the idle timeout ends it."""
+        while True:
+            remaining = self.settings.ws_idle_timeout - (time.monotonic() - self.last_heard)
+            if remaining <= 0:
+                await self._close(1000, "idle timeout", "idle")
+                return
+            try:
+                message = await asyncio.wait_for(self.ws.receive_json(), remaining)
+            except TimeoutError:
+                continue
+            self.last_heard = time.monotonic()
+            if isinstance(message, dict) and message.get("action") == "ping":
+                await self.queue.put(control("pong", ledger=self.last_sent))
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if isinstance(frame, bytes):
+                await self.ws.send_bytes(frame)
+            else:
+                await self.ws.send_text(frame)
+
+    def _enqueue(self, ledger: int, rows: pa.Table) -> None:
+        rows = self.subscription.select(rows)
+        if rows.num_rows:
+            frame = arrow_frame(ledger, rows) if self.subscription.format == "arrow" else json_frame(ledger, rows)
+            try:
+                self.queue.put_nowait(frame)
+            except asyncio.QueueFull as exc:
+                raise SlowConsumer() from exc
+            self.metrics.ws_events.inc(rows.num_rows)
+        self.last_sent = ledger
+
+    async def _from_dataset(self, first: int, last: int) -> None:
+        """Ledgers [first, last] read back from the dataset, one frame per ledger."""
+        cursor = None
+        sub = self.subscription
+        while True:
+            query = TransferQuery(start_ledger=first, end_ledger=last, filter=sub.filter, min_amount=sub.min_amount,
+                                  cursor=cursor, limit=MAX_PAGE)
+            page = await asyncio.to_thread(self.reader.transfers, query, None)
+            rows = page.rows
+            for ledger in pc.unique(rows["ledger_sequence"]).to_pylist() if rows.num_rows else []:
+                self._enqueue(ledger, rows.filter(pc.equal(rows["ledger_sequence"], ledger)))
+                await asyncio.sleep(0)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        self.last_sent = last
+
+    async def _produce(self) -> None:
+        status = await self.live.status() or {}
+        live_from = (status.get("next_ledger") or 1) - 1
+        if self.subscription.from_ledger is not None:
+            committed = await asyncio.to_thread(self.reader.last_ledger)
+            if committed is not None and self.subscription.from_ledger <= committed:
+                await self._from_dataset(self.subscription.from_ledger, committed)
+            else:
+                self.last_sent = self.subscription.from_ledger - 1
+        else:
+            self.last_sent = live_from
+        while True:
+            batch = await self.live.after(self.last_sent, 10.0)
+            for ledger, rows in batch:
+                if ledger <= self.last_sent:
+                    continue
+                if ledger > self.last_sent + 1:  # the follower restarted: what it published before is in the dataset
+                    await self._from_dataset(self.last_sent + 1, ledger - 1)
+                self._enqueue(ledger, rows)

@@ -1,0 +1,141 @@
+"""The live app on Ray Serve: three deployments.
+
+  Follower   one replica: follows RPC, commits to the dataset, holds the newest ledgers
+  Api        FastAPI ingress (REST, WebSocket, health, /metrics); scale its replicas freely
+  Flight     one replica: an Arrow Flight server on its own port
+
+`build(args)` is the application builder `serve run` / `serve deploy` call with the `args`
+of a config file (see obsrvr_ray/serve/config.example.yaml); `obsrvr-ray serve` calls it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
+from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.query import DatasetReader
+from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.serve.api import ApiSettings, create_app
+
+STATUS_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class LiveAppConfig:
+    follower: FollowerConfig
+    dataset: str  # the follower's output location, read by the API and Flight
+    s3: S3Options = field(default_factory=S3Options)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    flight_host: str = "127.0.0.1"
+    flight_port: int = 8815
+
+
+@serve.deployment(num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
+class Follower:
+    def __init__(self, config: FollowerConfig) -> None:
+        self.service = FollowerService(config)
+        self.service.start()
+
+    def status(self) -> dict:
+        return self.service.status()
+
+    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        return await asyncio.to_thread(self.service.after, ledger, timeout)
+
+    def recent(self, after: int | None) -> pa.Table:
+        return self.service.recent_table(after)
+
+    def __del__(self) -> None:
+        self.service.stop()
+
+
+class HandleLive:
+    """The API's view of the follower through a deployment handle; a follower that does not
+    answer (restarting, overloaded) reads as None / empty, never as an error of the API."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    async def status(self) -> dict | None:
+        try:
+            return await asyncio.wait_for(self.handle.status.remote(), STATUS_TIMEOUT)
+        except Exception:
+            return None
+
+    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        try:
+            return await asyncio.wait_for(self.handle.after.remote(ledger, timeout), timeout + STATUS_TIMEOUT)
+        except Exception:
+            await asyncio.sleep(1.0)
+            return []
+
+    async def recent(self, after: int | None) -> pa.Table:
+        from obsrvr_ray.schema import TOKEN_TRANSFERS
+
+        try:
+            return await asyncio.wait_for(self.handle.recent.remote(after), STATUS_TIMEOUT)
+        except Exception:
+            return TOKEN_TRANSFERS.empty_table()
+
+
+@serve.deployment(max_ongoing_requests=2000)
+@serve.ingress()
+class Api:
+    def __init__(self, config: LiveAppConfig, follower: DeploymentHandle, flight: DeploymentHandle) -> None:
+        self.config = config
+        self.live = HandleLive(follower)
+        self.flight = flight  # held so the Flight deployment is part of the application
+
+    def __serve_build_asgi_app__(self):
+        from obsrvr_ray.serve.security import build_guard
+
+        guard, routers, wrap = build_guard(self.config.security)
+        app = create_app(DatasetReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
+                         extra_routers=routers)
+        return wrap(app)
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+class Flight:
+    def __init__(self, config: LiveAppConfig, follower: DeploymentHandle) -> None:
+        from obsrvr_ray.serve.flight import TransfersFlightServer
+        from obsrvr_ray.serve.flight_auth import flight_server_options
+
+        self.follower = follower
+        options, scheme = flight_server_options(config.security)
+        location = f"{scheme}://{config.flight_host}:{config.flight_port}"
+        self.server = TransfersFlightServer(location, DatasetReader(config.dataset, config.s3), recent=self._recent,
+                                            **options)
+        self.location = location
+        self._thread = threading.Thread(target=self.server.serve, name="flight", daemon=True)
+        self._thread.start()
+
+    def _recent(self) -> pa.Table:
+        return self.follower.recent.remote(None).result(timeout_s=STATUS_TIMEOUT)
+
+    def address(self) -> str:
+        return self.location
+
+    def __del__(self) -> None:
+        self.server.shutdown()
+
+
+def compose(config: LiveAppConfig):
+    """The application graph: the ingress holds handles to the follower and the Flight server."""
+    follower = Follower.bind(config.follower)
+    return Api.bind(config, follower, Flight.bind(config, follower))
+
+
+def build(args: dict):
+    """Application builder for `serve run obsrvr_ray.serve.deployments:build` and config files."""
+    from obsrvr_ray.serve.settings import live_config_from_args
+
+    return compose(live_config_from_args(args))

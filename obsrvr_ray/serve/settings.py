@@ -1,0 +1,82 @@
+"""The live app's settings, from a Serve config file's `args` or from `obsrvr-ray serve` flags.
+
+    rpc_url: http://127.0.0.1:8000/       # Stellar RPC to follow (getLedgers)
+    dataset: /data/obsrvr                  # output dataset (a directory or s3://bucket/prefix)
+    start: 2                               # first ledger when the dataset is empty
+    lake: s3://.../pubnet                  # optional: ledgers older than the RPC node keeps
+    network: pubnet                        # optional: else what the RPC node's getNetwork says
+    tables: [ledgers, transactions, token_transfers]
+    partition_by: [date]
+    commit_every: 12                       # ledgers per commit (and per file)
+    http_host: 127.0.0.1
+    flight_host: 127.0.0.1
+    flight_port: 8815
+    api: {ready_lag: 5, ws_max_connections: 1000, ws_max_per_ip: 20, ws_idle_timeout: 300}
+    security: {key_store: /etc/obsrvr/keys.json, tls_cert: ..., tls_key: ..., dev_mode: false, ...}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from obsrvr_ray.actors.follower import FollowerConfig
+from obsrvr_ray.chunks.process import ChunkSettings
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.network import resolve_passphrase
+from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.pipeline import ExtractOptions
+from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.serve.api import ApiSettings
+from obsrvr_ray.serve.deployments import LiveAppConfig
+from obsrvr_ray.sinks.layout import OutputSpec
+from obsrvr_ray.sinks.partitioning import check_keys
+from obsrvr_ray.sources.open import SourceOptions
+from obsrvr_ray.sources.rpc import RpcClient
+
+_KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_by", "commit_every",
+         "commit_interval", "http_host", "flight_host", "flight_port", "api", "security", "s3_endpoint_url",
+         "s3_region", "recent_ledgers", "decoder"}
+
+
+def network_of(rpc_url: str, network: str | None) -> str:
+    if network:
+        return resolve_passphrase(network)
+    passphrase = RpcClient(rpc_url, timeout=10).get_network().get("passphrase")
+    if not passphrase:
+        raise ConfigError(f"{rpc_url} did not say its network: give `network`")
+    return passphrase
+
+
+def live_config_from_args(args: Mapping) -> LiveAppConfig:
+    unknown = set(args) - _KEYS
+    if unknown:
+        raise ConfigError(f"unknown settings {sorted(unknown)}; known: {sorted(_KEYS)}")
+    for key in ("rpc_url", "dataset"):
+        if not args.get(key):
+            raise ConfigError(f"`{key}` is required")
+    partition_by = tuple(args.get("partition_by") or ("date",))
+    check_keys(partition_by)
+    s3 = S3Options(endpoint_url=args.get("s3_endpoint_url"), region=args.get("s3_region"))
+    output = OutputSpec(location=str(args["dataset"]), formats=("parquet",), partition_by=partition_by, s3=s3)
+    passphrase = network_of(str(args["rpc_url"]), args.get("network"))
+    tables = tuple(args.get("tables") or ("ledgers", "transactions", "token_transfers"))
+    settings = ChunkSettings(tables=tables, output=output,
+                             extract=ExtractOptions(passphrase, decoder=args.get("decoder", "fast")))
+    follower = FollowerConfig(
+        rpc_url=str(args["rpc_url"]), settings=settings, start=int(args.get("start", 2)), lake=args.get("lake"),
+        lake_options=SourceOptions(s3_endpoint_url=args.get("s3_endpoint_url"), s3_region=args.get("s3_region"),
+                                   network_passphrase=passphrase),
+        commit_every=int(args.get("commit_every", 12)), commit_interval=float(args.get("commit_interval", 30.0)),
+        recent_ledgers=int(args.get("recent_ledgers", 720)),
+    )
+    http_host = str(args.get("http_host", "127.0.0.1"))
+    flight_host = str(args.get("flight_host", http_host))
+    security = dict(args.get("security") or {})
+    security.setdefault("bind_hosts", [http_host, flight_host])
+    try:
+        api = ApiSettings(**dict(args.get("api") or {}))
+    except TypeError as exc:
+        raise ConfigError(f"api: {exc}") from exc
+    return LiveAppConfig(follower=follower, dataset=output.location, s3=s3, api=api,
+                         security=SecuritySettings.load(security), flight_host=flight_host,
+                         flight_port=int(args.get("flight_port", 8815)))
