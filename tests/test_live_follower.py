@@ -23,7 +23,7 @@ from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.ttp.extract import token_transfer_rows
 
-LEDGERS = 16  # sandbox ledgers 2..17
+LEDGERS = 18  # sandbox ledgers 2..19: commit cells of 4 end at 3, 7, 11, 15 and 19
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def service(url: str, dataset, lake: str | None = None, commit_every: int = 4) -
     settings = ChunkSettings(tables=("ledgers", "token_transfers"), output=OutputSpec(str(dataset)),
                              extract=ExtractOptions(SANDBOX))
     config = FollowerConfig(rpc_url=url, settings=settings, start=2, lake=lake, commit_every=commit_every,
-                            commit_interval=3600, lake_options=SourceOptions(network_passphrase=SANDBOX))
+                            lake_options=SourceOptions(network_passphrase=SANDBOX))
     return FollowerService(config)
 
 
@@ -69,7 +69,6 @@ def run_until_caught_up(svc: FollowerService, latest: int, limit: int = 50) -> N
         svc.follower.step()
         if svc.follower.status.next_ledger > latest:
             break
-    svc.follower._flush(force=True)  # what stop() does: commit what is pending
 
 
 def stored(dataset) -> pa.Table:
@@ -86,92 +85,112 @@ def assert_matches(table: pa.Table, expected: dict[int, list[dict]], seqs) -> No
 
 
 def test_catches_up_commits_and_publishes_in_order(ledgers, expected, tmp_path):
-    server, _ = serve(ledgers, upto=17)
+    server, _ = serve(ledgers, upto=19)
     try:
         svc = service(server.url, tmp_path / "out")
         published = []
         svc.follower.publish = lambda seq, rows: published.append(seq)
-        run_until_caught_up(svc, 17)
+        run_until_caught_up(svc, 19)
         status = svc.status()
-        assert status["state"] == "live" and status["lag"] == 0 and status["committed_through"] == 17
-        assert published == list(range(2, 18))
-        assert_matches(stored(tmp_path / "out"), expected, range(2, 18))
+        assert status["state"] == "live" and status["lag"] == 0 and status["committed_through"] == 19
+        assert published == list(range(2, 20))
+        assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
     finally:
         server.stop()
 
 
 def test_gap_in_a_page_is_filled_from_the_lake(ledgers, expected, lake, tmp_path):
-    server, _ = serve(ledgers, upto=17)
+    server, _ = serve(ledgers, upto=19)
     server.faults.skip = {7, 8}  # the node leaves them out of every page
     try:
         svc = service(server.url, tmp_path / "out", lake=lake)
-        run_until_caught_up(svc, 17)
+        run_until_caught_up(svc, 19)
         status = svc.status()
         assert status["gaps_filled"] == 2 and status["lake_fallbacks"] == 2 and status["failures"] == 0
-        assert_matches(stored(tmp_path / "out"), expected, range(2, 18))
+        assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
     finally:
         server.stop()
 
 
 def test_gap_without_a_lake_is_recorded_not_skipped(ledgers, expected, tmp_path):
-    server, _ = serve(ledgers, upto=17)
+    server, _ = serve(ledgers, upto=19)
     server.faults.skip = {9}
     try:
         svc = service(server.url, tmp_path / "out")
-        run_until_caught_up(svc, 17)
+        run_until_caught_up(svc, 19)
         assert svc.status()["failures"] == 1
         failures = DatasetReader(str(tmp_path / "out")).dataset("failures").to_table().to_pylist()
         assert [(f["sequence"], f["stage"]) for f in failures] == [(9, "source")]
         assert "missing from getLedgers pages" in failures[0]["error"]
-        assert_matches(stored(tmp_path / "out"), expected, [s for s in range(2, 18) if s != 9])
+        assert_matches(stored(tmp_path / "out"), expected, [s for s in range(2, 20) if s != 9])
     finally:
         server.stop()
 
 
 def test_ledgers_older_than_retention_come_from_the_lake(ledgers, expected, lake, tmp_path):
-    server, archive = serve(ledgers, upto=17, retention=6)  # the node keeps 12..17
+    server, archive = serve(ledgers, upto=19, retention=6)  # the node keeps 14..19
     try:
-        assert archive.window() == (12, 17)
+        assert archive.window() == (14, 19)
         svc = service(server.url, tmp_path / "out", lake=lake)
-        run_until_caught_up(svc, 17)
-        assert svc.status()["lake_fallbacks"] == 10
-        assert_matches(stored(tmp_path / "out"), expected, range(2, 18))
+        run_until_caught_up(svc, 19)
+        assert svc.status()["lake_fallbacks"] == 12
+        assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
     finally:
         server.stop()
 
 
 def test_rpc_down_degrades_then_recovers(ledgers, expected, tmp_path):
-    server, archive = serve(ledgers, upto=10)
+    server, archive = serve(ledgers, upto=11)
     try:
         svc = service(server.url, tmp_path / "out")
-        run_until_caught_up(svc, 10)
+        run_until_caught_up(svc, 11)
         server.faults.http_status = 503
         for _ in range(3):
             svc.follower.step()
         status = svc.status()
         assert status["state"] == "degraded" and "503" in status["last_error"]
         server.faults.http_status = None
-        archive.add_all(ledgers[s] for s in range(11, 18))
+        archive.add_all(ledgers[s] for s in range(12, 20))
         svc.follower.rpc.breaker.reset_after = 0.0
-        run_until_caught_up(svc, 17)
+        run_until_caught_up(svc, 19)
         assert svc.status()["state"] == "live"
-        assert_matches(stored(tmp_path / "out"), expected, range(2, 18))
+        assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
     finally:
         server.stop()
 
 
 def test_restart_resumes_after_the_last_commit_without_duplicates(ledgers, expected, tmp_path):
-    server, _ = serve(ledgers, upto=17)
+    """Only complete cells are committed: a follower stopped inside a cell leaves it to the next
+    one, which reads it again from its first ledger."""
+    server, _ = serve(ledgers, upto=19)
     try:
         first = service(server.url, tmp_path / "out", commit_every=4)
-        first.follower.page_size = 6
-        first.follower.step()  # reads 2..7 and commits them (>= 4 pending)
-        first.follower.step()  # reads 8..13 and commits them too
-        committed = first.status()["committed_through"]
-        assert committed == 13
+        for _ in range(4):
+            first.follower.step()  # 2-3, 4-7, 8-11: three cells committed; then 12-15
+        first.follower.page_size = 2
+        assert first.status()["committed_through"] == 15
+        first.follower.step()  # 16-17: half a cell, published but not committed
+        assert first.status()["next_ledger"] == 18 and first.status()["committed_through"] == 15
         second = service(server.url, tmp_path / "out")
-        assert second.status()["next_ledger"] == committed + 1
-        run_until_caught_up(second, 17)
-        assert_matches(stored(tmp_path / "out"), expected, range(2, 18))
+        assert second.status()["next_ledger"] == 16
+        run_until_caught_up(second, 19)
+        assert second.status()["committed_through"] == 19
+        assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
+    finally:
+        server.stop()
+
+
+def test_two_followers_at_once_commit_each_cell_once(ledgers, expected, tmp_path):
+    """An upgrade may run the new follower before the old one stops: same grid, same ranges,
+    and the dataset admits each range once."""
+    server, _ = serve(ledgers, upto=19)
+    try:
+        a = service(server.url, tmp_path / "out")
+        b = service(server.url, tmp_path / "out")
+        for _ in range(10):
+            a.follower.step()
+            b.follower.step()
+        assert a.status()["committed_through"] == b.status()["committed_through"] == 19
+        assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
     finally:
         server.stop()

@@ -40,8 +40,7 @@ class FollowerConfig:
     start: int  # the first ledger, when the dataset has none yet
     lake: str | None = None  # data lake for ledgers older than the RPC node's retention
     lake_options: SourceOptions = field(default_factory=SourceOptions)
-    commit_every: int = 12
-    commit_interval: float = 30.0
+    commit_every: int = 12  # ledgers per commit cell (fixed grid: multiples of it)
     poll_interval: float = 1.0
     recent_ledgers: int = 720
     rpc_timeout: float = 10.0
@@ -76,7 +75,7 @@ class FollowerService:
         fallback = open_source(config.lake, config.lake_options) if config.lake else None
         self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=resume_point(config),
                                  fallback=fallback, commit_every=config.commit_every,
-                                 commit_interval=config.commit_interval, poll_interval=config.poll_interval)
+                                 poll_interval=config.poll_interval)
         self._thread = threading.Thread(target=self.follower.run, name="follower", daemon=True)
 
     def start(self) -> None:

@@ -1,7 +1,10 @@
 """The follower's loop: read new ledgers from Stellar RPC `getLedgers`, fill every gap, extract
-each page at once and `publish` its ledgers' transfers, and `commit` the extracted pages to the
-dataset every `commit_every` ledgers or `commit_interval` seconds (so files are not one per
-ledger). Plain Python: the Ray actor in obsrvr_ray/actors/follower.py runs it in a thread.
+each page at once and `publish` its ledgers' transfers, and `commit` the extracted ledgers to the
+dataset in cells of a fixed grid, multiples of `commit_every` ledgers (so files are not one per
+ledger, and two followers that ever run at once — an upgrade starting the new one before the
+old one stops — commit the very same ranges, which the dataset admits once). A cell is committed
+when it is complete; ledgers of a partial cell are read again after a restart.
+Plain Python: the Ray actor in obsrvr_ray/actors/follower.py runs it in a thread.
 
 - Where it starts: the ledger after the dataset's last committed one (the cursor survives any
   restart because it is the dataset), else `start`. Ledgers published but not yet committed when
@@ -63,34 +66,38 @@ class FollowerStatus:
 
 class Follower:
     def __init__(self, rpc: RpcClient, extract: Extract, commit: Commit, publish: Publish, *, start: int,
-                 fallback: LedgerSource | None = None, commit_every: int = 12, commit_interval: float = 30.0,
-                 poll_interval: float = 1.0, page_size: int = MAX_PAGE, max_backoff: float = 30.0) -> None:
+                 fallback: LedgerSource | None = None, commit_every: int = 12, poll_interval: float = 1.0,
+                 page_size: int = MAX_PAGE, max_backoff: float = 30.0) -> None:
         self.rpc = rpc
         self.extract = extract
         self.commit = commit
         self.publish = publish
         self.fallback = fallback
         self.commit_every = commit_every
-        self.commit_interval = commit_interval
         self.poll_interval = poll_interval
         self.page_size = min(page_size, MAX_PAGE)
         self.max_backoff = max_backoff
         self.status = FollowerStatus(next_ledger=start)
-        self._pending: list[Extracted] = []
-        self._pending_ledgers = 0
-        self._pending_since = time.monotonic()
+        self._pending: list[Extracted] = []  # pages of the current, incomplete cell
+        self._complete = False  # the pending pages fill their cell: to commit before reading on
         self._failures = 0
         self._stop = threading.Event()
 
     # -- one step --------------------------------------------------------------------------
+    def cell_end(self, sequence: int) -> int:
+        """The last ledger of the commit cell holding `sequence`."""
+        return (sequence // self.commit_every + 1) * self.commit_every - 1
+
     def step(self) -> int:
-        """Fetch what is new (at most one page), commit when due; the number of ledgers read."""
+        """Fetch what is new (at most one page, never past the current cell), commit a cell once
+        it is complete; the number of ledgers read."""
+        if self._complete and not self._flush():
+            return 0
         start = self.status.next_ledger
         try:
-            records, latest = self._fetch(start)
+            records, latest = self._fetch(start, min(self.page_size, self.cell_end(start) - start + 1))
         except SourceError as exc:
             self._fault(exc)
-            self._flush(force=True)
             return 0
         self._failures = 0
         self.status.network_latest = latest
@@ -100,28 +107,28 @@ class Follower:
             for seq in sorted(batch.transfers):
                 self.publish(seq, batch.transfers[seq])
             self._pending.append(batch)
-            self._pending_ledgers += len(records)
+            self._complete = records[-1].sequence == self.cell_end(records[-1].sequence)
             self.status.next_ledger = records[-1].sequence + 1
             self.status.ledgers_processed += len(records)
             self.status.failures += sum(1 for r in records if not r.ok)
             self.status.last_progress = time.time()
         behind = (latest - self.status.next_ledger + 1) if latest is not None else None
         self.status.lag = max(0, behind) if behind is not None else None
-        if self._flush(force=False):
+        if not self._complete or self._flush():
             self.status.state = "live" if (behind is not None and behind <= 0) else "catching_up"
             self.status.last_error = None
         return len(records)
 
-    def _fetch(self, start: int) -> tuple[list[LedgerRecord], int | None]:
+    def _fetch(self, start: int, limit: int) -> tuple[list[LedgerRecord], int | None]:
         try:
-            page = self.rpc.get_ledgers(start=start, limit=self.page_size)
+            page = self.rpc.get_ledgers(start=start, limit=limit)
         except RpcError as exc:
             window = parse_window(exc.cause)
             if window is None:
                 raise
             oldest, latest = window
             if start < oldest:  # older than the node keeps: the data lake has it
-                end = min(oldest - 1, start + self.page_size - 1)
+                end = min(oldest - 1, start + limit - 1)
                 return [self._from_lake(seq, f"outside the RPC node's retention (oldest {oldest})")
                         for seq in range(start, end + 1)], latest
             return [], latest  # at the tip: nothing new yet
@@ -135,12 +142,12 @@ class Follower:
             except (KeyError, SourceError) as exc:
                 found[seq] = LedgerRecord(seq, origin, error=exc if isinstance(exc, SourceError) else
                                           SourceError("ledger without metadataXdr", sequence=seq, origin=origin))
-        if not found:
-            return [], latest
-        records = []
-        for seq in range(start, max(found) + 1):
-            records.append(found[seq] if seq in found else self._fill_gap(seq))
-        return records, latest
+        # Every ledger up to the page's end that the node has closed is due, present or not: a
+        # missing one, even the last, is a gap to fill, not the tip.
+        last = max(found, default=start - 1)
+        if latest is not None:
+            last = max(last, min(start + limit - 1, int(latest)))
+        return [found[seq] if seq in found else self._fill_gap(seq) for seq in range(start, last + 1)], latest
 
     def _fill_gap(self, seq: int) -> LedgerRecord:
         """A ledger a page left out: asked for alone, then from the lake; else a failure row."""
@@ -166,15 +173,9 @@ class Follower:
         return LedgerRecord(seq, self.rpc.url, error=SourceError(f"{why}, and no data lake is configured",
                                                                  sequence=seq, origin=self.rpc.url))
 
-    def _flush(self, force: bool) -> bool:
-        """Commit the pending pages when due; False when the commit failed (they stay pending)."""
-        if not self._pending:
-            self._pending_since = time.monotonic()
-            return True
-        due = (self._pending_ledgers >= self.commit_every
-               or time.monotonic() - self._pending_since >= self.commit_interval or force)
-        if not due:
-            return True
+    def _flush(self) -> bool:
+        """Commit the pending pages (a complete cell); False when the commit failed (they stay
+        pending, and the next step tries again before reading further)."""
         try:
             self.commit(self._pending)
         except Exception as exc:  # the store is down: keep the pages, report, try again next step
@@ -182,8 +183,7 @@ class Follower:
             self.status.state = "degraded"
             self.status.last_error = f"commit failed: {type(exc).__name__}: {exc}"
             return False
-        self._pending, self._pending_ledgers = [], 0
-        self._pending_since = time.monotonic()
+        self._pending, self._complete = [], False
         self.status.committed_through = self.status.next_ledger - 1
         return True
 
@@ -205,8 +205,7 @@ class Follower:
             read = self.step()
             if read == 0:
                 self._stop.wait(self.backoff())
-        self._flush(force=True)
-        self.status.state = "stopped"
+        self.status.state = "stopped"  # a partial cell is not committed: the next follower reads it again
 
     def stop(self) -> None:
         self._stop.set()

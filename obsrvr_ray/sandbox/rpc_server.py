@@ -10,7 +10,9 @@ stop) can be switched on to test clients.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,6 +90,36 @@ class Faults:
     skip: set[int] = field(default_factory=set)  # ledgers left out of getLedgers pages (a gap)
 
 
+class _Server(ThreadingHTTPServer):
+    """Keeps its open connections, so stopping the server also ends keep-alive connections
+    (as a node that goes away does), not only the listening socket."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def get_request(self):
+        conn, addr = super().get_request()
+        with self._lock:
+            self.connections.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request) -> None:
+        with self._lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._lock:
+            conns, self.connections = self.connections, set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
 class RpcServer:
     def __init__(self, archive: LedgerArchive, passphrase: str, *, host: str = "127.0.0.1", port: int = 0,
                  max_limit: int = MAX_LIMIT, default_limit: int = DEFAULT_LIMIT) -> None:
@@ -97,8 +129,7 @@ class RpcServer:
         self.default_limit = default_limit
         self.faults = Faults()
         self.requests = 0
-        self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -114,6 +145,7 @@ class RpcServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_connections()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

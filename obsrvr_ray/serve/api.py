@@ -15,7 +15,7 @@ from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -77,17 +77,19 @@ def _split(values: list[str] | None) -> list[str]:
 
 
 _EVENT_TYPES = "one of " + ", ".join(KINDS)
+MAX_LEDGER = 2**32 - 1  # ledger sequences are uint32
 
 
 def transfer_query(
-    start_ledger: int | None = Query(None, ge=1, description="first ledger (inclusive)"),
-    end_ledger: int | None = Query(None, ge=1, description="last ledger (inclusive)"),
+    start_ledger: int | None = Query(None, ge=1, le=MAX_LEDGER, description="first ledger (inclusive)"),
+    end_ledger: int | None = Query(None, ge=1, le=MAX_LEDGER, description="last ledger (inclusive)"),
     account: list[str] | None = Query(None, description="G/M/C/B/L address, as sender or receiver"),
     asset: list[str] | None = Query(None, description="native, CODE:ISSUER, CODE or a token contract C..."),
     event_type: list[str] | None = Query(None, description=_EVENT_TYPES),
     since: dt.datetime | None = Query(None, description="closed_at >= since (RFC 3339)"),
     until: dt.datetime | None = Query(None, description="closed_at < until (RFC 3339)"),
-    min_amount: int | None = Query(None, description="minimum amount in base units (stroops)"),
+    min_amount: int | None = Query(None, ge=-(2**127), le=2**127 - 1,
+                                   description="minimum amount in base units (stroops), an i128"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
 ) -> TransferQuery:
@@ -161,7 +163,7 @@ def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: Ap
         return {"rows": _jsonable(page.rows.to_pylist()), "next_cursor": page.next_cursor}
 
     @app.get("/v1/ledgers/{sequence}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
-    async def ledger(sequence: int) -> dict:
+    async def ledger(sequence: int = Path(ge=1, le=MAX_LEDGER)) -> dict:
         row = await asyncio.to_thread(reader.ledger, sequence)
         if row is None:
             raise HTTPException(status_code=404, detail=f"ledger {sequence} is not in the dataset")

@@ -86,7 +86,7 @@ class HandleLive:
             return TOKEN_TRANSFERS.empty_table()
 
 
-@serve.deployment(max_ongoing_requests=2000)
+@serve.deployment(max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})  # I/O bound: scale by replicas
 @serve.ingress()
 class Api:
     def __init__(self, config: LiveAppConfig, follower: DeploymentHandle, flight: DeploymentHandle) -> None:

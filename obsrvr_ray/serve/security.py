@@ -235,6 +235,8 @@ def admin_router(guard: Guard) -> APIRouter:
             raise HTTPException(503, detail=str(exc)) from exc
         except ConfigError as exc:
             raise HTTPException(422, detail=str(exc)) from exc
+        except OSError as exc:  # a key store mounted read-only (a Kubernetes Secret): manage keys with the CLI
+            raise HTTPException(503, detail=f"the key store cannot be written here: {exc.strerror or exc}") from exc
 
     @router.post("", status_code=201, response_model=KeySecret)
     def create_key(body: KeyCreate) -> KeySecret:

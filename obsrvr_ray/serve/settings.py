@@ -7,7 +7,7 @@
     network: pubnet                        # optional: else what the RPC node's getNetwork says
     tables: [ledgers, transactions, token_transfers]
     partition_by: [date]
-    commit_every: 12                       # ledgers per commit (and per file)
+    commit_every: 12                       # ledgers per commit cell (a fixed grid), so per file
     http_host: 127.0.0.1
     flight_host: 127.0.0.1
     flight_port: 8815
@@ -33,9 +33,9 @@ from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.sources.rpc import RpcClient
 
-_KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_by", "commit_every",
-         "commit_interval", "http_host", "flight_host", "flight_port", "api", "security", "s3_endpoint_url",
-         "s3_region", "recent_ledgers", "decoder"}
+_KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_by", "commit_every", "http_host",
+         "flight_host", "flight_port", "api", "security", "s3_endpoint_url", "s3_region", "recent_ledgers",
+         "decoder"}
 
 
 def network_of(rpc_url: str, network: str | None) -> str:
@@ -66,7 +66,7 @@ def live_config_from_args(args: Mapping) -> LiveAppConfig:
         rpc_url=str(args["rpc_url"]), settings=settings, start=int(args.get("start", 2)), lake=args.get("lake"),
         lake_options=SourceOptions(s3_endpoint_url=args.get("s3_endpoint_url"), s3_region=args.get("s3_region"),
                                    network_passphrase=passphrase),
-        commit_every=int(args.get("commit_every", 12)), commit_interval=float(args.get("commit_interval", 30.0)),
+        commit_every=int(args.get("commit_every", 12)),
         recent_ledgers=int(args.get("recent_ledgers", 720)),
     )
     http_host = str(args.get("http_host", "127.0.0.1"))

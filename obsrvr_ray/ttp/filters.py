@@ -36,7 +36,7 @@ class EventFilter:
         return bool(self.event_types or self.assets or self.accounts)
 
     def mask(self, table: pa.Table) -> pa.ChunkedArray | pa.Array:
-        keep = pa.array([True] * table.num_rows)
+        keep = pa.array([True] * table.num_rows, pa.bool_())
         if self.event_types:
             keep = pc.and_(keep, pc.is_in(table["event_topic"], pa.array(self.event_types)))
         if self.assets:
