@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 DEMO_LEDGERS ?= 120
 
-.PHONY: demo test lint install clean bench
+.PHONY: demo demo-live demo-stop test lint install clean bench
 
 $(STAMP): pyproject.toml setup.py obsrvr_ray/xdr/_fastxdr.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ demo: $(STAMP)
 	$(BIN)/obsrvr-ray export token-transfers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
 	    --out $(DEMO)/token_transfers.parquet --verify
 	$(BIN)/obsrvr-ray inspect $(DEMO)/ledgers.parquet $(DEMO)/transactions.parquet $(DEMO)/token_transfers.parquet
+	$(MAKE) --no-print-directory demo-live
+
+# The live app on a local Ray cluster, following a sandbox feed that closes a ledger every 3 s.
+# Local development only: Ray's token auth and the app's API keys are off, everything on 127.0.0.1.
+demo-live: $(STAMP)
+	RAY_AUTH_MODE=disabled $(BIN)/ray status >/dev/null 2>&1 || RAY_AUTH_MODE=disabled $(BIN)/ray start --head \
+	    --num-cpus 2 --disable-usage-stats --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 >/dev/null
+	RAY_AUTH_MODE=disabled $(BIN)/obsrvr-ray serve --sandbox-rpc --sandbox-interval 3 --dev \
+	    --dataset $(abspath $(DEMO))/live --detach
+	@echo "Ray dashboard: http://127.0.0.1:8265   stop everything: make demo-stop"
+
+demo-stop:
+	-$(BIN)/ray stop
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

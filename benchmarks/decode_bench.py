@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 from stellar_sdk import xdr as X
 
@@ -27,7 +26,7 @@ from benchmarks.common import RESULTS, machine, sandbox_lake
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import PUBNET, SANDBOX
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.schema import TOKEN_TRANSFERS
+from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.sinks.lake import read_ledger_file
 from obsrvr_ray.sources.lake import LakeSource
 from obsrvr_ray.ttp.extract import token_transfer_rows
@@ -84,7 +83,7 @@ def parquet_rows_per_s(ledgers: list[bytes], passphrase: str) -> dict:
     for data in ledgers:
         rows += token_transfer_rows(decode_ledger(data, passphrase), passphrase)[0]
     start = time.process_time()
-    table = pa.Table.from_pylist(rows, schema=TOKEN_TRANSFERS)
+    table = rows_to_table("token_transfers", rows)
     build = time.process_time() - start
     buf = io.BytesIO()
     start = time.process_time()

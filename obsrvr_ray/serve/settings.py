@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from obsrvr_ray.actors.follower import FollowerConfig
@@ -38,6 +39,12 @@ _KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_
          "decoder"}
 
 
+def _absolute(location: object) -> str:
+    """Replicas run in other directories: a local path is made absolute where it is given."""
+    text = str(location)
+    return text if "://" in text or text.startswith("etl:") else os.path.abspath(text)
+
+
 def network_of(rpc_url: str, network: str | None) -> str:
     if network:
         return resolve_passphrase(network)
@@ -54,6 +61,7 @@ def live_config_from_args(args: Mapping) -> LiveAppConfig:
     for key in ("rpc_url", "dataset"):
         if not args.get(key):
             raise ConfigError(f"`{key}` is required")
+    args = {**args, **{k: _absolute(args[k]) for k in ("dataset", "lake") if args.get(k)}}
     partition_by = tuple(args.get("partition_by") or ("date",))
     check_keys(partition_by)
     s3 = S3Options(endpoint_url=args.get("s3_endpoint_url"), region=args.get("s3_region"))
