@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.decode_bench
 	$(BIN)/python -m benchmarks.backfill_bench
 	$(BIN)/python -m benchmarks.ray_data_vs_tasks
+	$(BIN)/python -m benchmarks.live_bench
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,10 +22,11 @@ import pyarrow.dataset as ds
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
-from obsrvr_ray.schema import LEDGERS, TABLES, TOKEN_TRANSFERS, TRANSACTIONS
+from obsrvr_ray.schema import TABLES, TOKEN_TRANSFERS
 from obsrvr_ray.ttp.filters import EventFilter
 
 MAX_PAGE = 1000
+_PART = re.compile(r"part-(\d{10})-(\d{10})-g\d+-\d+\.parquet$")  # sinks/layout.py's data file names
 ORDER = [("ledger_sequence", "ascending"), ("event_index", "ascending")]
 
 
@@ -122,28 +124,67 @@ class DatasetReader:
         except (FileNotFoundError, OSError):
             return None
 
-    def read(self, table: str, expression: ds.Expression | None = None) -> pa.Table:
-        """Rows of a table, with the dataset's partition columns dropped (they repeat columns)."""
+    @staticmethod
+    def _normalize(out: pa.Table, table: str) -> pa.Table:
+        """The table's own columns, in order (a partition key taken out of the files, asset_code,
+        comes back as nulls; partition-only columns such as date are dropped)."""
         schema = TABLES[table]
-        data = self.dataset(table)
-        if data is None:
-            return schema.empty_table()
-        out = data.to_table(filter=expression, columns=[c for c in schema.names if c in data.schema.names])
-        missing = [c for c in schema.names if c not in out.column_names]
-        for name in missing:  # a partition key taken out of the files (asset_code)
-            out = out.append_column(name, pa.nulls(out.num_rows, schema.field(name).type))
+        for name in schema.names:
+            if name not in out.column_names:
+                out = out.append_column(name, pa.nulls(out.num_rows, schema.field(name).type))
         return out.select(schema.names).cast(schema)
 
+    def read(self, table: str, expression: ds.Expression | None = None) -> pa.Table:
+        data = self.dataset(table)
+        if data is None:
+            return TABLES[table].empty_table()
+        return self._normalize(data.to_table(filter=expression), table)
+
+    def chunks(self, table: str) -> tuple[ds.Dataset | None, list[tuple[tuple[int, int], ds.Fragment]]]:
+        """The table's files with the ledger range each holds (from its name), in ledger order."""
+        data = self.dataset(table)
+        if data is None:
+            return None, []
+        out = []
+        for fragment in data.get_fragments():
+            found = _PART.search(fragment.path)
+            if found:
+                out.append(((int(found.group(1)), int(found.group(2))), fragment))
+        return data, sorted(out, key=lambda item: item[0])
+
     def last_ledger(self) -> int | None:
-        data = self.read("ledgers")
-        return pc.max(data["sequence"]).as_py() if data.num_rows else None
+        """The last ledger of the last committed chunk: read from file names, not from the data."""
+        _, chunks = self.chunks("token_transfers")
+        return max((end for (_, end), _ in chunks), default=None)
 
     def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> Page:
-        table = query.apply(self.read("token_transfers", query.expression()))
-        if recent is not None and recent.num_rows:
-            last = pc.max(table["ledger_sequence"]).as_py() if table.num_rows else None
+        """A page in ledger order, reading chunks in ledger order and stopping once the page is
+        full: the cost follows the page size, not the dataset's."""
+        data, chunks = self.chunks("token_transfers")
+        low = query.start_ledger or 0
+        if query.cursor is not None:
+            low = max(low, decode_cursor(query.cursor)[0])
+        high = query.end_ledger if query.end_ledger is not None else float("inf")
+        expression = query.expression()
+        parts: list[pa.Table] = []
+        rows = 0
+        stop_after: int | None = None  # set once the page is full: the last ledger still to read
+        for (start, end), fragment in chunks:
+            if end < low or start > high:
+                continue
+            if stop_after is not None and start > stop_after:
+                break
+            part = query.apply(self._normalize(fragment.to_table(schema=data.schema, filter=expression),
+                                               "token_transfers"))
+            parts.append(part)
+            rows += part.num_rows
+            if stop_after is None and rows > query.limit:
+                stop_after = end  # chunks starting later cannot come before these rows
+        last = max((end for (_, end), _ in chunks), default=None)
+        if stop_after is None and recent is not None and recent.num_rows:  # the newest, not yet committed ledgers
             fresh = recent if last is None else recent.filter(pc.greater(recent["ledger_sequence"], last))
-            table = pa.concat_tables([table, query.apply(fresh.cast(TOKEN_TRANSFERS))])
+            parts.append(query.apply(fresh.cast(TOKEN_TRANSFERS)))
+        table = pa.concat_tables(parts) if parts else TOKEN_TRANSFERS.empty_table()
         table = table.take(pc.sort_indices(table, sort_keys=ORDER))
         page = table.slice(0, query.limit)
         next_cursor = None
@@ -175,5 +216,3 @@ class DatasetReader:
                 table = pa.concat_tables([table, everything.apply(fresh.cast(TOKEN_TRANSFERS))])
         return merge(hourly_partial(table), largest_partial(table, top), top)
 
-
-__all__ = ["LEDGERS", "MAX_PAGE", "TRANSACTIONS", "DatasetReader", "Page", "TransferQuery"]

@@ -10,6 +10,7 @@ ledger.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -17,8 +18,9 @@ import pyarrow.compute as pc
 import ray
 
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
-from obsrvr_ray.chunks.process import ChunkSettings, extract, process_unit
+from obsrvr_ray.chunks.process import ChunkSettings, commit_output, extract, output_from_rows
 from obsrvr_ray.chunks.raw import records_to_table
+from obsrvr_ray.errors import Failure
 from obsrvr_ray.live.follow import Follower
 from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.objectstore import open_store
@@ -48,11 +50,14 @@ class FollowerConfig:
 
 @dataclass
 class Page:
-    """One page the follower extracted: its records (committed later), the ledger before them
-    when known (the hash-chain link), and per-ledger transfers for subscribers."""
+    """One page the follower extracted: its ledgers, their rows and failures (committed with the
+    rest of their cell), and per-ledger transfers for subscribers."""
 
-    records: list[LedgerRecord]
-    previous: LedgerRecord | None
+    first: int
+    last: int
+    linked: bool  # the ledger before `first` was checked into it (the hash chain)
+    rows: dict[str, list[dict]]
+    failures: list[Failure]
     transfers: dict[int, pa.Table]
 
 
@@ -92,18 +97,23 @@ class FollowerService:
     def _extract(self, records: list[LedgerRecord]) -> Page:
         unit, raw = self._unit(records, self._previous)
         settings = self.config.settings
-        rows, _report = extract(unit, raw, settings)
+        rows, report = extract(unit, raw, settings)
         transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS, rows.get(TRANSFERS, [])))
         per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
                       for seq in range(unit.chunk[0], unit.chunk[1] + 1)}
-        page = Page(records, self._previous, per_ledger)
         self._previous = records[-1]
-        return page
+        return Page(unit.chunk[0], unit.chunk[1], unit.segments[0].link, rows, report.failures, per_ledger)
 
     def _commit(self, pages: list[Page]) -> None:
-        """The pages' ledgers as one chunk, through the backfill's commit protocol."""
-        unit, raw = self._unit([r for page in pages for r in page.records], pages[0].previous)
-        process_unit(unit, raw, self.config.settings)
+        """The pages' rows as one chunk, through the backfill's commit protocol (no second extraction)."""
+        began = time.monotonic()
+        first, last = pages[0].first, pages[-1].last
+        unit = WorkUnit((first, last), 0, (Segment(first, last, pages[0].linked),))
+        rows = {table: [row for page in pages for row in page.rows.get(table, [])]
+                for table in self.config.settings.tables}
+        failures = [f for page in pages for f in page.failures]
+        commit_output(unit, output_from_rows(unit, rows, failures, self.config.settings), self.config.settings,
+                      began)
 
     def status(self) -> dict:
         return self.follower.status.as_dict()
@@ -112,6 +122,10 @@ class FollowerService:
         return self.recent.wait_after(ledger, timeout)
 
     def recent_table(self, after: int | None = None) -> pa.Table:
+        """Transfers of the newest ledgers; by default those the dataset does not hold yet (the
+        rest is in the dataset, and queries read it there)."""
+        if after is None:
+            after = self.follower.status.committed_through
         return self.recent.table(after)
 
     def stop(self) -> None:

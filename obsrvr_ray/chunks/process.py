@@ -150,6 +150,13 @@ def build_output(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried
     earlier generations of the chunk that this one does not revisit (extraction errors of
     ledgers already written, failed ledgers outside a retry's range)."""
     rows, report = extract(unit, raw, settings)
+    return output_from_rows(unit, rows, report.failures, settings, carried)
+
+
+def output_from_rows(unit: WorkUnit, rows: dict[str, list[dict]], found: list[Failure], settings: ChunkSettings,
+                     carried: tuple[Failure, ...] = ()) -> ChunkOutput:
+    """The unit's files and manifest details from rows already extracted (the live follower
+    extracts each page as it arrives, for subscribers, and commits the rows later)."""
     tables = {t: rows_to_table(t, r) for t, r in rows.items()}
     events = tables[TRANSFERS].num_rows if TRANSFERS in tables else 0
     partials = {}
@@ -158,7 +165,7 @@ def build_output(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried
         if settings.analytics:
             partials = {"hourly": hourly_partial(tables[TRANSFERS]),
                         "largest": largest_partial(tables[TRANSFERS], settings.top_transfers)}
-    failures = [*carried, *report.failures]
+    failures = [*carried, *found]
     failures_table = pa.Table.from_pylist(
         [{"sequence": f.sequence, "object_key": f.origin, "stage": f.stage, "error": f.error} for f in failures],
         schema=FAILURES,
@@ -173,7 +180,7 @@ def build_output(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried
             "events": events,
             "rows": {t: table.num_rows for t, table in tables.items()},
             "failures": [asdict(f) for f in failures],
-            "new_failures": len(report.failures),
+            "new_failures": len(found),
         },
     )
 
@@ -182,7 +189,10 @@ def process_unit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings,
                  carried: tuple[Failure, ...] = ()) -> ChunkResult:
     """Build one unit's output and commit it to the dataset."""
     began = time.monotonic()
-    out = build_output(unit, raw, settings, carried)
+    return commit_output(unit, build_output(unit, raw, settings, carried), settings, began)
+
+
+def commit_output(unit: WorkUnit, out: ChunkOutput, settings: ChunkSettings, began: float) -> ChunkResult:
     commit, won = Dataset(_store(settings.output)).commit(unit.chunk, unit.generation, out.files,
                                                            removes=out.removes, details=out.details)
     return result_of(commit, won, time.monotonic() - began)
