@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import cache
 
 PASSPHRASES: dict[str, str] = {
     "pubnet": "Public Global Stellar Network ; September 2015",
@@ -21,6 +22,7 @@ def resolve_passphrase(name_or_passphrase: str) -> str:
     return PASSPHRASES.get(name_or_passphrase.lower(), name_or_passphrase)
 
 
+@cache
 def network_id(passphrase: str) -> bytes:
     return hashlib.sha256(passphrase.encode()).digest()
 

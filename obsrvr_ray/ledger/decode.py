@@ -132,8 +132,7 @@ def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: s
             sequence=seq,
             origin=origin,
         )
-    hash_of = get_decoder(decoder).tx_hash
-    by_hash = {hash_of(env, passphrase): env for env in envelopes}
+    by_hash = dict(zip(get_decoder(decoder).tx_hashes(envelopes, passphrase), envelopes, strict=True))
     transactions = []
     unmatched = 0
     for i, item in enumerate(processing, start=1):

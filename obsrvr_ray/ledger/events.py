@@ -1,11 +1,11 @@
 """Contract events in compact form: what the token-transfer rules read.
 
-    event = (contract_id bytes | None, type, body version, [topic scval], data scval)
-    scval = (SCValType value, payload): bool, int (u32...i128), bytes (bytes, string, symbol),
-            [scval] (vec), [(key, value)] (map), (address type, 32-byte key, mux id | None)
-            (address), None (void, or a type no rule reads)
+    event = (contract C strkey | None, type, body version, [topic scval], data scval)
+    scval = (SCValType value, payload): bool, int (u32...i128), bytes, str (string and symbol,
+            UTF-8 with U+FFFD for bad bytes), [scval] (vec), [(key, value)] (map), strkey (address),
+            None (void, or a type no rule reads)
 
-The compiled decoder builds these straight from the meta's bytes; here they are built from
+The compiled decoder builds these straight from the meta's bytes while decoding the ledger; here they are built from
 stellar-sdk objects, for the reference decoder and the pure-Python form. Both give equal tuples.
 """
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from stellar_sdk import xdr as X
 
+from obsrvr_ray import strkey
 from obsrvr_ray.ledger import meta as M
 from obsrvr_ray.ledger.model import LedgerTransaction
-from obsrvr_ray.xdr.fast import Codec
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 SC = X.SCValType
@@ -30,17 +30,17 @@ _AS_INT = {
 }
 
 
-def compact_address(addr: X.SCAddress) -> tuple[int, bytes, int | None]:
+def compact_address(addr: X.SCAddress) -> str:
     kind = addr.type
     if kind == X.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT:
-        return kind.value, addr.account_id.account_id.ed25519.uint256, None
+        return strkey.account(addr.account_id.account_id.ed25519.uint256)
     if kind == X.SCAddressType.SC_ADDRESS_TYPE_CONTRACT:
-        return kind.value, addr.contract_id.contract_id.hash, None
+        return strkey.contract(addr.contract_id.contract_id.hash)
     if kind == X.SCAddressType.SC_ADDRESS_TYPE_MUXED_ACCOUNT:
-        return kind.value, addr.muxed_account.ed25519.uint256, addr.muxed_account.id.uint64
+        return strkey.muxed(addr.muxed_account.ed25519.uint256, addr.muxed_account.id.uint64)
     if kind == X.SCAddressType.SC_ADDRESS_TYPE_CLAIMABLE_BALANCE:
-        return kind.value, addr.claimable_balance_id.v0.hash, None
-    return kind.value, addr.liquidity_pool_id.pool_id.hash, None
+        return strkey.claimable_balance(addr.claimable_balance_id.v0.hash)
+    return strkey.liquidity_pool(addr.liquidity_pool_id.pool_id.hash)
 
 
 def compact_scval(v: X.SCVal) -> tuple:
@@ -52,9 +52,9 @@ def compact_scval(v: X.SCVal) -> tuple:
     if kind == SC.SCV_BYTES:
         return kind.value, v.bytes.sc_bytes
     if kind == SC.SCV_STRING:
-        return kind.value, v.str.sc_string
+        return kind.value, v.str.sc_string.decode("utf-8", errors="replace")
     if kind == SC.SCV_SYMBOL:
-        return kind.value, v.sym.sc_symbol
+        return kind.value, v.sym.sc_symbol.decode("utf-8", errors="replace")
     if kind == SC.SCV_VEC:
         return kind.value, None if v.vec is None else [compact_scval(x) for x in v.vec.sc_vec]
     if kind == SC.SCV_MAP:
@@ -66,7 +66,7 @@ def compact_scval(v: X.SCVal) -> tuple:
 
 
 def compact_event(event: X.ContractEvent) -> tuple:
-    contract = event.contract_id.contract_id.hash if event.contract_id is not None else None
+    contract = strkey.contract(event.contract_id.contract_id.hash) if event.contract_id is not None else None
     body = event.body.v0
     return (contract, event.type.value, event.body.v, [compact_scval(t) for t in body.topics],
             compact_scval(body.data))
@@ -82,14 +82,12 @@ class MetaEvents:
     op_events: list[list[tuple]]
 
 
-def meta_events(tx: LedgerTransaction, codec: Codec | None = None) -> MetaEvents:
-    """From the meta's bytes when it is still encoded and the compiled scanner is at hand,
-    else from its stellar-sdk objects."""
+def meta_events(tx: LedgerTransaction) -> MetaEvents:
+    """What the compiled decoder read on its way past the meta when it left it encoded, else
+    from the meta's stellar-sdk objects."""
     raw = tx.raw_meta
-    if codec is not None and type(raw) is LazyXdr:
-        scanned = codec.scan_meta_events(raw.to_xdr_bytes())
-        if scanned is not None and scanned[0] == 4:
-            return MetaEvents(*scanned)
+    if type(raw) is LazyXdr and raw.scanned_events is not None:
+        return MetaEvents(4, *raw.scanned_events)
     meta = tx.meta
     ops = M.operation_metas(meta)
     op_events = [[compact_event(e) for e in M.operation_events(meta, i)] for i in range(len(ops))]

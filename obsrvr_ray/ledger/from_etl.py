@@ -59,7 +59,7 @@ def ledger_from_etl_lines(lines: list[bytes], passphrase: str, *, sequence: int,
                                   origin=where)
         envelope = _decode_field(row, "tx_envelope", sequence=sequence, origin=where, decoder=dec)
         result = _decode_field(row, "tx_result", sequence=sequence, origin=where, decoder=dec)
-        tx_hash = dec.tx_hash(envelope, passphrase)
+        tx_hash = dec.tx_hashes([envelope], passphrase)[0]
         if tx_hash != result.transaction_hash.hash:
             raise ValidationError(
                 f"transaction hash {result.transaction_hash.hash.hex()} does not match the envelope hashed "

@@ -21,6 +21,15 @@ _FEE_BUMP = struct.pack(">i", X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP.value)
 _V0_AS_V1_PREFIX = struct.pack(">i", X.CryptoKeyType.KEY_TYPE_ED25519.value)
 
 
+# The same rule over an envelope's bytes: per envelope type, the XDR type of the body that
+# follows the type tag and what replaces the tag in the signed payload (after the network id).
+SIGNED_BODIES: dict[int, tuple[str, bytes]] = {
+    X.EnvelopeType.ENVELOPE_TYPE_TX.value: ("Transaction", _TX),
+    X.EnvelopeType.ENVELOPE_TYPE_TX_V0.value: ("TransactionV0", _TX + _V0_AS_V1_PREFIX),
+    X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP.value: ("FeeBumpTransaction", _FEE_BUMP),
+}
+
+
 def header_hash(header: X.LedgerHeader) -> bytes:
     return hashlib.sha256(header.to_xdr_bytes()).digest()
 

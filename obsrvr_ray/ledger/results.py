@@ -10,6 +10,7 @@ from stellar_sdk import xdr as X
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 _OK = (X.TransactionResultCode.txSUCCESS, X.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS)
+_CODES = {code.value: code for code in X.TransactionResultCode}  # a dict look-up is cheaper than the enum call
 _WITH_INNER = (X.TransactionResultCode.txFEE_BUMP_INNER_SUCCESS, X.TransactionResultCode.txFEE_BUMP_INNER_FAILED)
 
 
@@ -17,7 +18,7 @@ def result_code(result: X.TransactionResult) -> X.TransactionResultCode:
     """The result code; read from the bytes while the fast decoder has left the result encoded
     (TransactionResult is feeCharged, then the code)."""
     if type(result) is LazyXdr:
-        return X.TransactionResultCode(int.from_bytes(result.to_xdr_bytes()[8:12], "big", signed=True))
+        return _CODES[int.from_bytes(result.to_xdr_bytes()[8:12], "big", signed=True)]
     return result.result.code
 
 

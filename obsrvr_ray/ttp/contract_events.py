@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from stellar_sdk import xdr as X
 
-from obsrvr_ray import strkey
 from obsrvr_ray.ttp.assets import Asset, parse_sep11, sac_contract_id
 from obsrvr_ray.ttp.events import BURN, CLAWBACK, MINT, TRANSFER, Event, MalformedEvent, MuxedInfo
 
@@ -31,13 +30,6 @@ _KINDS = (TRANSFER, MINT, BURN, CLAWBACK)
 # topics a SAC event has, per layout: the function name, the addresses, then the asset string
 _SAC_TOPICS_V4 = {TRANSFER: 4, MINT: 3, BURN: 3, CLAWBACK: 3}
 _SAC_TOPICS_V3 = {TRANSFER: 4, MINT: 4, BURN: 3, CLAWBACK: 4}
-_ADDRESS_KIND = {
-    X.SCAddressType.SC_ADDRESS_TYPE_ACCOUNT.value: strkey.account,
-    X.SCAddressType.SC_ADDRESS_TYPE_CONTRACT.value: strkey.contract,
-    X.SCAddressType.SC_ADDRESS_TYPE_CLAIMABLE_BALANCE.value: strkey.claimable_balance,
-    X.SCAddressType.SC_ADDRESS_TYPE_LIQUIDITY_POOL.value: strkey.liquidity_pool,
-}
-_MUXED = X.SCAddressType.SC_ADDRESS_TYPE_MUXED_ACCOUNT.value
 
 
 def type_name(value: tuple) -> str:
@@ -48,16 +40,11 @@ def address(value: tuple) -> str:
     """Strkey of an address value (G, C, M, B or L)."""
     if value[0] != _ADDRESS:
         raise MalformedEvent(f"expected an address, got {type_name(value)}")
-    kind, key, mux_id = value[1]
-    if kind == _MUXED:
-        return strkey.muxed(key, mux_id)
-    return _ADDRESS_KIND[kind](key)
+    return value[1]
 
 
 def symbol(value: tuple) -> str | None:
-    if value[0] != _SYMBOL:
-        return None
-    return value[1].decode("utf-8", errors="replace")
+    return value[1] if value[0] == _SYMBOL else None
 
 
 def i128(value: tuple) -> int:
@@ -89,7 +76,7 @@ def _data_v4(data: tuple) -> tuple[int, MuxedInfo | None]:
             elif val[0] == _BYTES:
                 muxed = MuxedInfo(hash=val[1])
             elif val[0] == _STRING:
-                muxed = MuxedInfo(text=val[1].decode("utf-8", errors="replace"))
+                muxed = MuxedInfo(text=val[1])
             elif val[0] != _VOID:
                 raise MalformedEvent(f"to_muxed_id is {type_name(val)}")
     if amount is None:
@@ -100,7 +87,7 @@ def _data_v4(data: tuple) -> tuple[int, MuxedInfo | None]:
 def _sac_asset(topics: list[tuple], expected: int, contract: str, passphrase: str) -> Asset | None:
     if len(topics) != expected or topics[-1][0] != _STRING:
         return None
-    text = topics[-1][1].decode("utf-8", errors="replace")
+    text = topics[-1][1]
     asset = parse_sep11(text) if text else None
     if asset is None or sac_contract_id(asset, passphrase) != contract:
         return None
@@ -127,7 +114,7 @@ def parse_token_event(
         amount, muxed = data[1], None
     if fn not in _KINDS:
         raise MalformedEvent(f"{fn!r} is not a token movement")
-    contract = strkey.contract(contract_id)
+    contract = contract_id
     if fn == TRANSFER:
         if len(topics) < 3:
             raise MalformedEvent("transfer with fewer than 3 topics")

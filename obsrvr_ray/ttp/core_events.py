@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from stellar_sdk import xdr as X
 
-from obsrvr_ray import strkey
-from obsrvr_ray.ledger.decoders import fast_codec
 from obsrvr_ray.ledger.events import meta_events
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ttp.assets import NATIVE
@@ -14,7 +12,6 @@ from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import address, i128, parse_token_event, symbol
 from obsrvr_ray.ttp.events import FEE, Event, MalformedEvent
 from obsrvr_ray.ttp.extraction import LedgerEvents, Skipped, TxEvents
-from obsrvr_ray.xdr.fast import Codec
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 
@@ -44,15 +41,15 @@ def _fee_event(ctx: TxContext, event: tuple, native_sac: str) -> Event | None:
         raise MalformedEvent(f"fee event with {len(topics)} topics")
     if data[0] != _I128:
         raise MalformedEvent("fee amount is not an i128")
-    if strkey.contract(contract_id) != native_sac:
+    if contract_id != native_sac:
         raise MalformedEvent("fee event not emitted by the native asset contract")
     return Event(FEE, i128(data), NATIVE, native_sac, ctx.index, ctx.tx_hash, None, address(topics[1]))
 
 
-def core_tx_events(ctx: TxContext, codec: Codec | None = None) -> TxEvents:
+def core_tx_events(ctx: TxContext) -> TxEvents:
     skipped = ctx.skipped
     out = TxEvents()
-    events = meta_events(ctx.tx, codec)
+    events = meta_events(ctx.tx)
     native_sac = ctx.sac(NATIVE)
     seq = ctx.ledger.sequence
     for _stage, tx_event in events.tx_events:
@@ -80,7 +77,6 @@ def core_tx_events(ctx: TxContext, codec: Codec | None = None) -> TxEvents:
 def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
     """Events read from TransactionMetaV4; every transaction must carry V4 meta."""
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="core")
-    codec = fast_codec()
     for tx in ledger.transactions:
         ctx = TxContext(ledger, tx, passphrase)
         version = meta_version(tx)
@@ -89,6 +85,6 @@ def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
                                           f"TransactionMeta v{version} has no unified events", error=True))
             result.per_tx.append(TxEvents())
             continue
-        result.per_tx.append(core_tx_events(ctx, codec))
+        result.per_tx.append(core_tx_events(ctx))
         result.skipped.extend(ctx.skipped)
     return result

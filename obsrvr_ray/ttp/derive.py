@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.ledger.decoders import fast_codec
 from obsrvr_ray.ledger.events import meta_events
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp import claimable_balances, clawback, liquidity_pools, offers, payments, revocation
@@ -27,7 +26,7 @@ Rule = Callable[[TxContext, X.Operation, int, X.OperationResultTr], list[Event]]
 def invoke_host_function(ctx: TxContext, _op: X.Operation, op_index: int, _r: X.OperationResultTr) -> list[Event]:
     """SEP-41 events the invocation emitted. Before CAP-67 a SAC reported a transfer involving
     the issuer as a transfer; it is really a mint or a burn, so the issuer rule is applied."""
-    found = meta_events(ctx.tx, fast_codec())
+    found = meta_events(ctx.tx)
     v4 = found.version == 4
     raw_events = found.op_events[op_index - 1] if op_index - 1 < len(found.op_events) else []
     events = []

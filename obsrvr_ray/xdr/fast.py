@@ -5,6 +5,7 @@ pure-Python form of the same table-driven decoder. `OBSRVR_PURE_XDR=1` forces th
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 from functools import cache
 
@@ -98,7 +99,13 @@ class Codec:
         if compiled:
             tables = _Tables(lazy, opener)
             self._ids = tables.ids
-            self._c = _fastxdr.Decoder(tables.types, tables.fields, tables.members, XdrError, LazyXdr)
+            ids = tables.ids
+            scan = None
+            if "TransactionMeta" in lazy:  # lazy metas carry their contract events, read in the same walk
+                scan = tuple(ids[name] for name in ("TransactionMeta", "ExtensionPoint", "LedgerEntryChanges",
+                                                    "SorobanTransactionMetaV2", "DiagnosticEvent", "SCVal",
+                                                    "ContractEvent", "TransactionEventStage"))
+            self._c = _fastxdr.Decoder(tables.types, tables.fields, tables.members, XdrError, LazyXdr, scan)
         else:
             openers = {name: opener(name) for name in lazy}
             self._py = PyDecoder(lazy, lambda name, data: LazyXdr(schema[name].cls, data, openers[name]))
@@ -121,14 +128,19 @@ class Codec:
             if paused:
                 gc.enable()
 
-    def scan_meta_events(self, meta: bytes) -> tuple | None:
-        """Compact contract events of a TransactionMeta's bytes (see _fastxdr.c), or None when
-        only the pure-Python form is available (callers then read the decoded objects)."""
-        if not self.compiled:
-            return None
-        ids = self._ids
-        return self._c.scan_meta_events(meta, (ids["ExtensionPoint"], ids["LedgerEntryChanges"],
-                                               ids["SorobanTransactionMetaV2"], ids["DiagnosticEvent"], ids["SCVal"]))
+    def signed_hashes(self, envelopes: list[bytes], kinds: dict[int, tuple[str, bytes]], prefix: bytes) -> list[bytes]:
+        """SHA-256 of prefix + header + body for each union value in `envelopes`: its 4-byte tag
+        picks (body type, header) from `kinds`, the body being the bytes after the tag that the
+        body type spans. The bytes must have been checked (decoded) already."""
+        if self.compiled:
+            table = {tag: (self._ids[name], header) for tag, (name, header) in kinds.items()}
+            return self._c.signed_hashes(envelopes, table, prefix, hashlib.sha256)
+        out = []
+        for raw in envelopes:
+            name, header = kinds[int.from_bytes(raw[:4], "big", signed=True)]
+            end = self._py.skip(name, raw, 4)
+            out.append(hashlib.sha256(prefix + header + raw[4:end]).digest())
+        return out
 
     def skip(self, name: str, data: bytes, pos: int = 0) -> int:
         if self.compiled:

@@ -2,7 +2,9 @@
 
 Most of a ledger's bytes are ledger-entry changes and Soroban footprints that a given table
 never reads; leaving them encoded is what makes our decoder fast. Reading any attribute
-decodes the value (once); `to_xdr_bytes()` returns the bytes without decoding."""
+decodes the value (once); `to_xdr_bytes()` returns the bytes without decoding. The compiled
+decoder also leaves in `scanned_events` what it read on its way past a v4 TransactionMeta: its
+contract events in compact form (obsrvr_ray.ledger.events), else None."""
 
 from __future__ import annotations
 
@@ -11,13 +13,19 @@ from collections.abc import Callable
 
 
 class LazyXdr:
-    __slots__ = ("_cls", "_data", "_decode", "_value")
+    __slots__ = ("_cls", "_data", "_decode", "_scanned", "_value")
 
     def __init__(self, cls: type, data: bytes, decode: Callable[[bytes], object]) -> None:
         self._cls = cls
         self._data = data
         self._decode = decode
         self._value = None
+        self._scanned = None
+
+    @property
+    def scanned_events(self) -> tuple | None:
+        """Not `events`: attribute names of the XDR value must reach it through __getattr__."""
+        return self._scanned
 
     @property
     def value(self) -> object:
