@@ -108,7 +108,7 @@ def main() -> None:
     report = {"machine": machine(), "compiled_decoder": compiled_available(), "eras": {}}
     for name, lo, hi in ERAS:
         group = [real[s] for s in sorted(real) if lo <= protocols[s] <= hi]
-        report["eras"][name] = compare(group, PUBNET, repeat_fast=5, repeat_ref=2)
+        report["eras"][name] = compare(group, PUBNET, repeat_fast=15, repeat_ref=2)
     lake = sandbox_lake(Path(args.work), args.generated)
     generated = [r.data for r in LakeSource(LocalStore(lake)).records(2, args.generated + 1)]
     report["generated"] = compare(generated, SANDBOX, repeat_fast=3, repeat_ref=1)
