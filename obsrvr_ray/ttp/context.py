@@ -21,6 +21,9 @@ class TxContext:
     tx: LedgerTransaction
     passphrase: str
     skipped: list = field(default_factory=list)  # Skipped records the rules add while reading
+    # True: each claim atom's pair in core's order (taker->seller first) rather than stellar/go's,
+    # so that the derived view can be compared with core's events in order
+    core_claim_order: bool = False
 
     def __post_init__(self) -> None:
         # read by every event of the transaction: plain attributes, set once

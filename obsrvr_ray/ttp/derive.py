@@ -118,10 +118,11 @@ def derive_tx_events(ctx: TxContext) -> TxEvents:
     return out
 
 
-def derived_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
+def derived_ledger_events(ledger: Ledger, passphrase: str, *, core_claim_order: bool = False) -> LedgerEvents:
+    """`core_claim_order`: claim-atom pairs in core's order instead of stellar/go's (see offers)."""
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="operations")
     for tx in ledger.transactions:
-        ctx = TxContext(ledger, tx, passphrase)
+        ctx = TxContext(ledger, tx, passphrase, core_claim_order=core_claim_order)
         result.per_tx.append(derive_tx_events(ctx))
         result.skipped.extend(ctx.skipped)
     return result

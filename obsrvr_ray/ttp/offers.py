@@ -1,5 +1,9 @@
 """Trades against offers and pools: each claim atom moves the sold asset from the seller (an
-account, or a liquidity pool) to the taker and the bought asset back."""
+account, or a liquidity pool) to the taker and the bought asset back.
+
+Order of the pair: stellar/go's processor emits seller->taker then taker->seller; core's unified
+events (TransactionMetaV4) emit taker->seller first. The derived view follows stellar/go unless
+the context asks for core's order (the three-way check compares the views in order)."""
 
 from __future__ import annotations
 
@@ -26,10 +30,10 @@ def claim_atom_events(ctx: TxContext, atoms: list[X.ClaimAtom], taker: str, op_i
         else:
             a = atom.liquidity_pool
             seller = strkey.liquidity_pool(a.liquidity_pool_id.pool_id.hash)
-        events.append(movement(ctx, from_xdr(a.asset_sold), seller, taker, a.amount_sold.int64, op_index,
-                               with_muxed=False))
-        events.append(movement(ctx, from_xdr(a.asset_bought), taker, seller, a.amount_bought.int64, op_index,
-                               with_muxed=False))
+        sold = movement(ctx, from_xdr(a.asset_sold), seller, taker, a.amount_sold.int64, op_index, with_muxed=False)
+        bought = movement(ctx, from_xdr(a.asset_bought), taker, seller, a.amount_bought.int64, op_index,
+                          with_muxed=False)
+        events.extend((bought, sold) if ctx.core_claim_order else (sold, bought))
     return events
 
 

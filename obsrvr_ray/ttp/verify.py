@@ -4,13 +4,14 @@ transaction; nothing is dropped.
 
 One difference between the two event views is a rule, not a disagreement: for each claim atom
 of a trade, stellar/go's derivation emits seller->taker then taker->seller, core emits the
-reverse. Operation events are therefore compared as multisets per operation; fee events in order.
+reverse. The check derives the events with core's pair order (obsrvr_ray.ttp.offers) and then
+compares both views in order, so any other difference of order is a finding too.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
+from itertools import zip_longest
 
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp.core_events import core_ledger_events, has_unified_events
@@ -32,24 +33,16 @@ class Finding:
         return f"ledger {self.ledger}{tx} [{self.check}]: {self.detail}"
 
 
-def _by_operation(events: list[Event]) -> dict[int | None, Counter]:
-    out: dict[int | None, Counter] = {}
-    for e in events:
-        out.setdefault(e.op_index, Counter())[e] += 1
-    return out
-
-
 def compare_views(derived: TxEvents, core: TxEvents) -> str | None:
-    """None when the views agree, else what differs."""
+    """None when the views agree event for event and in order (derived with core's claim-atom
+    order), else the first place they differ."""
     if derived.fees != core.fees:
         return f"fee events differ: derived {[e.amount for e in derived.fees]}, core {[e.amount for e in core.fees]}"
-    d, c = _by_operation(derived.ops), _by_operation(core.ops)
-    for op in sorted(set(d) | set(c), key=lambda i: i or 0):
-        only_d = d.get(op, Counter()) - c.get(op, Counter())
-        only_c = c.get(op, Counter()) - d.get(op, Counter())
-        if only_d or only_c:
-            return (f"operation {op}: only derived {[_short(e) for e in only_d.elements()]}, "
-                    f"only core {[_short(e) for e in only_c.elements()]}")
+    for at, (d, c) in enumerate(zip_longest(derived.ops, core.ops)):
+        if d != c:
+            return (f"operation {(d or c).op_index}, event {at + 1} of {len(derived.ops)} derived / "
+                    f"{len(core.ops)} core: derived {_short(d) if d else 'nothing'}, "
+                    f"core {_short(c) if c else 'nothing'}")
     return None
 
 
@@ -68,7 +61,7 @@ class Verification:
 
 def verify_ledger(ledger: Ledger, passphrase: str) -> Verification:
     seq, protocol = ledger.sequence, ledger.protocol_version
-    derived = derived_ledger_events(ledger, passphrase)
+    derived = derived_ledger_events(ledger, passphrase, core_claim_order=True)
     findings = [Finding(seq, s.tx_hash, "rule", f"op {s.op_index}: {s.reason}") for s in derived.skipped if s.error]
     core = core_ledger_events(ledger, passphrase) if has_unified_events(ledger) else None
     if core is not None:
