@@ -109,6 +109,17 @@ static int skip_type(Decoder *d, const Input *in, int tid, Py_ssize_t *pos, int 
 
 /* ---- walking without building: checks exactly what decoding checks ------------------------ */
 
+/* A variable-length array's count, checked as the table walk checks it. */
+static int array_count(Decoder *d, const Input *in, Py_ssize_t *pos, uint32_t *n) {
+    if (need(d, in, *pos, 4) < 0) return -1;
+    *n = rd32(in->buf + *pos);
+    *pos += 4;
+    if (in->len - *pos < (Py_ssize_t)*n) {
+        return fail(d, "array length %u exceeds remaining input length %zd", *n, in->len - *pos);
+    }
+    return 0;
+}
+
 static int skip_field(Decoder *d, const Input *in, const FieldSpec *f, Py_ssize_t *pos, int depth) {
     Py_ssize_t p = *pos;
     if (f->skip_size >= 0 && depth >= f->skip_height) {
@@ -160,14 +171,7 @@ static int skip_field(Decoder *d, const Input *in, const FieldSpec *f, Py_ssize_
     }
     case F_ARRAY: {
         uint32_t n = f->size;
-        if (n == NO_FIXED) {
-            if (need(d, in, p, 4) < 0) return -1;
-            n = rd32(in->buf + p);
-            p += 4;
-            if (in->len - p < (Py_ssize_t)n) {
-                return fail(d, "array length %u exceeds remaining input length %zd", n, in->len - p);
-            }
-        }
+        if (n == NO_FIXED && array_count(d, in, &p, &n) < 0) return -1;
         *pos = p;
         const FieldSpec *item = &d->fields[f->inner];
         for (uint32_t i = 0; i < n; i++) {
@@ -296,14 +300,7 @@ static int read_field(Decoder *d, const Input *in, int fid, Py_ssize_t *pos, int
     }
     case F_ARRAY: {
         uint32_t n = f->size;
-        if (n == NO_FIXED) {
-            if (need(d, in, p, 4) < 0) return -1;
-            n = rd32(in->buf + p);
-            p += 4;
-            if (in->len - p < (Py_ssize_t)n) {
-                return fail(d, "array length %u exceeds remaining input length %zd", n, in->len - p);
-            }
-        }
+        if (n == NO_FIXED && array_count(d, in, &p, &n) < 0) return -1;
         *pos = p;
         PyObject *list = PyList_New(n);
         if (list == NULL) return -1;
@@ -577,17 +574,6 @@ static PyObject *scan_contract_event(Decoder *d, const Input *in, Py_ssize_t *po
     }
     *pos = end;
     return Py_BuildValue("(NiiNN)", contract, type, body_v, topics, data);
-}
-
-/* A variable-length array's count, checked as the table walk checks it. */
-static int array_count(Decoder *d, const Input *in, Py_ssize_t *pos, uint32_t *n) {
-    if (need(d, in, *pos, 4) < 0) return -1;
-    *n = rd32(in->buf + *pos);
-    *pos += 4;
-    if (in->len - *pos < (Py_ssize_t)*n) {
-        return fail(d, "array length %u exceeds remaining input length %zd", *n, in->len - *pos);
-    }
-    return 0;
 }
 
 /* Walks a TransactionMeta at *pos like skipping it would (same checks, same errors, same depth)
