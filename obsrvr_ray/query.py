@@ -41,6 +41,21 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         return int(ledger), int(index)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"invalid cursor {cursor!r}") from exc
+AMOUNT_MIN, AMOUNT_MAX = -(2**127), 2**127 - 1  # i128: the widest amount an event carries
+
+
+def min_amount_of(value: object) -> int | None:
+    """An amount filter in base units, from a request; ConfigError unless an integer in the i128
+    range (beyond it the exact comparison, in decimal256(76), cannot be made)."""
+    if value is None:
+        return None
+    try:
+        amount = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("min_amount must be an integer (base units, e.g. stroops)") from exc
+    if not AMOUNT_MIN <= amount <= AMOUNT_MAX:
+        raise ConfigError("min_amount must be within the i128 range (-2**127 to 2**127-1)")
+    return amount
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class TransferQuery:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_PAGE:
             raise ConfigError(f"limit must be between 1 and {MAX_PAGE}")
+        min_amount_of(self.min_amount)
 
     def expression(self) -> ds.Expression | None:
         """The part of the filter pyarrow can push down to files and row groups."""

@@ -1,15 +1,19 @@
-"""Retries with exponential backoff and jitter, and a circuit breaker, for every outbound call."""
+"""Resilience for every outbound call (RPC, S3): retries with exponential backoff and jitter, a
+circuit breaker that stops calling a dependency that keeps failing, and a bulkhead that bounds
+how many calls to one dependency are in flight at once, so a slow dependency ties up a bounded
+number of threads and connections instead of all of them."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
-from obsrvr_ray.errors import SourceError, TransientSourceError
+from obsrvr_ray.errors import ConfigError, SourceError, TransientSourceError
 
 T = TypeVar("T")
 
@@ -76,20 +80,88 @@ class CircuitBreaker:
                 self._opened_at = time.monotonic()
 
 
+class BulkheadFullError(TransientSourceError):
+    """Every slot of the bulkhead stayed taken for its wait timeout: the call was not attempted."""
+
+
+class Bulkhead:
+    """At most `limit` calls to one dependency at once. A caller waits up to `max_wait` seconds
+    for a slot, then gets BulkheadFullError naming the dependency (transient: worth trying again
+    later, but not a failure of the dependency, so the breaker does not count it).
+
+    A threading semaphore: the callers are threads (prefetching readers, the follower's loop).
+    `in_use` and `rejected` are read by the metrics.
+    """
+
+    def __init__(self, name: str, limit: int = 8, max_wait: float = 10.0) -> None:
+        if limit < 1:
+            raise ConfigError(f"bulkhead for {name}: the limit of concurrent calls must be >= 1, got {limit}")
+        if max_wait < 0:
+            raise ConfigError(f"bulkhead for {name}: the wait timeout must be >= 0, got {max_wait}")
+        self.name = name
+        self.limit = limit
+        self.max_wait = max_wait
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._rejected = 0
+
+    @property
+    def in_use(self) -> int:
+        with self._lock:
+            return self._in_use
+
+    @property
+    def rejected(self) -> int:
+        """Calls refused since the bulkhead was made (a counter)."""
+        with self._lock:
+            return self._rejected
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"in_use": self._in_use, "limit": self.limit, "rejected": self._rejected}
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the duration of the block; the slot is released however the block ends."""
+        if not self._slots.acquire(timeout=self.max_wait):
+            with self._lock:
+                self._rejected += 1
+            raise BulkheadFullError(f"bulkhead for {self.name} is full: {self.limit} calls already in flight "
+                                    f"for {self.max_wait:g} s", origin=self.name)
+        with self._lock:
+            self._in_use += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_use -= 1
+            self._slots.release()
+
+
 def call_with_retry(
     fn: Callable[[], T],
     *,
     policy: RetryPolicy,
     breaker: CircuitBreaker | None = None,
+    bulkhead: Bulkhead | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Run `fn`, retrying TransientSourceError; other SourceErrors (a missing object) are final."""
+    """Run `fn`, retrying TransientSourceError; other SourceErrors (a missing object) are final.
+
+    Each attempt asks the breaker first (an open one refuses at once), then takes a bulkhead slot
+    for the call only: backoff sleeps hold no slot. An open breaker or a full bulkhead ends the
+    call at once: retrying would only wait longer for the same answer.
+    """
     last: TransientSourceError | None = None
     for attempt in range(policy.attempts):
         if breaker is not None:
             breaker.before_call()
         try:
-            result = fn()
+            with bulkhead.slot() if bulkhead is not None else nullcontext():
+                result = fn()
+        except BulkheadFullError:
+            raise
         except TransientSourceError as exc:
             last = exc
             if breaker is not None:

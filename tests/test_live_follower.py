@@ -194,3 +194,30 @@ def test_two_followers_at_once_commit_each_cell_once(ledgers, expected, tmp_path
         assert_matches(stored(tmp_path / "out"), expected, range(2, 20))
     finally:
         server.stop()
+
+
+def test_status_reports_the_bulkheads_and_masks_credentials_in_the_rpc_url(ledgers, lake, tmp_path):
+    """/health shows this status: an RPC URL carrying an API key (user info, path or query, as
+    providers do) must not leak through the error texts, whichever way the RPC fails."""
+    server, _ = serve(ledgers, upto=7)
+    url = server.url.replace("http://", "http://alice:pa55@") + "v1/KEY123?apikey=s3cret"  # the node ignores them
+    svc = service(url, tmp_path / "out", lake=lake)
+    run_until_caught_up(svc, 7)
+    status = svc.status()
+    assert status["committed_through"] == 7
+    assert status["bulkheads"] == {"rpc": {"in_use": 0, "limit": 4, "rejected": 0},
+                                   "lake": {"in_use": 0, "limit": 8, "rejected": 0}}
+    errors = []
+    server.faults.http_status = 503
+    for _ in range(2):  # answers 503, then the breaker is open
+        svc.follower.step()
+        errors.append(svc.status()["last_error"])
+    server.stop()
+    svc.follower.rpc.breaker.reset_after = 0.0
+    svc.follower.step()  # unreachable: requests quotes the path and query in its message
+    errors.append(svc.status()["last_error"])
+    assert "503" in errors[0] and "circuit breaker" in errors[1] and "unreachable" in errors[2]
+    for error in errors:
+        assert "***" in error
+        for secret in ("alice", "pa55", "KEY123", "s3cret"):
+            assert secret not in error, error

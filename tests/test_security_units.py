@@ -38,6 +38,7 @@ from obsrvr_ray.security.policy import (
     CONTROL,
     FLIGHT_READ,
     INGEST,
+    MONITOR,
     POLICY,
     PROCESSOR,
     READ,
@@ -58,8 +59,8 @@ def test_policy_table() -> None:
         return {p for p in POLICY if Principal("x", frozenset({role}), "test").may(p)}
 
     assert allowed(ADMIN) == set(POLICY)
-    assert allowed(READER) == {READ, SUBSCRIBE, FLIGHT_READ}
-    assert allowed(PROCESSOR) == {INGEST, CONTROL}
+    assert allowed(READER) == {READ, SUBSCRIBE, FLIGHT_READ, MONITOR}
+    assert allowed(PROCESSOR) == {INGEST, CONTROL, MONITOR}
     assert not Principal("x", frozenset(), "test").may(READ)
     assert Principal("x", frozenset({READER, PROCESSOR}), "test").may(INGEST)
     assert not Principal("x", frozenset({READER, PROCESSOR}), "test").may(ADMINISTER)
@@ -122,7 +123,9 @@ def test_settings_defaults_are_secure() -> None:
     s = SecuritySettings()
     assert s.auth_enabled and not s.dev_mode and not s.tls_enabled and s.cors_origins == ()
     assert s.rate_per_key > 0 and s.rate_per_ip > 0
+    assert not s.public_metrics  # /metrics needs a key unless the operator opens it
     assert SecuritySettings.load(env={}).auth_enabled
+    assert SecuritySettings.load(env={"OBSRVR_PUBLIC_METRICS": "true"}).public_metrics
 
 
 def test_settings_dev_mode_loopback_only() -> None:

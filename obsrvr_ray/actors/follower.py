@@ -25,7 +25,7 @@ from obsrvr_ray.live.follow import Follower
 from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.pipeline import rows_to_table
-from obsrvr_ray.resilience import CircuitBreaker, RetryPolicy
+from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
 from obsrvr_ray.sinks.dataset import Dataset
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
@@ -45,7 +45,9 @@ class FollowerConfig:
     commit_every: int = 12  # ledgers per commit cell (fixed grid: multiples of it)
     poll_interval: float = 1.0
     recent_ledgers: int = 720
-    rpc_timeout: float = 10.0
+    rpc_timeout: float = 10.0  # seconds per getLedgers request
+    rpc_max_concurrent: int = 4  # RPC requests in flight at once (bulkhead); the lake's is lake_options'
+    bulkhead_wait: float = 10.0  # seconds a request waits for a free slot before it fails
 
 
 @dataclass
@@ -76,11 +78,15 @@ class FollowerService:
         self._previous: LedgerRecord | None = None  # the ledger before the next page, for the hash chain
         rpc = RpcClient(config.rpc_url, timeout=config.rpc_timeout,
                         retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=2.0),
-                        breaker=CircuitBreaker(f"rpc {config.rpc_url}", threshold=3, reset_after=5.0))
+                        breaker=CircuitBreaker(f"rpc {config.rpc_url}", threshold=3, reset_after=5.0),
+                        bulkhead=Bulkhead(f"rpc {config.rpc_url}", limit=config.rpc_max_concurrent,
+                                          max_wait=config.bulkhead_wait))
         fallback = open_source(config.lake, config.lake_options) if config.lake else None
+        lake_bulkhead = getattr(fallback, "bulkhead", None)  # a data lake's (open_source gives it one)
+        bulkheads = {"rpc": rpc.bulkhead, **({"lake": lake_bulkhead} if lake_bulkhead is not None else {})}
         self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=resume_point(config),
                                  fallback=fallback, commit_every=config.commit_every,
-                                 poll_interval=config.poll_interval)
+                                 poll_interval=config.poll_interval, bulkheads=bulkheads)
         self._thread = threading.Thread(target=self.follower.run, name="follower", daemon=True)
 
     def start(self) -> None:

@@ -15,6 +15,8 @@ Plain Python: the Ray actor in obsrvr_ray/actors/follower.py runs it in a thread
   ever skipped silently: a ledger no source has is recorded as a failure of its chunk.
 - Faults: RPC errors back off with jitter (the client's breaker stops hammering a dead node);
   the status says degraded, readiness turns false, and the loop keeps trying.
+- The status is shown by the API (/health, /metrics): error texts in it have the parts of the
+  RPC URL that may hold a credential (user info, path, query) masked.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from obsrvr_ray.errors import SourceError
 from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerRecord, LedgerSource
 from obsrvr_ray.sources.rpc import MAX_PAGE, RpcClient, RpcError, parse_window
 
@@ -43,6 +47,29 @@ class Extracted(Protocol):
 Extract = Callable[[list[LedgerRecord]], Extracted]
 Commit = Callable[[list[Extracted]], None]
 Publish = Callable[[int, pa.Table], None]
+MASK = "***"
+
+
+def url_masker(url: str) -> Callable[[str], str]:
+    """A function masking, in a text, what in `url` may be a credential: providers put API keys in
+    the user info, the path or the query. The URL itself becomes scheme://host:port/*** (errors
+    name it as their origin); requests' messages quote the path and query alone."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    path_query = parts.path + (f"?{parts.query}" if parts.query else "")
+    hidden = [p for p in (path_query, parts.path, parts.query, userinfo) if p.strip("/")]
+    if not hidden:
+        return lambda text: text
+    host = parts.netloc.rpartition("@")[2]
+    shown = f"{parts.scheme}://{host}/{MASK}"
+
+    def mask(text: str) -> str:
+        text = text.replace(url, shown)
+        for secret in sorted(hidden, key=len, reverse=True):
+            text = text.replace(secret, MASK)
+        return text
+
+    return mask
 
 
 @dataclass
@@ -59,6 +86,7 @@ class FollowerStatus:
     lake_fallbacks: int = 0
     failures: int = 0
     breaker: str = "closed"
+    bulkheads: dict[str, dict[str, int]] = field(default_factory=dict)  # per dependency: in_use, limit, rejected
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,8 +95,11 @@ class FollowerStatus:
 class Follower:
     def __init__(self, rpc: RpcClient, extract: Extract, commit: Commit, publish: Publish, *, start: int,
                  fallback: LedgerSource | None = None, commit_every: int = 12, poll_interval: float = 1.0,
-                 page_size: int = MAX_PAGE, max_backoff: float = 30.0) -> None:
+                 page_size: int = MAX_PAGE, max_backoff: float = 30.0,
+                 bulkheads: Mapping[str, Bulkhead] | None = None) -> None:
         self.rpc = rpc
+        self.bulkheads = dict(bulkheads) if bulkheads is not None else {"rpc": rpc.bulkhead}
+        self._mask = url_masker(rpc.url)
         self.extract = extract
         self.commit = commit
         self.publish = publish
@@ -82,6 +113,7 @@ class Follower:
         self._complete = False  # the pending pages fill their cell: to commit before reading on
         self._failures = 0
         self._stop = threading.Event()
+        self._observe()
 
     # -- one step --------------------------------------------------------------------------
     def cell_end(self, sequence: int) -> int:
@@ -101,7 +133,7 @@ class Follower:
             return 0
         self._failures = 0
         self.status.network_latest = latest
-        self.status.breaker = self.rpc.breaker.state
+        self._observe()
         if records:
             batch = self.extract(records)
             for seq in sorted(batch.transfers):
@@ -181,7 +213,7 @@ class Follower:
         except Exception as exc:  # the store is down: keep the pages, report, try again next step
             self._failures += 1
             self.status.state = "degraded"
-            self.status.last_error = f"commit failed: {type(exc).__name__}: {exc}"
+            self.status.last_error = self._mask(f"commit failed: {type(exc).__name__}: {exc}")
             return False
         self._pending, self._complete = [], False
         self.status.committed_through = self.status.next_ledger - 1
@@ -190,8 +222,13 @@ class Follower:
     def _fault(self, exc: SourceError) -> None:
         self._failures += 1
         self.status.state = "degraded"
-        self.status.last_error = str(exc)
+        self.status.last_error = self._mask(str(exc))
+        self._observe()
+
+    def _observe(self) -> None:
+        """The resilience state the metrics report: the RPC breaker, and each bulkhead's slots."""
         self.status.breaker = self.rpc.breaker.state
+        self.status.bulkheads = {name: b.snapshot() for name, b in self.bulkheads.items()}
 
     def backoff(self) -> float:
         """Full jitter, doubling with each consecutive failure."""

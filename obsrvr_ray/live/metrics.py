@@ -42,6 +42,22 @@ class FollowerCollector:
                 family = GaugeMetricFamily(name, doc)
             family.add_metric([], float(value))
             yield family
+        yield from self._bulkheads(status.get("bulkheads") or {})
+
+    @staticmethod
+    def _bulkheads(bulkheads: dict[str, dict[str, int]]):
+        """Per outbound dependency (rpc, lake): calls in flight, the bound, and calls refused."""
+        in_use = GaugeMetricFamily("bulkhead_in_use", "Calls in flight to the dependency (bulkhead slots taken)",
+                                   labels=["dependency"])
+        limit = GaugeMetricFamily("bulkhead_limit", "Calls allowed in flight to the dependency at once",
+                                  labels=["dependency"])
+        rejected = CounterMetricFamily("bulkhead_rejections", "Calls refused because the bulkhead stayed full",
+                                       labels=["dependency"])
+        for dependency, slots in sorted(bulkheads.items()):
+            in_use.add_metric([dependency], float(slots.get("in_use", 0)))
+            limit.add_metric([dependency], float(slots.get("limit", 0)))
+            rejected.add_metric([dependency], float(slots.get("rejected", 0)))
+        yield from (in_use, limit, rejected)
 
 
 class ApiMetrics:

@@ -4,8 +4,11 @@ and processes a ledger again does not publish it twice), and old ledgers fall of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -17,6 +20,7 @@ class RecentLedgers:
         self.capacity = capacity
         self._ledgers: OrderedDict[int, pa.Table] = OrderedDict()
         self._cond = threading.Condition()
+        self._listeners: list[Callable[[int], None]] = []
 
     def add(self, sequence: int, rows: pa.Table) -> bool:
         """False when the ledger is not newer than the newest one held (a repeat)."""
@@ -27,7 +31,15 @@ class RecentLedgers:
             while len(self._ledgers) > self.capacity:
                 self._ledgers.popitem(last=False)
             self._cond.notify_all()
-            return True
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(sequence)
+        return True
+
+    def listen(self, callback: Callable[[int], None]) -> None:
+        """`callback(sequence)` after each ledger added, from the thread that added it."""
+        with self._cond:
+            self._listeners.append(callback)
 
     @property
     def latest(self) -> int | None:
@@ -55,3 +67,29 @@ class RecentLedgers:
         with self._cond:
             tables = [t for s, t in self._ledgers.items() if after is None or s > after]
         return pa.concat_tables(tables) if tables else TOKEN_TRANSFERS.empty_table()
+
+
+class AsyncWaiter:
+    """`RecentLedgers.wait_after` for coroutines: any number of them wait on one event loop
+    without holding a thread each (a thread per waiting subscriber would cap the fan-out at the
+    size of a thread pool). Create it on the loop that awaits it."""
+
+    def __init__(self, recent: RecentLedgers) -> None:
+        self.recent = recent
+        self._loop = asyncio.get_running_loop()
+        self._next: asyncio.Future = self._loop.create_future()
+        recent.listen(lambda _sequence: self._loop.call_soon_threadsafe(self._wake))
+
+    def _wake(self) -> None:
+        done, self._next = self._next, self._loop.create_future()
+        done.set_result(None)
+
+    async def wait_after(self, sequence: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        deadline = self._loop.time() + timeout
+        while True:
+            found = self.recent.after(sequence)
+            remaining = deadline - self._loop.time()
+            if found or remaining <= 0:
+                return found
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._next), remaining)

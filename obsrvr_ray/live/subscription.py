@@ -2,10 +2,15 @@
 
 A subscribe message (JSON):
   {"action": "subscribe", "accounts": [...], "assets": [...], "event_types": [...],
-   "min_amount": "1000000", "format": "json" | "arrow", "from_ledger": 123}
+   "min_amount": "1000000", "format": "json" | "arrow", "from_ledger": 123, "window": 16}
 Frames: JSON text {"type": "events", "ledger": N, "events": [row, ...]} or, for "arrow", one
 binary Arrow IPC stream per ledger (its schema carries the ledger in metadata). Control
 messages ({"type": "subscribed" | "error" | "pong" | "closing", ...}) are always JSON.
+
+Then, from the client: {"action": "ping"} (answered with a pong; any message resets the idle
+timeout) and, with a `window`, {"action": "ack", "ledger": N} once it has read the frames up to
+ledger N. With a window the server sends at most that many event frames beyond the last ack,
+and a client that stops acknowledging fills its queue and is dropped as a slow consumer.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.query import min_amount_of
 from obsrvr_ray.ttp.filters import EventFilter
 
 FORMATS = ("json", "arrow")
+MAX_WINDOW = 10_000
 _EXACT = pa.decimal256(76, 0)
 
 
@@ -30,6 +37,7 @@ class Subscription:
     min_amount: int | None = None
     format: str = "json"
     from_ledger: int | None = None  # replay from this ledger, then live
+    window: int | None = None  # event frames sent beyond the client's last ack (flow control), or None
 
     @classmethod
     def parse(cls, message: dict) -> Subscription:
@@ -45,17 +53,16 @@ class Subscription:
         fmt = message.get("format", "json")
         if fmt not in FORMATS:
             raise ConfigError(f"format must be one of {FORMATS}")
-        min_amount = message.get("min_amount")
-        if min_amount is not None:
-            try:
-                min_amount = int(min_amount)
-            except (TypeError, ValueError) as exc:
-                raise ConfigError("min_amount must be an integer (base units, e.g. stroops)") from exc
+        min_amount = min_amount_of(message.get("min_amount"))
         from_ledger = message.get("from_ledger")
         if from_ledger is not None and (not isinstance(from_ledger, int) or from_ledger < 1):
             raise ConfigError("from_ledger must be a positive integer")
+        window = message.get("window")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                                   or not 1 <= window <= MAX_WINDOW):
+            raise ConfigError(f"window must be an integer from 1 to {MAX_WINDOW} (frames sent before an ack)")
         return cls(EventFilter.of(strings("event_types"), strings("assets"), strings("accounts")), min_amount, fmt,
-                   from_ledger)
+                   from_ledger, window)
 
     def select(self, rows: pa.Table) -> pa.Table:
         rows = self.filter.apply(rows)
@@ -67,7 +74,7 @@ class Subscription:
         f = self.filter
         return {"event_types": list(f.event_types), "assets": list(f.assets), "accounts": list(f.accounts),
                 "min_amount": None if self.min_amount is None else str(self.min_amount), "format": self.format,
-                "from_ledger": self.from_ledger}
+                "from_ledger": self.from_ledger, "window": self.window}
 
 
 def _json_value(value: object) -> object:

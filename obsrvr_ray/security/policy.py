@@ -18,6 +18,7 @@ SUBSCRIBE = "subscribe"  # WebSocket subscriptions
 FLIGHT_READ = "flight_read"  # Arrow Flight do_get, list_flights, flight info and schemas
 INGEST = "ingest"  # pushing ledgers or rows into the app
 CONTROL = "control"  # starting, stopping or moving the live follower
+MONITOR = "monitor"  # /health (the follower's full status) and /metrics: operations, not data
 ADMINISTER = "administer"  # API key management and anything not classified above
 
 # permission -> the roles granting it besides admin (admin is granted everything).
@@ -27,6 +28,9 @@ POLICY: dict[str, frozenset[str]] = {
     FLIGHT_READ: frozenset({READER}),
     INGEST: frozenset({PROCESSOR}),
     CONTROL: frozenset({PROCESSOR}),
+    # Readers (a Prometheus scraper's key needs no more than reading public ledger data) and
+    # processors (the pipeline's operators).
+    MONITOR: frozenset({READER, PROCESSOR}),
     ADMINISTER: frozenset(),
 }
 

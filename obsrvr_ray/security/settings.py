@@ -76,6 +76,9 @@ class SecuritySettings:
     max_tracked_clients: int = 100_000  # buckets kept per limiter (least recently seen dropped first)
     trusted_proxies: tuple[str, ...] = ()  # addresses/CIDRs whose X-Forwarded-For is believed
     hsts_max_age: int = 31_536_000
+    # /metrics without credentials, for a Prometheus that scrapes over a private network and
+    # cannot hold a key. Off by default: the metrics describe the service's internals and traffic.
+    public_metrics: bool = False
 
     def __post_init__(self) -> None:
         if self.dev_mode:
@@ -122,7 +125,7 @@ class SecuritySettings:
             "tls": self.tls_enabled, "cors_origins": list(self.cors_origins),
             "rate_per_key": self.rate_per_key, "burst_per_key": self.burst_per_key,
             "rate_per_ip": self.rate_per_ip, "burst_per_ip": self.burst_per_ip,
-            "trusted_proxies": list(self.trusted_proxies),
+            "trusted_proxies": list(self.trusted_proxies), "public_metrics": self.public_metrics,
         }
 
     @classmethod
@@ -180,7 +183,7 @@ def _strings(value: object, name: str) -> tuple[str, ...]:
 _FIELDS = {"dev_mode": _bool, "bind_hosts": _strings, "key_store": _text, "tls_cert": _text, "tls_key": _text,
            "cors_origins": _strings, "rate_per_key": _number(float), "burst_per_key": _number(int),
            "rate_per_ip": _number(float), "burst_per_ip": _number(int), "max_tracked_clients": _number(int),
-           "trusted_proxies": _strings, "hsts_max_age": _number(int)}
+           "trusted_proxies": _strings, "hsts_max_age": _number(int), "public_metrics": _bool}
 _JWT_FIELDS = {"secret": _text, "secret_file": _text, "public_key": _text, "public_key_file": _text,
                "issuer": _text, "audience": _text, "roles_claim": _text, "leeway": _number(float)}
 

@@ -1,14 +1,30 @@
 """The live app's HTTP side: REST over the dataset (and the follower's newest ledgers), WebSocket
 subscriptions, health and metrics. A plain FastAPI app: obsrvr_ray/serve/deployments.py puts it
 behind Ray Serve; tests can also mount it anywhere.
+
+Who may call what: every route names the permission it needs (obsrvr_ray/security/policy.py),
+except the two Kubernetes probes. `/health/live` and `/health/ready` answer without credentials
+(kubelets and load balancers hold none) and say only alive / ready and why, never the follower's
+error texts. `/health` (the follower's full status, its last error, the bulkheads) and `/metrics`
+need the `monitor` permission; `/metrics` is open only when the operator sets `public_metrics`
+(a Prometheus on a private network that cannot hold a key). The OpenAPI docs stay open: they
+describe the API, not its data.
+
+Slow WebSocket subscribers: each has a queue of `ws_queue` frames, and one that stays full for
+`ws_send_timeout` seconds ends the subscription ("slow consumer", close code 1008). Behind Ray
+Serve a replica's sends never wait (the proxy buffers what the client has not read), so the queue
+fills only for a subscriber that asked for flow control: `window` in its subscribe message, and
+`{"action": "ack", "ledger": N}` as it reads. A client that stops reading altogether is closed by
+the Serve proxy's keepalive (uvicorn's WebSocket ping timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,7 +39,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.metrics import ApiMetrics
 from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
-from obsrvr_ray.query import MAX_PAGE, DatasetReader, TransferQuery
+from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, MAX_PAGE, DatasetReader, TransferQuery
 from obsrvr_ray.serve.security import websocket_subprotocol
 from obsrvr_ray.ttp.events import KINDS
 from obsrvr_ray.ttp.filters import EventFilter
@@ -48,8 +64,13 @@ class Guard(Protocol):
     def require(self, permission: str) -> Callable[..., Awaitable[object]]:
         """A FastAPI dependency admitting callers with `permission`."""
 
+    public_metrics: bool  # /metrics answers without credentials
+
     async def websocket(self, websocket: WebSocket, permission: str) -> object | None:
         """The caller of a WebSocket handshake, or None after rejecting it."""
+
+    def client_ip(self, conn: Request | WebSocket) -> str:
+        """The caller's address, as the rate limits see it (behind trusted proxies: X-Forwarded-For)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +79,8 @@ class ApiSettings:
     ws_max_connections: int = 1000
     ws_max_per_ip: int = 20
     ws_idle_timeout: float = 300.0  # seconds without a message from the client
-    ws_queue: int = 64  # frames buffered per subscriber before it is dropped as too slow
+    ws_queue: int = 64  # frames buffered per subscriber
+    ws_send_timeout: float = 10.0  # seconds its buffer may stay full before it is dropped as too slow
     ws_subscribe_timeout: float = 30.0
 
 
@@ -88,7 +110,7 @@ def transfer_query(
     event_type: list[str] | None = Query(None, description=_EVENT_TYPES),
     since: dt.datetime | None = Query(None, description="closed_at >= since (RFC 3339)"),
     until: dt.datetime | None = Query(None, description="closed_at < until (RFC 3339)"),
-    min_amount: int | None = Query(None, ge=-(2**127), le=2**127 - 1,
+    min_amount: int | None = Query(None, ge=AMOUNT_MIN, le=AMOUNT_MAX,
                                    description="minimum amount in base units (stroops), an i128"),
     cursor: str | None = Query(None, description="next_cursor of the previous page"),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
@@ -190,6 +212,7 @@ def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: Ap
     # ---- health and metrics ---------------------------------------------------------------
     @app.get("/health/live", tags=["health"])
     async def health_live() -> dict:
+        """Liveness probe: no credentials, no details."""
         return {"status": "alive"}
 
     async def readiness() -> tuple[bool, str, dict | None]:
@@ -198,7 +221,7 @@ def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: Ap
         if status is None:
             return False, "the live follower does not answer", None
         if status.get("state") in ("starting", "degraded", "stopped"):
-            return False, f"the follower is {status['state']}: {status.get('last_error') or ''}".strip(), status
+            return False, f"the follower is {status['state']}", status
         lag = status.get("lag")
         if lag is None or lag > settings.ready_lag:
             return False, f"the follower is {lag} ledgers behind the network (ready at <= {settings.ready_lag})", status
@@ -206,17 +229,25 @@ def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: Ap
 
     @app.get("/health/ready", tags=["health"])
     async def health_ready() -> JSONResponse:
-        ready, reason, status = await readiness()
-        return JSONResponse({"ready": ready, "reason": reason, "follower": status}, status_code=200 if ready else 503)
+        """Readiness probe (503 until the follower is within `ready_lag` ledgers of the network): no
+        credentials, so no details; /health has them."""
+        ready, reason, _ = await readiness()
+        return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], dependencies=[Depends(guard.require("monitor"))])
     async def health() -> dict:
+        """The follower's full status (its last error with credentials in the RPC URL masked)."""
         ready, reason, status = await readiness()
+        if status is not None and status.get("last_error"):
+            reason = f"{reason}: {status['last_error']}"
         return {"alive": True, "ready": ready, "reason": reason, "follower": status,
                 "dataset_last_ledger": await dataset_last(), "websocket_connections": subscribers.total}
 
-    @app.get("/metrics", tags=["health"], response_class=Response)
+    metrics_guard = [] if guard.public_metrics else [Depends(guard.require("monitor"))]
+
+    @app.get("/metrics", tags=["health"], response_class=Response, dependencies=metrics_guard)
     async def prometheus() -> Response:
+        """Prometheus text format (the `monitor` permission, unless the security setting public_metrics)."""
         last_status["value"] = await live.status()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -227,7 +258,7 @@ def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: Ap
         principal = await guard.websocket(websocket, "subscribe")
         if principal is None:
             return
-        ip = websocket.client.host if websocket.client else "?"
+        ip = guard.client_ip(websocket)
         refused = subscribers.admit(ip)
         if refused is not None:
             await websocket.accept(subprotocol=websocket_subprotocol(websocket))
@@ -245,7 +276,7 @@ def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: Ap
 
 
 class SlowConsumer(Exception):
-    """The subscriber's queue filled up: it reads slower than ledgers arrive."""
+    """The subscriber's queue stayed full for ws_send_timeout: it reads slower than ledgers arrive."""
 
 
 class Subscriber:
@@ -260,7 +291,10 @@ class Subscriber:
         self.metrics = metrics
         self.subscription: Subscription | None = None
         self.last_sent: int | None = None  # the last ledger delivered (filtered or not)
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.ws_queue)
+        # (ledger, frame) for event frames, (None, frame) for control messages
+        self.queue: asyncio.Queue[tuple[int | None, str | bytes]] = asyncio.Queue(maxsize=settings.ws_queue)
+        self.unacked: deque[int] = deque()  # with a window: ledgers of event frames sent, not yet acknowledged
+        self.acked = asyncio.Event()
         self.last_heard = time.monotonic()
 
     async def run(self) -> None:
@@ -299,7 +333,8 @@ class Subscriber:
                 pass
 
     async def _listen(self) -> None:
-        """Pings keep a connection alive; silence longer than the idle timeout ends it."""
+        """Any message keeps a connection alive (silence longer than the idle timeout ends it); pings
+        are answered, acks open the window. Never blocks on the queue, so acks are always read."""
         while True:
             remaining = self.settings.ws_idle_timeout - (time.monotonic() - self.last_heard)
             if remaining <= 0:
@@ -310,25 +345,42 @@ class Subscriber:
             except TimeoutError:
                 continue
             self.last_heard = time.monotonic()
-            if isinstance(message, dict) and message.get("action") == "ping":
-                await self.queue.put(control("pong", ledger=self.last_sent))
+            action = message.get("action") if isinstance(message, dict) else None
+            if action == "ping":
+                # A full queue is a subscriber about to be dropped as slow: no pong is owed.
+                with contextlib.suppress(asyncio.QueueFull):
+                    self.queue.put_nowait((None, control("pong", ledger=self.last_sent)))
+            elif action == "ack" and isinstance(message.get("ledger"), int):
+                while self.unacked and self.unacked[0] <= message["ledger"]:
+                    self.unacked.popleft()
+                self.acked.set()
 
     async def _write(self) -> None:
+        window = self.subscription.window
         while True:
-            frame = await self.queue.get()
+            ledger, frame = await self.queue.get()
+            if ledger is not None and window is not None:
+                while len(self.unacked) >= window:  # the client has not acknowledged enough yet
+                    self.acked.clear()
+                    await self.acked.wait()
+                self.unacked.append(ledger)
             if isinstance(frame, bytes):
                 await self.ws.send_bytes(frame)
             else:
                 await self.ws.send_text(frame)
 
-    def _enqueue(self, ledger: int, rows: pa.Table) -> None:
+    async def _enqueue(self, ledger: int, rows: pa.Table) -> None:
+        """Queue the ledger's matching rows as one frame; SlowConsumer when the queue stays full."""
         rows = self.subscription.select(rows)
         if rows.num_rows:
             frame = arrow_frame(ledger, rows) if self.subscription.format == "arrow" else json_frame(ledger, rows)
             try:
-                self.queue.put_nowait(frame)
-            except asyncio.QueueFull as exc:
-                raise SlowConsumer() from exc
+                self.queue.put_nowait((ledger, frame))
+            except asyncio.QueueFull:  # a burst (a replay, a follower catching up) or a slow reader
+                try:
+                    await asyncio.wait_for(self.queue.put((ledger, frame)), self.settings.ws_send_timeout)
+                except TimeoutError as exc:
+                    raise SlowConsumer() from exc
             self.metrics.ws_events.inc(rows.num_rows)
         self.last_sent = ledger
 
@@ -342,7 +394,7 @@ class Subscriber:
             page = await asyncio.to_thread(self.reader.transfers, query, None)
             rows = page.rows
             for ledger in pc.unique(rows["ledger_sequence"]).to_pylist() if rows.num_rows else []:
-                self._enqueue(ledger, rows.filter(pc.equal(rows["ledger_sequence"], ledger)))
+                await self._enqueue(ledger, rows.filter(pc.equal(rows["ledger_sequence"], ledger)))
                 await asyncio.sleep(0)
             if page.next_cursor is None:
                 break
@@ -367,4 +419,4 @@ class Subscriber:
                     continue
                 if ledger > self.last_sent + 1:  # the follower restarted: what it published before is in the dataset
                     await self._from_dataset(self.last_sent + 1, ledger - 1)
-                self._enqueue(ledger, rows)
+                await self._enqueue(ledger, rows)

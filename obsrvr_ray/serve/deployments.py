@@ -19,6 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
+from obsrvr_ray.live.recent import AsyncWaiter
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.query import DatasetReader
 from obsrvr_ray.security.settings import SecuritySettings
@@ -43,12 +44,16 @@ class Follower:
     def __init__(self, config: FollowerConfig) -> None:
         self.service = FollowerService(config)
         self.service.start()
+        self._waiter: AsyncWaiter | None = None
 
     def status(self) -> dict:
         return self.service.status()
 
     async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
-        return await asyncio.to_thread(self.service.after, ledger, timeout)
+        """Every subscriber long-polls here: waits on the replica's event loop, not in a thread."""
+        if self._waiter is None:
+            self._waiter = AsyncWaiter(self.service.recent)
+        return await self._waiter.wait_after(ledger, timeout)
 
     def recent(self, after: int | None) -> pa.Table:
         return self.service.recent_table(after)

@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.flight as flight
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.query import MAX_PAGE, DatasetReader, TransferQuery
+from obsrvr_ray.query import MAX_PAGE, DatasetReader, TransferQuery, min_amount_of
 from obsrvr_ray.schema import TABLES
 from obsrvr_ray.serve.flight_auth import caller
 from obsrvr_ray.ttp.filters import EventFilter
@@ -81,7 +81,7 @@ class TransfersFlightServer(flight.FlightServerBase):
             base = TransferQuery(start_ledger=start, end_ledger=end,
                                  filter=EventFilter.of(ticket.get("event_types") or [], ticket.get("assets") or [],
                                                        ticket.get("accounts") or []),
-                                 min_amount=int(ticket["min_amount"]) if ticket.get("min_amount") else None,
+                                 min_amount=min_amount_of(ticket.get("min_amount")),
                                  limit=MAX_PAGE)
         except (ConfigError, ValueError) as exc:
             raise flight.FlightServerError(f"bad ticket: {exc}") from exc

@@ -9,6 +9,10 @@ keeps the credential out of URLs, which proxies and access logs record. The serv
 `bearer` (never the token): accept with `websocket.accept(subprotocol=websocket_subprotocol(ws))`,
 or browsers drop the connection.
 
+In the OpenAPI document, each guarded route's security requirement lists the roles that may
+call it (OpenAPI 3.1 allows role names there for non-OAuth schemes); a route without a security
+requirement needs no credentials. Clients can read who may call what, and the tests walk it.
+
 Refusals: 401 with `WWW-Authenticate: Bearer` (missing, wrong, expired, revoked), 403
 (under-privileged), 429 with `Retry-After`, 503 (the key store is unreadable). A WebSocket
 handshake is refused with the same HTTP status (ASGI denial-response extension, which uvicorn
@@ -35,7 +39,7 @@ from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.security.errors import KeyStateError, KeyStoreError, RateLimited, SecurityError, UnknownKey
 from obsrvr_ray.security.gate import Credentials, Gate
 from obsrvr_ray.security.keystore import KeyStore, utcnow
-from obsrvr_ray.security.policy import ADMINISTER, Principal, check_permission
+from obsrvr_ray.security.policy import ADMINISTER, Principal, check_permission, roles_granting
 from obsrvr_ray.security.settings import SecuritySettings
 
 API_KEY_HEADER = "X-API-Key"
@@ -72,18 +76,25 @@ class Guard:
         self.settings = settings
         self.gate = gate or Gate.from_settings(settings)
 
-    def _client_ip(self, conn: Request | WebSocket) -> str:
+    @property
+    def public_metrics(self) -> bool:
+        return self.settings.public_metrics
+
+    def client_ip(self, conn: Request | WebSocket) -> str:
+        """The caller's address; X-Forwarded-For only when the peer is a trusted proxy."""
         return self.gate.client_ip(conn.client.host if conn.client else None, conn.headers.get("x-forwarded-for"))
 
     def require(self, permission: str) -> Callable[..., Awaitable[Principal]]:
         """A dependency admitting callers granted `permission`; returns the caller (also on request.state)."""
         check_permission(permission)
+        roles = list(roles_granting(permission))  # shown as the scopes of the route's OpenAPI security requirement
 
-        async def authorized(request: Request, bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-                             api_key: str | None = Security(_api_key)) -> Principal:
+        async def authorized(request: Request,
+                             bearer: HTTPAuthorizationCredentials | None = Security(_bearer, scopes=roles),
+                             api_key: str | None = Security(_api_key, scopes=roles)) -> Principal:
             credentials = Credentials(bearer=bearer.credentials if bearer else None, api_key=api_key or None)
             try:
-                principal = self.gate.check(credentials, self._client_ip(request), permission)
+                principal = self.gate.check(credentials, self.client_ip(request), permission)
             except SecurityError as exc:
                 raise HTTPException(exc.status, detail=str(exc), headers=error_headers(exc)) from exc
             request.state.principal = principal
@@ -100,7 +111,7 @@ class Guard:
             if offered:
                 credentials = Credentials(bearer=offered[0][len(WS_TOKEN_PREFIX):])
         try:
-            principal = self.gate.check(credentials, self._client_ip(websocket), permission)
+            principal = self.gate.check(credentials, self.client_ip(websocket), permission)
         except SecurityError as exc:
             if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
                 await websocket.send_denial_response(

@@ -13,6 +13,7 @@
     flight_port: 8815
     api: {ready_lag: 5, ws_max_connections: 1000, ws_max_per_ip: 20, ws_idle_timeout: 300}
     security: {key_store: /etc/obsrvr/keys.json, tls_cert: ..., tls_key: ..., dev_mode: false, ...}
+    resilience: {rpc_timeout: 10, rpc_max_concurrent: 4, lake_max_concurrent: 8, bulkhead_wait: 10}
 """
 
 from __future__ import annotations
@@ -36,13 +37,36 @@ from obsrvr_ray.sources.rpc import RpcClient
 
 _KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_by", "commit_every", "http_host",
          "flight_host", "flight_port", "api", "security", "s3_endpoint_url", "s3_region", "recent_ledgers",
-         "decoder"}
+         "decoder", "resilience"}
+# resilience: the outbound calls' timeout and bulkheads (concurrent calls per dependency, and how
+# long a call may wait for a slot); name -> (type, smallest value, default).
+_RESILIENCE: dict[str, tuple[type, float, float]] = {
+    "rpc_timeout": (float, 0.1, 10.0), "rpc_max_concurrent": (int, 1, 4), "lake_max_concurrent": (int, 1, 8),
+    "bulkhead_wait": (float, 0.0, 10.0),
+}
 
 
 def _absolute(location: object) -> str:
     """Replicas run in other directories: a local path is made absolute where it is given."""
     text = str(location)
     return text if "://" in text or text.startswith("etl:") else os.path.abspath(text)
+
+
+def resilience_of(given: object) -> dict[str, float]:
+    """The `resilience` mapping, checked, with defaults for what it leaves out."""
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"resilience: expected a mapping, got {given!r}")
+    unknown = set(given) - set(_RESILIENCE)
+    if unknown:
+        raise ConfigError(f"resilience: unknown settings {sorted(unknown)}; known: {sorted(_RESILIENCE)}")
+    out = {}
+    for name, (kind, least, default) in _RESILIENCE.items():
+        value = given.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != kind(value) or value < least:
+            raise ConfigError(f"resilience.{name}: expected {'an integer' if kind is int else 'a number'} "
+                              f">= {least:g}, got {value!r}")
+        out[name] = kind(value)
+    return out
 
 
 def network_of(rpc_url: str, network: str | None) -> str:
@@ -70,12 +94,16 @@ def live_config_from_args(args: Mapping) -> LiveAppConfig:
     tables = tuple(args.get("tables") or ("ledgers", "transactions", "token_transfers"))
     settings = ChunkSettings(tables=tables, output=output,
                              extract=ExtractOptions(passphrase, decoder=args.get("decoder", "fast")))
+    resilience = resilience_of(args.get("resilience") or {})
     follower = FollowerConfig(
         rpc_url=str(args["rpc_url"]), settings=settings, start=int(args.get("start", 2)), lake=args.get("lake"),
         lake_options=SourceOptions(s3_endpoint_url=args.get("s3_endpoint_url"), s3_region=args.get("s3_region"),
-                                   network_passphrase=passphrase),
+                                   network_passphrase=passphrase, max_concurrent=resilience["lake_max_concurrent"],
+                                   bulkhead_wait=resilience["bulkhead_wait"]),
         commit_every=int(args.get("commit_every", 12)),
         recent_ledgers=int(args.get("recent_ledgers", 720)),
+        rpc_timeout=resilience["rpc_timeout"], rpc_max_concurrent=resilience["rpc_max_concurrent"],
+        bulkhead_wait=resilience["bulkhead_wait"],
     )
     http_host = str(args.get("http_host", "127.0.0.1"))
     flight_host = str(args.get("flight_host", http_host))

@@ -10,7 +10,7 @@ from obsrvr_ray.errors import DecodeError, LedgerError, SourceError
 from obsrvr_ray.ledger.codec import decompress
 from obsrvr_ray.ledger.decode import split_batch
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore
-from obsrvr_ray.resilience import CircuitBreaker, RetryPolicy, call_with_retry
+from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord, ordered_prefetch
 from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
 
@@ -23,12 +23,16 @@ class LakeSource:
         *,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
         prefetch: int = 8,
         poll_interval: float = 2.0,
     ) -> None:
         self.store = store
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(f"lake {store.url}")
+        # By default as many object reads at once as one iteration prefetches: the bound then
+        # matters when several iterations share the source (the follower's lake fallback, readers).
+        self.bulkhead = bulkhead or Bulkhead(f"lake {store.url}", limit=max(1, prefetch))
         self.prefetch = prefetch
         self.poll_interval = poll_interval
         self._config = config
@@ -44,7 +48,8 @@ class LakeSource:
 
     def _read_config(self) -> LakeConfig:
         try:
-            data = call_with_retry(lambda: self.store.get(CONFIG_KEY), policy=self.retry, breaker=self.breaker)
+            data = call_with_retry(lambda: self.store.get(CONFIG_KEY), policy=self.retry, breaker=self.breaker,
+                                   bulkhead=self.bulkhead)
         except ObjectNotFound:
             return LakeConfig()
         except SourceError as exc:  # same class: an unreachable store stays transient, worth retrying later
@@ -65,7 +70,8 @@ class LakeSource:
         for legacy in order:
             key = self.config.batch_key(batch_start, legacy_extension=legacy)
             try:
-                data = call_with_retry(lambda k=key: self.store.get(k), policy=self.retry, breaker=self.breaker)
+                data = call_with_retry(lambda k=key: self.store.get(k), policy=self.retry, breaker=self.breaker,
+                                       bulkhead=self.bulkhead)
             except ObjectNotFound as exc:
                 missing = missing or exc
                 continue

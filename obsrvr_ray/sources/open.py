@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
+from obsrvr_ray.objectstore import LocalStore, ObjectStore, S3Options, S3Store
+from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerSource
 from obsrvr_ray.sources.etl import EtlSource
 from obsrvr_ray.sources.lake import LakeSource
@@ -29,6 +30,8 @@ class SourceOptions:
     network_passphrase: str | None = None  # for sources that do not declare one (etl)
     prefetch: int = 8
     rpc_headers: tuple[tuple[str, str], ...] = ()
+    max_concurrent: int | None = None  # calls in flight to the source at once (bulkhead); default: prefetch
+    bulkhead_wait: float = 30.0  # seconds a call waits for a free slot before it fails
 
 
 def source_kind(spec: str) -> str:
@@ -46,8 +49,10 @@ def open_source(spec: str, options: SourceOptions | None = None) -> LedgerSource
     kind = source_kind(spec)
     if kind == "etl":
         return EtlSource(spec.removeprefix("etl:"), opts.network_passphrase)
+    limit = opts.max_concurrent or max(1, opts.prefetch)
     if kind == "rpc":
-        return RpcSource(spec, headers=dict(opts.rpc_headers) or None)
+        return RpcSource(spec, headers=dict(opts.rpc_headers) or None,
+                         bulkhead=Bulkhead(f"rpc {spec}", limit=limit, max_wait=opts.bulkhead_wait))
     if kind == "s3":
         bucket, _, prefix = spec.removeprefix("s3://").partition("/")
         if not bucket:
@@ -58,6 +63,10 @@ def open_source(spec: str, options: SourceOptions | None = None) -> LedgerSource
             region=opts.s3_region or (PUBNET_PUBLIC_LAKE_REGION if public else None),
             anonymous=public if opts.anonymous is None else opts.anonymous,
         )
-        return LakeSource(S3Store(bucket, prefix, s3), prefetch=opts.prefetch)
-    path = spec.removeprefix("file://")
-    return LakeSource(LocalStore(path), prefetch=opts.prefetch)
+        return _lake(S3Store(bucket, prefix, s3), opts, limit)
+    return _lake(LocalStore(spec.removeprefix("file://")), opts, limit)
+
+
+def _lake(store: ObjectStore, opts: SourceOptions, limit: int) -> LakeSource:
+    return LakeSource(store, prefetch=opts.prefetch,
+                      bulkhead=Bulkhead(f"lake {store.url}", limit=limit, max_wait=opts.bulkhead_wait))

@@ -12,7 +12,7 @@ import requests
 
 from obsrvr_ray.errors import DecodeError, SourceError, TransientSourceError
 from obsrvr_ray.ledger.codec import b64decode
-from obsrvr_ray.resilience import CircuitBreaker, RetryPolicy, call_with_retry
+from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord
 
 MAX_PAGE = 200  # the largest page getLedgers serves
@@ -35,7 +35,8 @@ class RpcError(SourceError):
 
 
 class RpcClient:
-    """Minimal JSON-RPC client: timeouts, retries with backoff and jitter, a circuit breaker."""
+    """Minimal JSON-RPC client: timeouts, retries with backoff and jitter, a circuit breaker and
+    a bulkhead (at most `bulkhead.limit` requests in flight from this client)."""
 
     def __init__(
         self,
@@ -44,12 +45,14 @@ class RpcClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker(f"rpc {url}")
+        self.bulkhead = bulkhead or Bulkhead(f"rpc {url}", limit=4, max_wait=timeout)
         self.session = requests.Session()
         if headers:
             self.session.headers.update(headers)
@@ -81,7 +84,8 @@ class RpcClient:
         return payload["result"]
 
     def call(self, method: str, params: dict | None = None) -> Any:
-        return call_with_retry(lambda: self._call_once(method, params), policy=self.retry, breaker=self.breaker)
+        return call_with_retry(lambda: self._call_once(method, params), policy=self.retry, breaker=self.breaker,
+                               bulkhead=self.bulkhead)
 
     def get_health(self) -> dict:
         return self.call("getHealth")

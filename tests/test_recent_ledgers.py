@@ -1,0 +1,52 @@
+"""Subscribers' long polls on the follower's newest ledgers: hundreds of them wait on one event
+loop, wake when a ledger arrives from the follower's thread, and time out empty otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pyarrow as pa
+
+from obsrvr_ray.live.recent import AsyncWaiter, RecentLedgers
+from obsrvr_ray.schema import TOKEN_TRANSFERS
+
+
+def test_many_waiters_wake_on_each_ledger_without_a_thread_each():
+    recent = RecentLedgers()
+    recent.add(1, TOKEN_TRANSFERS.empty_table())
+
+    async def scenario() -> tuple[list, float, int]:
+        waiter = AsyncWaiter(recent)
+        threads_before = threading.active_count()
+        waiting = [asyncio.create_task(waiter.wait_after(1, timeout=30)) for _ in range(300)]
+        await asyncio.sleep(0.2)
+        threads_while_waiting = threading.active_count() - threads_before
+        began = time.monotonic()
+        threading.Thread(target=recent.add, args=(2, TOKEN_TRANSFERS.empty_table())).start()
+        results = await asyncio.gather(*waiting)
+        return results, time.monotonic() - began, threads_while_waiting
+
+    results, seconds, threads = asyncio.run(scenario())
+    assert threads == 0
+    assert seconds < 5
+    assert all([seq for seq, _ in found] == [2] for found in results)
+
+
+def test_a_wait_returns_what_is_already_there_or_nothing_after_its_timeout():
+    recent = RecentLedgers()
+    table = pa.Table.from_pylist([], schema=TOKEN_TRANSFERS)
+    for seq in (5, 6, 7):
+        recent.add(seq, table)
+
+    async def scenario():
+        waiter = AsyncWaiter(recent)
+        ready = await waiter.wait_after(5, timeout=5)
+        began = time.monotonic()
+        empty = await waiter.wait_after(7, timeout=0.3)
+        return ready, empty, time.monotonic() - began
+
+    ready, empty, waited = asyncio.run(scenario())
+    assert [seq for seq, _ in ready] == [6, 7]
+    assert empty == [] and 0.25 <= waited < 3
