@@ -2,9 +2,12 @@
 
 For every real ledger in ../shared/data/ledgers and for a generated lake, measures the path
 ledger bytes -> validated ledger -> token-transfer rows with stellar-sdk's decoder and with
-ours, and reports per protocol era: ledgers/s, MB/s of XDR, events/s, and the ratio. Also
-Parquet write rows/s for the token_transfers table. CPU time of this process is the clock
-(single thread): the numbers are per core. Results go to benchmarks/results/decode.json.
+ours, and reports per protocol era: ledgers/s, MB/s of XDR, events/s, and the ratio. Each
+ledger is run with both decoders back to back (ours: best of 9 runs, the reference: best of 3),
+so that a slow spell of a shared machine hits both; also stellar-sdk's decoding alone (collector
+on, no validation, no rules: the 2.2 ledgers/s the decoder issue quotes). Also Parquet write
+rows/s for the token_transfers table. CPU time of this process is the clock (single thread):
+the numbers are per core. Results go to benchmarks/results/decode.json.
 
     python -m benchmarks.decode_bench [--shared ../shared/data] [--generated 300]
 """
@@ -42,40 +45,51 @@ def run_path(data: bytes, passphrase: str, decoder: str) -> int:
     return len(rows)
 
 
-def measure(ledgers: list[bytes], passphrase: str, decoder: str, repeat: int) -> dict:
-    """Best of `repeat` passes over the ledgers (CPU seconds of this process)."""
-    run_path(ledgers[0], passphrase, decoder)  # warm: schema tables, caches
-    best = None
-    events = 0
+def _best(data: bytes, passphrase: str, decoder: str, repeat: int) -> tuple[float, int]:
+    """Fewest CPU seconds of `repeat` runs over one ledger, and its event count."""
+    best, events = None, 0
     for _ in range(repeat):
         start = time.process_time()
-        events = sum(run_path(data, passphrase, decoder) for data in ledgers)
+        events = run_path(data, passphrase, decoder)
         elapsed = time.process_time() - start
         best = elapsed if best is None else min(best, elapsed)
-    size = sum(len(d) for d in ledgers)
-    return {"ledgers": len(ledgers), "seconds": round(best, 4), "ledgers_per_s": round(len(ledgers) / best, 2),
-            "mb_per_s": round(size / 1e6 / best, 2), "events_per_s": round(events / best, 1), "events": events}
+    return best, events
 
 
-def stellar_sdk_alone(ledgers: list[bytes]) -> dict:
-    """stellar-sdk's own decoding as anyone calls it (collector on, no hashing, no rules): the
-    baseline the issue quotes (2.2 ledgers/s on protocol-26 ledgers)."""
-    start = time.process_time()
+def measure_each(ledgers: list[bytes], passphrase: str, repeat_fast: int, repeat_ref: int) -> list[dict]:
+    """Per ledger, both decoders back to back (a shared machine's slow spells then hit both
+    alike), each the best of its repeats (CPU seconds of this process), and stellar-sdk's
+    decoding alone once."""
+    for decoder in ("fast", "reference"):
+        run_path(ledgers[0], passphrase, decoder)  # warm: schema tables, caches
+    out = []
     for data in ledgers:
+        fast, events = _best(data, passphrase, "fast", repeat_fast)
+        ref, ref_events = _best(data, passphrase, "reference", repeat_ref)
+        assert events == ref_events, "the two decoders disagree: run the differential tests"
+        start = time.process_time()
         X.LedgerCloseMeta.from_xdr_bytes(data)
-    elapsed = time.process_time() - start
-    return {"ledgers": len(ledgers), "seconds": round(elapsed, 4), "ledgers_per_s": round(len(ledgers) / elapsed, 2)}
+        out.append({"bytes": len(data), "events": events, "fast": fast, "reference": ref,
+                    "alone": time.process_time() - start})
+    return out
 
 
-def compare(ledgers: list[bytes], passphrase: str, repeat_fast: int, repeat_ref: int) -> dict:
-    fast = measure(ledgers, passphrase, "fast", repeat_fast)
-    ref = measure(ledgers, passphrase, "reference", repeat_ref)
-    alone = stellar_sdk_alone(ledgers)
-    assert fast["events"] == ref["events"], "the two decoders disagree: run the differential tests"
-    return {"reference": ref, "fast": fast, "stellar_sdk_decode_only": alone,
+def summary(measured: list[dict]) -> dict:
+    """Rates over a group of ledgers measured by measure_each, and the ratios."""
+    n, size, events = len(measured), sum(m["bytes"] for m in measured), sum(m["events"] for m in measured)
+
+    def rates(key: str) -> dict:
+        seconds = sum(m[key] for m in measured)
+        return {"ledgers": n, "seconds": round(seconds, 4), "ledgers_per_s": round(n / seconds, 2),
+                "mb_per_s": round(size / 1e6 / seconds, 2), "events_per_s": round(events / seconds, 1),
+                "events": events}
+
+    fast, ref, alone = rates("fast"), rates("reference"), rates("alone")
+    return {"reference": ref, "fast": fast,
+            "stellar_sdk_decode_only": {k: alone[k] for k in ("ledgers", "seconds", "ledgers_per_s")},
             "ratio": round(fast["ledgers_per_s"] / ref["ledgers_per_s"], 1),
             "ratio_vs_stellar_sdk_decode_only": round(fast["ledgers_per_s"] / alone["ledgers_per_s"], 1),
-            "mean_xdr_mb": round(sum(len(d) for d in ledgers) / len(ledgers) / 1e6, 3)}
+            "mean_xdr_mb": round(size / n / 1e6, 3)}
 
 
 def parquet_rows_per_s(ledgers: list[bytes], passphrase: str) -> dict:
@@ -106,12 +120,14 @@ def main() -> None:
             real.update(read_ledger_file(path))
     protocols = {seq: decode_ledger(data, PUBNET, decoder="fast").protocol_version for seq, data in real.items()}
     report = {"machine": machine(), "compiled_decoder": compiled_available(), "eras": {}}
+    order = sorted(real)
+    measured = dict(zip(order, measure_each([real[s] for s in order], PUBNET, repeat_fast=9, repeat_ref=3),
+                        strict=True))
     for name, lo, hi in ERAS:
-        group = [real[s] for s in sorted(real) if lo <= protocols[s] <= hi]
-        report["eras"][name] = compare(group, PUBNET, repeat_fast=15, repeat_ref=2)
+        report["eras"][name] = summary([measured[s] for s in order if lo <= protocols[s] <= hi])
     lake = sandbox_lake(Path(args.work), args.generated)
     generated = [r.data for r in LakeSource(LocalStore(lake)).records(2, args.generated + 1)]
-    report["generated"] = compare(generated, SANDBOX, repeat_fast=3, repeat_ref=1)
+    report["generated"] = summary(measure_each(generated, SANDBOX, repeat_fast=3, repeat_ref=1))
     report["parquet"] = parquet_rows_per_s([real[s] for s in sorted(real) if protocols[s] >= 23], PUBNET)
 
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ stellar-sdk objects, for the reference decoder and the pure-Python form. Both gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from stellar_sdk import xdr as X
 
@@ -72,8 +72,7 @@ def compact_event(event: X.ContractEvent) -> tuple:
             compact_scval(body.data))
 
 
-@dataclass(frozen=True)
-class MetaEvents:
+class MetaEvents(NamedTuple):
     """A transaction's contract events: transaction-level (with their stage) and per operation.
     Metas before v4 have no transaction-level events; v3 keeps its Soroban events on operation 1."""
 

@@ -36,6 +36,11 @@ class Asset:
         return "native" if self.code is None else f"{self.code}:{self.issuer}"
 
     @cached_property
+    def columns(self) -> tuple[str, str, str | None, str | None]:
+        """(asset, asset_type, asset_code, asset_issuer) as token_transfers rows hold them."""
+        return self.etl_name, self.type_name, self.code, self.issuer
+
+    @cached_property
     def etl_name(self) -> str:
         """stellar-etl's `asset` column: 'native' or 'credit_alphanum4:CODE:ISSUER'."""
         return "native" if self.code is None else f"{self.type_name}:{self.code}:{self.issuer}"
@@ -113,3 +118,11 @@ def sac_contract_id(asset: Asset, passphrase: str) -> str:
         ),
     )
     return strkey.contract(hashlib.sha256(preimage.to_xdr_bytes()).digest())
+
+
+@lru_cache(maxsize=8192)
+def sac_of_sep11(text: str, passphrase: str) -> tuple[Asset, str] | None:
+    """The asset a SAC event names in its last topic and that asset's SAC id (None when the
+    text is not an asset): keyed on the text, which every event of a token repeats."""
+    asset = parse_sep11(text) if text else None
+    return None if asset is None else (asset, sac_contract_id(asset, passphrase))

@@ -27,10 +27,13 @@ class TxContext:
 
     def __post_init__(self) -> None:
         # read by every event of the transaction: plain attributes, set once
-        self.protocol = self.ledger.protocol_version
         self.tx_hash = self.tx.hash.hex()
         self.index = self.tx.index
         self.successful = successful(self.tx.result.result)
+
+    @cached_property
+    def protocol(self) -> int:
+        return self.ledger.protocol_version
 
     @cached_property
     def is_soroban(self) -> bool:

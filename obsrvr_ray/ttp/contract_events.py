@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.ttp.assets import Asset, parse_sep11, sac_contract_id
+from obsrvr_ray.ttp.assets import Asset, sac_of_sep11
 from obsrvr_ray.ttp.events import BURN, CLAWBACK, MINT, TRANSFER, Event, MalformedEvent, MuxedInfo
 
 _CONTRACT = X.ContractEventType.CONTRACT.value
@@ -87,11 +87,10 @@ def _data_v4(data: tuple) -> tuple[int, MuxedInfo | None]:
 def _sac_asset(topics: list[tuple], expected: int, contract: str, passphrase: str) -> Asset | None:
     if len(topics) != expected or topics[-1][0] != _STRING:
         return None
-    text = topics[-1][1]
-    asset = parse_sep11(text) if text else None
-    if asset is None or sac_contract_id(asset, passphrase) != contract:
+    found = sac_of_sep11(topics[-1][1], passphrase)
+    if found is None or found[1] != contract:
         return None
-    return asset
+    return found[0]
 
 
 def parse_token_event(

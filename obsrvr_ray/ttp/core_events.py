@@ -7,7 +7,7 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray.ledger.events import meta_events
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
-from obsrvr_ray.ttp.assets import NATIVE
+from obsrvr_ray.ttp.assets import NATIVE, sac_contract_id
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import address, i128, parse_token_event, symbol
 from obsrvr_ray.ttp.events import FEE, Event, MalformedEvent
@@ -23,6 +23,8 @@ def meta_version(tx: LedgerTransaction) -> int:
     """Read from the first bytes when the meta is still encoded: no need to decode it."""
     raw = tx.raw_meta
     if type(raw) is LazyXdr:
+        if raw.scanned_events is not None:  # the compiled decoder scans v4 metas only
+            return 4
         return int.from_bytes(raw.to_xdr_bytes()[:4], "big", signed=True)
     return raw.v
 
@@ -46,11 +48,11 @@ def _fee_event(ctx: TxContext, event: tuple, native_sac: str) -> Event | None:
     return Event(FEE, i128(data), NATIVE, native_sac, ctx.index, ctx.tx_hash, None, address(topics[1]))
 
 
-def core_tx_events(ctx: TxContext) -> TxEvents:
+def core_tx_events(ctx: TxContext, native_sac: str) -> TxEvents:
+    """`native_sac`: the XLM contract of the network, which emits every fee event."""
     skipped = ctx.skipped
     out = TxEvents()
     events = meta_events(ctx.tx)
-    native_sac = ctx.sac(NATIVE)
     seq = ctx.ledger.sequence
     for _stage, tx_event in events.tx_events:
         try:
@@ -77,6 +79,7 @@ def core_tx_events(ctx: TxContext) -> TxEvents:
 def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
     """Events read from TransactionMetaV4; every transaction must carry V4 meta."""
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="core")
+    native_sac = sac_contract_id(NATIVE, passphrase)
     for tx in ledger.transactions:
         ctx = TxContext(ledger, tx, passphrase)
         version = meta_version(tx)
@@ -85,6 +88,6 @@ def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
                                           f"TransactionMeta v{version} has no unified events", error=True))
             result.per_tx.append(TxEvents())
             continue
-        result.per_tx.append(core_tx_events(ctx))
+        result.per_tx.append(core_tx_events(ctx, native_sac))
         result.skipped.extend(ctx.skipped)
     return result

@@ -174,8 +174,14 @@ static int skip_field(Decoder *d, const Input *in, const FieldSpec *f, Py_ssize_
         if (n == NO_FIXED && array_count(d, in, &p, &n) < 0) return -1;
         *pos = p;
         const FieldSpec *item = &d->fields[f->inner];
-        for (uint32_t i = 0; i < n; i++) {
-            if (skip_field(d, in, item, pos, depth) < 0) return -1;
+        if (item->skip_size >= 0 && depth >= item->skip_height) {  /* items of one fixed size: one step */
+            Py_ssize_t bytes = (Py_ssize_t)n * item->skip_size;
+            if (need(d, in, p, bytes) < 0) return -1;
+            *pos = p + bytes;
+        } else {
+            for (uint32_t i = 0; i < n; i++) {
+                if (skip_field(d, in, item, pos, depth) < 0) return -1;
+            }
         }
         if (n > f->max) return fail(d, "array of %u exceeds its maximum %u", n, f->max);
         return 0;
@@ -203,7 +209,7 @@ static int enum_member(const TypeSpec *t, long value) {
 }
 
 /* The arm of a union for the discriminant at `at`, or NULL with the error set. */
-static const Arm *union_arm(Decoder *d, const Input *in, const TypeSpec *t, Py_ssize_t at) {
+static inline const Arm *union_arm(Decoder *d, const Input *in, const TypeSpec *t, Py_ssize_t at) {
     long long key = d->fields[t->disc_field].kind == F_UINT ? (long long)rd32(in->buf + at)
                                                              : (long long)(int32_t)rd32(in->buf + at);
     if (key >= 0 && key < SMALL) {
@@ -245,7 +251,13 @@ static int skip_type(Decoder *d, const Input *in, int tid, Py_ssize_t *pos, int 
         count = arm->count;
     }
     for (int i = first; i < first + count; i++) {
-        if (skip_field(d, in, &d->fields[d->member_fields[i]], pos, depth - 1) < 0) return -1;
+        const FieldSpec *f = &d->fields[d->member_fields[i]];
+        if (f->skip_size >= 0 && depth - 1 >= f->skip_height) {  /* the common case, without a call */
+            if (need(d, in, *pos, f->skip_size) < 0) return -1;
+            *pos += f->skip_size;
+        } else if (skip_field(d, in, f, pos, depth - 1) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -403,6 +415,22 @@ static PyObject *var_bytes(Decoder *d, const Input *in, Py_ssize_t *pos) {
 
 static PyObject *scan_scval(Decoder *d, const Input *in, Py_ssize_t *pos, int depth);
 
+/* (tag, value), stealing the reference to value: built for every value of every event, so
+ * without Py_BuildValue's format parsing. */
+static PyObject *tagged(int tag, PyObject *value) {
+    if (value == NULL) return NULL;
+    PyObject *key = PyLong_FromLong(tag);
+    PyObject *out = key ? PyTuple_New(2) : NULL;
+    if (out == NULL) {
+        Py_XDECREF(key);
+        Py_DECREF(value);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, key);
+    PyTuple_SET_ITEM(out, 1, value);
+    return out;
+}
+
 static PyObject *scan_scval_list(Decoder *d, const Input *in, Py_ssize_t *pos, int depth,
                                  int pairs) {
     if (need(d, in, *pos, 4) < 0) return NULL;
@@ -543,7 +571,7 @@ static PyObject *scan_scval(Decoder *d, const Input *in, Py_ssize_t *pos, int de
     }
     if (value == NULL) return NULL;
     *pos = p;
-    return Py_BuildValue("(iN)", type, value);
+    return tagged(type, value);
 }
 
 static PyObject *scan_contract_event(Decoder *d, const Input *in, Py_ssize_t *pos, int depth) {
@@ -631,7 +659,7 @@ static int scan_meta(Decoder *d, const Input *in, Py_ssize_t *pos, int depth, Py
         if (skip_type(d, in, d->event_stage, &p, inner - 1) < 0) goto error;
         PyObject *event = scan_contract_event(d, in, &p, inner - 1);
         if (event == NULL) goto error;
-        PyObject *item = Py_BuildValue("(iN)", (int)(int32_t)rd32(in->buf + at), event);
+        PyObject *item = tagged((int)(int32_t)rd32(in->buf + at), event);
         if (item == NULL) goto error;
         PyList_SET_ITEM(tx_events, i, item);
     }
