@@ -42,9 +42,12 @@ demo-stop:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# The suite runs the compiled decoder and, in its differential tests, the pure-Python one; the
+# commands' own tests then run again with the pure-Python decoder only.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	OBSRVR_PURE_XDR=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_bad_input.py tests/test_export.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.decode_bench

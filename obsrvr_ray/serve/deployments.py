@@ -19,7 +19,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
-from obsrvr_ray.live.recent import AsyncWaiter
+from obsrvr_ray.live.recent import AsyncWaiter, RecentLedgers
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.query import DatasetReader
 from obsrvr_ray.security.settings import SecuritySettings
@@ -64,10 +64,18 @@ class Follower:
 
 class HandleLive:
     """The API's view of the follower through a deployment handle; a follower that does not
-    answer (restarting, overloaded) reads as None / empty, never as an error of the API."""
+    answer (restarting, overloaded) reads as None / empty, never as an error of the API.
+
+    Subscribers' long polls are served from this replica's copy of the newest ledgers, which
+    one task keeps filled with one long poll of the follower: the follower sends each ledger
+    once per Api replica, not once per subscriber. A subscriber behind that copy (it asked for
+    older ledgers) asks the follower itself."""
 
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
+        self.copy = RecentLedgers()
+        self._waiter: AsyncWaiter | None = None
+        self._poller: asyncio.Task | None = None
 
     async def status(self) -> dict | None:
         try:
@@ -75,12 +83,26 @@ class HandleLive:
         except Exception:
             return None
 
-    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+    async def _follower_after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
         try:
             return await asyncio.wait_for(self.handle.after.remote(ledger, timeout), timeout + STATUS_TIMEOUT)
         except Exception:
             await asyncio.sleep(1.0)
             return []
+
+    async def _poll(self, ledger: int) -> None:
+        while True:
+            for sequence, rows in await self._follower_after(self.copy.latest or ledger, 10.0):
+                self.copy.add(sequence, rows)
+
+    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        if self._poller is None or self._poller.done():
+            self._waiter = self._waiter or AsyncWaiter(self.copy)
+            self._poller = asyncio.create_task(self._poll(ledger))
+        oldest = self.copy.oldest
+        if oldest is None or ledger + 1 < oldest:
+            return await self._follower_after(ledger, timeout)
+        return await self._waiter.wait_after(ledger, timeout)
 
     async def recent(self, after: int | None) -> pa.Table:
         from obsrvr_ray.schema import TOKEN_TRANSFERS
