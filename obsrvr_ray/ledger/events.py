@@ -1,9 +1,9 @@
 """Contract events in compact form: what the token-transfer rules read.
 
-    event = (contract C strkey | None, type, body version, [topic scval], data scval)
+    event = (contract C strkey | None, type, body version, (topic scval, ...), data scval)
     scval = (SCValType value, payload): bool, int (u32...i128), bytes, str (string and symbol,
-            UTF-8 with U+FFFD for bad bytes), [scval] (vec), [(key, value)] (map), strkey (address),
-            None (void, or a type no rule reads)
+            UTF-8 with U+FFFD for bad bytes), (scval, ...) (vec), ((key, value), ...) (map),
+            strkey (address), None (void, or a type no rule reads)
 
 The compiled decoder builds these straight from the meta's bytes while decoding the ledger; here they are built from
 stellar-sdk objects, for the reference decoder and the pure-Python form. Both give equal tuples.
@@ -56,10 +56,10 @@ def compact_scval(v: X.SCVal) -> tuple:
     if kind == SC.SCV_SYMBOL:
         return kind.value, v.sym.sc_symbol.decode("utf-8", errors="replace")
     if kind == SC.SCV_VEC:
-        return kind.value, None if v.vec is None else [compact_scval(x) for x in v.vec.sc_vec]
+        return kind.value, None if v.vec is None else tuple(compact_scval(x) for x in v.vec.sc_vec)
     if kind == SC.SCV_MAP:
-        return kind.value, None if v.map is None else [(compact_scval(e.key), compact_scval(e.val))
-                                                      for e in v.map.sc_map]
+        return kind.value, None if v.map is None else tuple((compact_scval(e.key), compact_scval(e.val))
+                                                           for e in v.map.sc_map)
     if kind == SC.SCV_ADDRESS:
         return kind.value, compact_address(v.address)
     return kind.value, None
@@ -68,7 +68,7 @@ def compact_scval(v: X.SCVal) -> tuple:
 def compact_event(event: X.ContractEvent) -> tuple:
     contract = strkey.contract(event.contract_id.contract_id.hash) if event.contract_id is not None else None
     body = event.body.v0
-    return (contract, event.type.value, event.body.v, [compact_scval(t) for t in body.topics],
+    return (contract, event.type.value, event.body.v, tuple(compact_scval(t) for t in body.topics),
             compact_scval(body.data))
 
 

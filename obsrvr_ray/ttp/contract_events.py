@@ -84,7 +84,7 @@ def _data_v4(data: tuple) -> tuple[int, MuxedInfo | None]:
     return amount, muxed
 
 
-def _sac_asset(topics: list[tuple], expected: int, contract: str, passphrase: str) -> Asset | None:
+def _sac_asset(topics: tuple[tuple, ...], expected: int, contract: str, passphrase: str) -> Asset | None:
     if len(topics) != expected or topics[-1][0] != _STRING:
         return None
     found = sac_of_sep11(topics[-1][1], passphrase)

@@ -52,6 +52,18 @@ typedef struct {
     int skip_size, skip_height;
 } TypeSpec;
 
+/* A direct-mapped cache of compact values by their encoding: a ledger's events repeat the same
+ * symbols, asset strings, addresses and contract ids hundreds of times, and a hit costs no
+ * allocation (the values are immutable, so they are shared). */
+#define CACHE_SLOTS 1024
+#define CACHE_KEY 72
+struct CacheEntry {
+    int kind;
+    int len;
+    unsigned char key[CACHE_KEY];
+    PyObject *value;
+};
+
 typedef struct {
     PyObject_HEAD
     TypeSpec *types;
@@ -65,6 +77,7 @@ typedef struct {
     PyObject *lazy_type;  /* LazyXdr: built with tp_alloc, slots set directly */
     PyObject *s_cls, *s_data, *s_decode, *s_value, *s_events;
     PyObject *refs;       /* keeps table objects alive */
+    struct CacheEntry *cache;  /* compact values the meta scan made, by their bytes (see cached()) */
     /* type ids the meta pre-scan walks by; meta < 0: no pre-scan */
     int meta, ext_point, changes, soroban_meta_v2, diagnostic, scval, contract_event, event_stage;
 } Decoder;
@@ -339,8 +352,8 @@ static int read_field(Decoder *d, const Input *in, int fid, Py_ssize_t *pos, int
  * The token-transfer path reads only the contract events of a TransactionMetaV4. Building
  * stellar-sdk objects for them dominates its cost, so they are also offered compactly:
  *   event  = (contract: C strkey | None, type: int, body_v: int, topics: [scval], data: scval)
- *   scval  = (type: int, value)   value: bool | int | bytes | str (string, symbol) | None | [scval]
- *            | [(scval, scval)] | strkey str (address)
+ *   scval  = (type: int, value)   value: bool | int | bytes | str (string, symbol) | None
+ *            | (scval, ...) (vec; topics too) | ((scval, scval), ...) (map) | strkey str (address)
  * built from bytes the generic walk has just checked (see scan_meta below). obsrvr_ray/ledger/events.py builds
  * the same tuples from stellar-sdk objects (the reference path); tests keep them equal.
  */
@@ -413,6 +426,52 @@ static PyObject *var_bytes(Decoder *d, const Input *in, Py_ssize_t *pos) {
     return out;
 }
 
+enum { CACHE_SCVAL = 1, CACHE_CONTRACT = 2 };
+
+static uint32_t cache_slot(int kind, const unsigned char *key, Py_ssize_t len) {
+    uint32_t h = 2166136261u ^ (uint32_t)kind;
+    for (Py_ssize_t i = 0; i < len; i++) h = (h ^ key[i]) * 16777619u;
+    return h & (CACHE_SLOTS - 1);
+}
+
+/* The cached value for these bytes (a new reference), or NULL with *slot set for cache_put. */
+static PyObject *cache_get(Decoder *d, int kind, const unsigned char *key, Py_ssize_t len, uint32_t *slot) {
+    *slot = cache_slot(kind, key, len);
+    struct CacheEntry *e = &d->cache[*slot];
+    if (e->value != NULL && e->kind == kind && e->len == len && memcmp(e->key, key, len) == 0) {
+        Py_INCREF(e->value);
+        return e->value;
+    }
+    return NULL;
+}
+
+static void cache_put(Decoder *d, uint32_t slot, int kind, const unsigned char *key, Py_ssize_t len,
+                      PyObject *value) {
+    struct CacheEntry *e = &d->cache[slot];
+    Py_XDECREF(e->value);
+    e->kind = kind;
+    e->len = (int)len;
+    memcpy(e->key, key, len);
+    Py_INCREF(value);
+    e->value = value;
+}
+
+/* Bytes of a symbol, string or address SCVal at `start` (type word included), or 0 for values
+ * not worth caching. The bytes have been checked by the table walk. */
+static Py_ssize_t cacheable_span(const Input *in, Py_ssize_t start) {
+    int type = (int)(int32_t)rd32(in->buf + start);
+    if (type == SCV_SYMBOL || type == SCV_STRING) {
+        Py_ssize_t span = 8 + ((Py_ssize_t)rd32(in->buf + start + 4) + 3) / 4 * 4;
+        return span <= CACHE_KEY ? span : 0;
+    }
+    if (type == SCV_ADDRESS) {
+        static const Py_ssize_t sizes[] = {40, 36, 44, 40, 36};  /* SCAddress bytes by its type, type included */
+        uint32_t kind = rd32(in->buf + start + 4);
+        return kind < 5 ? 4 + sizes[kind] : 0;
+    }
+    return 0;
+}
+
 static PyObject *scan_scval(Decoder *d, const Input *in, Py_ssize_t *pos, int depth);
 
 /* (tag, value), stealing the reference to value: built for every value of every event, so
@@ -436,7 +495,7 @@ static PyObject *scan_scval_list(Decoder *d, const Input *in, Py_ssize_t *pos, i
     if (need(d, in, *pos, 4) < 0) return NULL;
     uint32_t n = rd32(in->buf + *pos);
     *pos += 4;
-    PyObject *list = PyList_New(n);
+    PyObject *list = PyTuple_New(n);
     if (list == NULL) return NULL;
     for (uint32_t i = 0; i < n; i++) {
         PyObject *item;
@@ -453,7 +512,7 @@ static PyObject *scan_scval_list(Decoder *d, const Input *in, Py_ssize_t *pos, i
             Py_DECREF(list);
             return NULL;
         }
-        PyList_SET_ITEM(list, i, item);
+        PyTuple_SET_ITEM(list, i, item);
     }
     return list;
 }
@@ -497,6 +556,15 @@ static PyObject *scan_scval(Decoder *d, const Input *in, Py_ssize_t *pos, int de
     Py_ssize_t start = *pos;
     if (need(d, in, start, 4) < 0) return NULL;
     int type = (int)(int32_t)rd32(in->buf + start);
+    Py_ssize_t span = cacheable_span(in, start);
+    uint32_t slot = 0;
+    if (span > 0) {
+        PyObject *hit = cache_get(d, CACHE_SCVAL, in->buf + start, span, &slot);
+        if (hit != NULL) {
+            *pos = start + span;
+            return hit;
+        }
+    }
     Py_ssize_t p = start + 4;
     PyObject *value = NULL;
     switch (type) {
@@ -571,7 +639,9 @@ static PyObject *scan_scval(Decoder *d, const Input *in, Py_ssize_t *pos, int de
     }
     if (value == NULL) return NULL;
     *pos = p;
-    return tagged(type, value);
+    PyObject *out = tagged(type, value);
+    if (out != NULL && span > 0) cache_put(d, slot, CACHE_SCVAL, in->buf + start, span, out);
+    return out;
 }
 
 static PyObject *scan_contract_event(Decoder *d, const Input *in, Py_ssize_t *pos, int depth) {
@@ -582,7 +652,12 @@ static PyObject *scan_contract_event(Decoder *d, const Input *in, Py_ssize_t *po
     if (skip_type(d, in, d->ext_point, pos, MAX_DEPTH) < 0) return NULL;
     PyObject *contract;
     if (rd32(in->buf + *pos)) {
-        contract = strkey(SK_CONTRACT, in->buf + *pos + 4, 32);
+        uint32_t slot;
+        contract = cache_get(d, CACHE_CONTRACT, in->buf + *pos + 4, 32, &slot);
+        if (contract == NULL) {
+            contract = strkey(SK_CONTRACT, in->buf + *pos + 4, 32);
+            if (contract != NULL) cache_put(d, slot, CACHE_CONTRACT, in->buf + *pos + 4, 32, contract);
+        }
         *pos += 36;
     } else {
         Py_INCREF(Py_None);
@@ -872,6 +947,10 @@ static void Decoder_dealloc(Decoder *d) {
             PyMem_Free(d->types[i].values);
         }
     }
+    if (d->cache) {
+        for (int i = 0; i < CACHE_SLOTS; i++) Py_XDECREF(d->cache[i].value);
+    }
+    PyMem_Free(d->cache);
     PyMem_Free(d->types);
     PyMem_Free(d->fields);
     PyMem_Free(d->member_attrs);
@@ -903,6 +982,11 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kw) {
         return -1;
     }
     d->meta = -1;
+    d->cache = PyMem_Calloc(CACHE_SLOTS, sizeof(struct CacheEntry));
+    if (d->cache == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     if (scan != Py_None &&
         !PyArg_ParseTuple(scan, "iiiiiiii", &d->meta, &d->ext_point, &d->changes, &d->soroban_meta_v2, &d->diagnostic,
                           &d->scval, &d->contract_event, &d->event_stage)) {
