@@ -7,6 +7,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,7 +76,9 @@ typedef struct {
     int nmembers;
     PyObject *error;      /* exception class */
     PyObject *lazy_type;  /* LazyXdr: built with tp_alloc, slots set directly */
-    PyObject *s_cls, *s_data, *s_decode, *s_value, *s_events;
+    /* where LazyXdr keeps its __slots__ (_cls, _data, _decode, _value, _scanned): written
+     * directly, as a slot descriptor would, for the thousands of values a ledger leaves encoded */
+    Py_ssize_t lazy_slots[5];
     PyObject *refs;       /* keeps table objects alive */
     struct CacheEntry *cache;  /* compact values the meta scan made, by their bytes (see cached()) */
     /* type ids the meta pre-scan walks by; meta < 0: no pre-scan */
@@ -784,13 +787,16 @@ static int read_lazy(Decoder *d, const Input *in, int tid, Py_ssize_t *pos, int 
     }
     PyObject *data = PyBytes_FromStringAndSize((const char *)in->buf + start, *pos - start);
     PyObject *lazy = data ? new_instance(d->lazy_type) : NULL;
-    if (lazy == NULL || PyObject_SetAttr(lazy, d->s_cls, t->cls) < 0 || PyObject_SetAttr(lazy, d->s_data, data) < 0 ||
-        PyObject_SetAttr(lazy, d->s_decode, t->opener) < 0 || PyObject_SetAttr(lazy, d->s_value, Py_None) < 0 ||
-        PyObject_SetAttr(lazy, d->s_events, events) < 0) {
-        Py_XDECREF(lazy);
+    if (lazy == NULL) {
         Py_XDECREF(data);
         Py_DECREF(events);
         return -1;
+    }
+    PyObject *values[5] = {t->cls, data, t->opener, Py_None, events};
+    for (int i = 0; i < 5; i++) {
+        PyObject **slot = (PyObject **)((char *)lazy + d->lazy_slots[i]);
+        Py_INCREF(values[i]);
+        *slot = values[i];
     }
     Py_DECREF(data);
     Py_DECREF(events);
@@ -957,11 +963,6 @@ static void Decoder_dealloc(Decoder *d) {
     PyMem_Free(d->member_fields);
     Py_XDECREF(d->error);
     Py_XDECREF(d->lazy_type);
-    Py_XDECREF(d->s_cls);
-    Py_XDECREF(d->s_data);
-    Py_XDECREF(d->s_decode);
-    Py_XDECREF(d->s_value);
-    Py_XDECREF(d->s_events);
     Py_XDECREF(d->refs);
     Py_TYPE(d)->tp_free((PyObject *)d);
 }
@@ -997,11 +998,19 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kw) {
     d->error = error;
     Py_INCREF(lazy_type);
     d->lazy_type = lazy_type;
-    d->s_cls = PyUnicode_InternFromString("_cls");
-    d->s_data = PyUnicode_InternFromString("_data");
-    d->s_decode = PyUnicode_InternFromString("_decode");
-    d->s_value = PyUnicode_InternFromString("_value");
-    d->s_events = PyUnicode_InternFromString("_scanned");
+    static const char *slot_names[5] = {"_cls", "_data", "_decode", "_value", "_scanned"};
+    for (int i = 0; i < 5; i++) {
+        PyObject *descr = PyObject_GetAttrString(lazy_type, slot_names[i]);
+        if (descr == NULL) return -1;
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            Py_DECREF(descr);
+            PyErr_Format(PyExc_TypeError, "%R.%s is not an object slot", lazy_type, slot_names[i]);
+            return -1;
+        }
+        d->lazy_slots[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+    }
     d->nfields = (int)PyList_GET_SIZE(fields);
     d->fields = PyMem_Calloc(d->nfields, sizeof(FieldSpec));
     for (int i = 0; i < d->nfields; i++) {
