@@ -35,26 +35,9 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine, sandbox_lake
+from benchmarks.common import RESULTS, machine, process_tree, sandbox_lake
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, stack = [root], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
 
 
 def _pss_kib(pid: int) -> int:
@@ -78,7 +61,7 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in _tree(self.pid)))
+            self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in process_tree(self.pid)))
             self.peak_driver_kib = max(self.peak_driver_kib, _pss_kib(self.pid))
             self.done.wait(self.interval)
 

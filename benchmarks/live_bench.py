@@ -58,7 +58,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, machine, sandbox_lake
+from benchmarks.common import RESULTS, machine, process_tree, sandbox_lake
 
 APP = "live-bench"
 COMMIT_EVERY = 12  # the app's default commit cell
@@ -131,23 +131,6 @@ class Feed:
 
 
 # ---- CPU per process group ------------------------------------------------------------------
-def _descendants(root: int) -> set[int]:
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children[ppid].append(int(entry))
-    out, stack = {root}, [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            out.add(child)
-            stack.append(child)
-    return out
-
-
 def _group(pid: int, clients: set[int]) -> str:
     if pid == os.getpid():
         return "bench (driver + feed)"
@@ -182,8 +165,8 @@ class CpuSample:
     """CPU seconds per process group between two readings, as % of one core."""
 
     def __init__(self, client_pid: int | None) -> None:
-        tree = _descendants(os.getpid())
-        self.clients = _descendants(client_pid) if client_pid else set()
+        tree = set(process_tree(os.getpid()))
+        self.clients = set(process_tree(client_pid)) if client_pid else set()
         self.ticks = {pid: _cpu_ticks(pid) for pid in tree}
         self.busy, self.total = _machine_busy_ticks()
         self.at = time.monotonic()

@@ -12,7 +12,6 @@ carries none.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 
 from stellar_sdk import Asset, scval
@@ -22,6 +21,7 @@ from obsrvr_ray.sandbox.addresses import sc_address
 from obsrvr_ray.sandbox.entries import asset_string
 from obsrvr_ray.sandbox.entry_xdr import asset_xdr
 from obsrvr_ray.sandbox.moves import Move
+from obsrvr_ray.ttp.assets import sac_contract_hash
 
 _NATIVE = Asset.native()
 _NO_EXT = X.ExtensionPoint(0)
@@ -31,16 +31,8 @@ _STAGES = X.TransactionEventStage
 
 @lru_cache(maxsize=1024)
 def sac_contract_id(asset: Asset, network_id: bytes) -> bytes:
-    """The asset's Stellar Asset Contract id: SHA-256 of HashIDPreimage CONTRACT_ID (from asset)
-    under the network id."""
-    preimage = X.HashIDPreimage(
-        X.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID,
-        contract_id=X.HashIDPreimageContractID(
-            X.Hash(network_id),
-            X.ContractIDPreimage(X.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET, from_asset=asset_xdr(asset)),
-        ),
-    )
-    return hashlib.sha256(preimage.to_xdr_bytes()).digest()
+    """The asset's Stellar Asset Contract id (the rule: obsrvr_ray.ttp.assets)."""
+    return sac_contract_hash(asset_xdr(asset), network_id)
 
 
 @lru_cache(maxsize=1024)

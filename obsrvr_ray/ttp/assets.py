@@ -106,18 +106,23 @@ def parse_sep11(text: str) -> Asset | None:
     return Asset(parts[0], parts[1])
 
 
-@lru_cache(maxsize=8192)
-def sac_contract_id(asset: Asset, passphrase: str) -> str:
-    """C-strkey of the asset's Stellar Asset Contract: SHA-256 of the contract-id preimage
-    'from asset' under the network id."""
+def sac_contract_hash(asset: X.Asset, net_id: bytes) -> bytes:
+    """The id of an asset's Stellar Asset Contract: SHA-256 of the contract-id preimage 'from
+    asset' under the network id (the one place this rule is written; the sandbox uses it too)."""
     preimage = X.HashIDPreimage(
         X.EnvelopeType.ENVELOPE_TYPE_CONTRACT_ID,
         contract_id=X.HashIDPreimageContractID(
-            X.Hash(network_id(passphrase)),
-            X.ContractIDPreimage(X.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET, from_asset=asset.to_xdr()),
+            X.Hash(net_id),
+            X.ContractIDPreimage(X.ContractIDPreimageType.CONTRACT_ID_PREIMAGE_FROM_ASSET, from_asset=asset),
         ),
     )
-    return strkey.contract(hashlib.sha256(preimage.to_xdr_bytes()).digest())
+    return hashlib.sha256(preimage.to_xdr_bytes()).digest()
+
+
+@lru_cache(maxsize=8192)
+def sac_contract_id(asset: Asset, passphrase: str) -> str:
+    """C-strkey of the asset's Stellar Asset Contract on the network."""
+    return strkey.contract(sac_contract_hash(asset.to_xdr(), network_id(passphrase)))
 
 
 @lru_cache(maxsize=8192)
