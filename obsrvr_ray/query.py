@@ -210,8 +210,14 @@ class DatasetReader:
         return Page(page, next_cursor)
 
     def ledger(self, sequence: int) -> dict | None:
-        rows = self.read("ledgers", ds.field("sequence") == sequence).to_pylist()
-        return rows[0] if rows else None
+        """Reads only the files whose ledger range (in their names) holds the sequence."""
+        data, chunks = self.chunks("ledgers")
+        for (start, end), fragment in chunks:
+            if start <= sequence <= end:
+                found = fragment.to_table(schema=data.schema, filter=ds.field("sequence") == sequence)
+                if found.num_rows:
+                    return self._normalize(found, "ledgers").to_pylist()[0]
+        return None
 
     def transaction(self, tx_hash: str) -> dict | None:
         rows = self.read("transactions", ds.field("transaction_hash") == tx_hash).to_pylist()

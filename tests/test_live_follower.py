@@ -99,6 +99,22 @@ def test_catches_up_commits_and_publishes_in_order(ledgers, expected, tmp_path):
         server.stop()
 
 
+def test_ledger_lookups_read_the_committed_rows(ledgers, tmp_path):
+    """What GET /v1/ledgers/{sequence} answers: the committed row of that ledger, found from the
+    files whose ledger range holds it; nothing for a ledger the dataset does not hold."""
+    server, _ = serve(ledgers, upto=19)
+    try:
+        run_until_caught_up(service(server.url, tmp_path / "out"), 19)
+    finally:
+        server.stop()
+    reader = DatasetReader(str(tmp_path / "out"))
+    committed = {row["sequence"]: row for row in reader.read("ledgers").to_pylist()}
+    assert sorted(committed) == list(range(2, 20))
+    for seq in (2, 3, 11, 12, 19):
+        assert reader.ledger(seq) == committed[seq]
+    assert reader.ledger(20) is None and reader.ledger(1) is None
+
+
 def test_gap_in_a_page_is_filled_from_the_lake(ledgers, expected, lake, tmp_path):
     server, _ = serve(ledgers, upto=19)
     server.faults.skip = {7, 8}  # the node leaves them out of every page
