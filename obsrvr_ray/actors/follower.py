@@ -1,7 +1,8 @@
-"""The live follower as a Ray actor: one per deployment, named, restarted by Ray if its process
-dies. It runs obsrvr_ray.live.follow.Follower in a thread, commits to the same dataset as the
-backfill (the same chunk commit protocol, so each ledger is there exactly once), and holds the
-newest ledgers' transfers for subscribers (RecentLedgers).
+"""The live follower's service, hosted by the Serve deployment obsrvr_ray.serve.deployments.Follower
+(one replica, restarted by Serve if its process dies). It runs obsrvr_ray.live.follow.Follower in
+a thread, commits to the same dataset as the backfill (the same chunk commit protocol, so each
+ledger is there exactly once), and holds the newest ledgers' transfers for subscribers
+(RecentLedgers).
 
 Its position is the dataset itself: a restarted follower resumes after the last committed
 ledger.
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import ray
 
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, commit_output, extract, output_from_rows
@@ -124,9 +124,6 @@ class FollowerService:
     def status(self) -> dict:
         return self.follower.status.as_dict()
 
-    def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
-        return self.recent.wait_after(ledger, timeout)
-
     def recent_table(self, after: int | None = None) -> pa.Table:
         """Transfers of the newest ledgers; by default those the dataset does not hold yet (the
         rest is in the dataset, and queries read it there)."""
@@ -138,23 +135,3 @@ class FollowerService:
         self.follower.stop()
         self._thread.join(timeout=30)
 
-
-@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
-class LiveFollower:
-    """Threaded actor: the follower's loop runs in its own thread while subscribers long-poll."""
-
-    def __init__(self, config: FollowerConfig) -> None:
-        self.service = FollowerService(config)
-        self.service.start()
-
-    def status(self) -> dict:
-        return self.service.status()
-
-    def after(self, ledger: int, timeout: float = 10.0) -> list[tuple[int, pa.Table]]:
-        return self.service.after(ledger, timeout)
-
-    def recent_table(self, after: int | None = None) -> pa.Table:
-        return self.service.recent_table(after)
-
-    def stop(self) -> None:
-        self.service.stop()

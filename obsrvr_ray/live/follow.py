@@ -4,7 +4,7 @@ dataset in cells of a fixed grid, multiples of `commit_every` ledgers (so files 
 ledger, and two followers that ever run at once — an upgrade starting the new one before the
 old one stops — commit the very same ranges, which the dataset admits once). A cell is committed
 when it is complete; ledgers of a partial cell are read again after a restart.
-Plain Python: the Ray actor in obsrvr_ray/actors/follower.py runs it in a thread.
+Plain Python: obsrvr_ray/actors/follower.py runs it in a thread, inside the Serve deployment.
 
 - Where it starts: the ledger after the dataset's last committed one (the cursor survives any
   restart because it is the dataset), else `start`. Ledgers published but not yet committed when

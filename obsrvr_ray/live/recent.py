@@ -19,18 +19,17 @@ class RecentLedgers:
     def __init__(self, capacity: int = 720) -> None:  # ~1 hour of ledgers
         self.capacity = capacity
         self._ledgers: OrderedDict[int, pa.Table] = OrderedDict()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._listeners: list[Callable[[int], None]] = []
 
     def add(self, sequence: int, rows: pa.Table) -> bool:
         """False when the ledger is not newer than the newest one held (a repeat)."""
-        with self._cond:
+        with self._lock:
             if self._ledgers and sequence <= next(reversed(self._ledgers)):
                 return False
             self._ledgers[sequence] = rows
             while len(self._ledgers) > self.capacity:
                 self._ledgers.popitem(last=False)
-            self._cond.notify_all()
             listeners = list(self._listeners)
         for listener in listeners:
             listener(sequence)
@@ -38,39 +37,33 @@ class RecentLedgers:
 
     def listen(self, callback: Callable[[int], None]) -> None:
         """`callback(sequence)` after each ledger added, from the thread that added it."""
-        with self._cond:
+        with self._lock:
             self._listeners.append(callback)
 
     @property
     def latest(self) -> int | None:
-        with self._cond:
+        with self._lock:
             return next(reversed(self._ledgers)) if self._ledgers else None
 
     @property
     def oldest(self) -> int | None:
-        with self._cond:
+        with self._lock:
             return next(iter(self._ledgers)) if self._ledgers else None
 
     def after(self, sequence: int, limit: int = 100) -> list[tuple[int, pa.Table]]:
         """Ledgers newer than `sequence`, oldest first."""
-        with self._cond:
+        with self._lock:
             return [(s, t) for s, t in self._ledgers.items() if s > sequence][:limit]
-
-    def wait_after(self, sequence: int, timeout: float) -> list[tuple[int, pa.Table]]:
-        """Like `after`, but waits up to `timeout` seconds for one to arrive."""
-        with self._cond:
-            self._cond.wait_for(lambda: bool(self._ledgers) and next(reversed(self._ledgers)) > sequence, timeout)
-        return self.after(sequence)
 
     def table(self, after: int | None = None) -> pa.Table:
         """Every held row (newer than `after`) as one table."""
-        with self._cond:
+        with self._lock:
             tables = [t for s, t in self._ledgers.items() if after is None or s > after]
         return pa.concat_tables(tables) if tables else TOKEN_TRANSFERS.empty_table()
 
 
 class AsyncWaiter:
-    """`RecentLedgers.wait_after` for coroutines: any number of them wait on one event loop
+    """Waits for ledgers newer than a given one: any number of coroutines wait on one event loop
     without holding a thread each (a thread per waiting subscriber would cap the fan-out at the
     size of a thread pool). Create it on the loop that awaits it."""
 
