@@ -219,10 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     from obsrvr_ray.jobs.backfill import add_parser as add_backfill_parser
     from obsrvr_ray.jobs.live import add_parsers as add_live_parsers
     from obsrvr_ray.security.cli import add_keys_parser
+    from obsrvr_ray.table.cli import add_table_parser
 
     add_backfill_parser(sub)
     add_live_parsers(sub)
     add_keys_parser(sub)
+    add_table_parser(sub)
     return parser
 
 

@@ -24,12 +24,14 @@ class BackfillMetrics:
         )
         self.current_ledger = Gauge("current_ledger", "Highest ledger up to which every requested ledger is committed",
                                     registry=r)
-        self.files_written = Counter("files_written_total", "Files committed", ["table"], registry=r)
+        self.files_written = Counter("files_written_total", "Plain-file exports written (JSON lines, CSV)",
+                                     ["table"], registry=r)
+        self.table_commits = Counter("table_commits_total", "Delta table commits made by this run", ["table"],
+                                     registry=r)
         self.export_errors = Counter("export_errors_total", "Failures recorded (per ledger, or per transaction for "
                                      "extraction errors)", ["stage"], registry=r)
         self.events_processed = Counter("events_processed_total", "Token-transfer events extracted", registry=r)
         self.rows_written = Counter("rows_written_total", "Rows committed", ["table"], registry=r)
-        self.bytes_written = Counter("bytes_written_total", "Bytes committed", registry=r)
         self.chunks_skipped = Counter("chunks_skipped_total", "Chunks an earlier run had committed", registry=r)
         self.chunk_retries = Counter("chunk_retries_total", "Chunks run again after a transient source error",
                                      registry=r)
@@ -41,9 +43,10 @@ class BackfillMetrics:
         self.batches_generated.inc()
         self.processing_duration.observe(result.seconds)
         self.events_processed.inc(result.events)
-        self.bytes_written.inc(result.bytes)
         for table, rows in result.rows.items():
             self.rows_written.labels(table).inc(rows)
+        for table in result.commits:
+            self.table_commits.labels(table).inc()
         for table, files in result.files.items():
             self.files_written.labels(table).inc(files)
         for failure in result.found:

@@ -1,19 +1,19 @@
-"""Reading a published dataset (the backfill's layout, which the live follower appends to):
-token transfers by filters with keyset pagination, ledger and transaction lookups, and the
-backfill's aggregations over any time window.
+"""Reading an output's tables (what the backfill and the live follower commit): token transfers
+by filters with keyset pagination, ledger and transaction lookups, and the backfill's
+aggregations over any time window.
 
-The dataset root holds `<format>/<table>/` directories of hive-partitioned files; only Parquet
-is read here. Rows not yet committed (the live follower's latest ledgers) come from `recent`,
-a callable the caller supplies, and are merged above the dataset's last ledger.
+Only committed Delta snapshots are read. Rows not yet committed (the live follower's newest
+ledgers) come from `recent`, a callable the caller supplies, and are merged above the
+snapshot's last ledger.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,10 +23,12 @@ from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merg
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.schema import TABLES, TOKEN_TRANSFERS
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.tableset import TableSet
 from obsrvr_ray.ttp.filters import EventFilter
 
 MAX_PAGE = 1000
-_PART = re.compile(r"part-(\d{10})-(\d{10})-g\d+-\d+\.parquet$")  # sinks/layout.py's data file names
+_LEDGER_COLUMN = {"ledgers": "sequence", "transactions": "ledger_sequence", "token_transfers": "ledger_sequence"}
 ORDER = [("ledger_sequence", "ascending"), ("event_index", "ascending")]
 
 
@@ -114,40 +116,24 @@ class Page:
     next_cursor: str | None
 
 
-class DatasetReader:
-    """One dataset root; files are re-listed on each query so newly committed chunks show up."""
+class TableReader:
+    """One output's tables, read at their latest committed snapshot (refreshed from the log's
+    tail on every query, so new commits show up) or `as_of` a version or time. Files are pruned
+    by partition values and by the min/max statistics the log keeps for each file."""
 
-    def __init__(self, root: str, s3: S3Options | None = None) -> None:
+    def __init__(self, root: str, s3: S3Options | None = None, as_of: int | str | dt.datetime | None = None) -> None:
         self.root = root.rstrip("/")
-        self.s3 = s3 or S3Options()
-
-    def _filesystem(self):
-        if not self.root.startswith("s3://"):
-            return None, self.root
-        from pyarrow import fs
-
-        opts = self.s3
-        s3fs = fs.S3FileSystem(endpoint_override=opts.endpoint_url, region=opts.region or "us-east-1",
-                               anonymous=opts.anonymous)
-        return s3fs, self.root.removeprefix("s3://")
+        self.tables = TableSet(TableLocation(self.root, s3 or S3Options()))
+        self.as_of = as_of
 
     def dataset(self, table: str) -> ds.Dataset | None:
-        filesystem, base = self._filesystem()
-        path = f"{base}/parquet/{table}"
-        try:
-            return ds.dataset(path, format="parquet", partitioning="hive", filesystem=filesystem,
-                              exclude_invalid_files=False)
-        except (FileNotFoundError, OSError):
-            return None
+        snapshot = self.tables.table(table, self.as_of)
+        return None if snapshot is None else snapshot.to_pyarrow_dataset()
 
     @staticmethod
     def _normalize(out: pa.Table, table: str) -> pa.Table:
-        """The table's own columns, in order (a partition key taken out of the files, asset_code,
-        comes back as nulls; partition-only columns such as date are dropped)."""
+        """The table's own columns, in order (partition-only columns such as date are dropped)."""
         schema = TABLES[table]
-        for name in schema.names:
-            if name not in out.column_names:
-                out = out.append_column(name, pa.nulls(out.num_rows, schema.field(name).type))
         return out.select(schema.names).cast(schema)
 
     def read(self, table: str, expression: ds.Expression | None = None) -> pa.Table:
@@ -157,21 +143,31 @@ class DatasetReader:
         return self._normalize(data.to_table(filter=expression), table)
 
     def chunks(self, table: str) -> tuple[ds.Dataset | None, list[tuple[tuple[int, int], ds.Fragment]]]:
-        """The table's files with the ledger range each holds (from its name), in ledger order."""
-        data = self.dataset(table)
-        if data is None:
+        """The table's files with the ledger range each holds (from the log's statistics), in ledger order."""
+        snapshot = self.tables.table(table, self.as_of)
+        if snapshot is None:
             return None, []
+        column = _LEDGER_COLUMN[table]
+        actions = pa.table(snapshot.get_add_actions(flatten=True))
+        ranges = {
+            path: (low, high)
+            for path, low, high in zip(actions["path"].to_pylist(), actions[f"min.{column}"].to_pylist(),
+                                       actions[f"max.{column}"].to_pylist(), strict=True)
+        } if actions.num_rows else {}
+        ranges.update({unquote(path): found for path, found in ranges.items()})
+        data = snapshot.to_pyarrow_dataset()  # paths relative to the table's root, as the log names them
         out = []
         for fragment in data.get_fragments():
-            found = _PART.search(fragment.path)
-            if found:
-                out.append(((int(found.group(1)), int(found.group(2))), fragment))
+            found = ranges.get(fragment.path)
+            if found is not None and found[0] is not None:
+                out.append((found, fragment))
         return data, sorted(out, key=lambda item: item[0])
 
     def last_ledger(self) -> int | None:
-        """The last ledger of the last committed chunk: read from file names, not from the data."""
+        """The last ledger the committed snapshot holds (its chunks, or its transfers' statistics)."""
         _, chunks = self.chunks("token_transfers")
-        return max((end for (_, end), _ in chunks), default=None)
+        committed = self.tables.committed() if self.as_of is None else {}
+        return max([end for (_, end), _ in chunks] + [end for _, end in committed], default=None)
 
     def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> Page:
         """A page in ledger order, reading chunks in ledger order and stopping once the page is
@@ -237,4 +233,5 @@ class DatasetReader:
                 fresh = fresh if last is None else fresh.filter(pc.greater(fresh["ledger_sequence"], last))
                 table = pa.concat_tables([table, everything.apply(fresh.cast(TOKEN_TRANSFERS))])
         return merge(hourly_partial(table), largest_partial(table, top), top)
+
 

@@ -1,36 +1,40 @@
-"""The backfill's plain-Python parts, without a cluster: planning, partitioning, the commit
-protocol under a crash at every instant, exact analytics, settings, metrics."""
+"""The backfill's plain-Python parts, without a cluster: planning, partitioning, the commits to
+the Delta tables under a crash between any two of them and under racing writers, exact
+analytics, settings, metrics."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from deltalake import write_deltalake
 from prometheus_client.parser import text_string_to_metric_families
 
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
 from obsrvr_ray.chunks.plan import Grid, Segment, WorkUnit, plan, plan_retries
-from obsrvr_ray.chunks.process import ChunkSettings, build_output, result_of
+from obsrvr_ray.chunks.process import ChunkSettings, build_commit, commit_chunk
 from obsrvr_ray.chunks.raw import read_unit, records_to_table
 from obsrvr_ray.config import add_arguments, from_arguments
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.metrics import BackfillMetrics
 from obsrvr_ray.network import PUBNET, SANDBOX
-from obsrvr_ray.objectstore import LocalStore, ObjectStore, S3Options, S3Store
+from obsrvr_ray.objectstore import S3Options, S3Store
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import contains, normalize, parse_ranges, subtract
 from obsrvr_ray.schema import TOKEN_TRANSFERS
-from obsrvr_ray.sinks.dataset import Dataset
-from obsrvr_ray.sinks.layout import OutputSpec, is_derived
+from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sinks.partitioning import split
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import open_source
-from tests.backfill_helpers import file_tree
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.maintenance import verify
+from obsrvr_ray.table.tableset import Shape, TableSet
+from tests.helpers import read_jsonl
 
 # --- ranges and planning ----------------------------------------------------------------------
 
@@ -74,7 +78,7 @@ def test_the_hash_chain_is_checked_into_a_chunk_from_the_ledger_before_it():
 
     def failures(before: bytes) -> list[dict]:
         raw = records_to_table([LedgerRecord(2, "before", data=before), LedgerRecord(3, "chunk", data=ours[3])])
-        return build_output(unit, raw, settings).details["failures"]
+        return build_commit(unit, raw, settings).failures.to_pylist()
 
     assert failures(ours[2]) == []
     (broken,) = failures(other[2])
@@ -108,50 +112,28 @@ class Crash(Exception):
     """The process died here."""
 
 
-class CrashingStore(ObjectStore):
-    """A local store that dies after `budget` changes. A rename is a copy then a delete, as on S3,
-    so a crash between the two is covered too."""
+class CrashingTables(TableSet):
+    """A table set whose process dies after `budget` table commits (each Delta commit is atomic
+    by itself: the instants that matter are between them)."""
 
-    def __init__(self, inner: LocalStore, budget: float = float("inf")) -> None:
-        self.inner, self.budget, self.url, self.changes = inner, budget, inner.url, 0
+    def __init__(self, root: Path, budget: float = float("inf")) -> None:
+        super().__init__(TableLocation(str(root)))
+        self.budget, self.commits = budget, 0
 
-    def _change(self) -> None:
-        if self.changes >= self.budget:
+    def _commit(self, name, data, commit, replace=None):
+        if self.commits >= self.budget:
             raise Crash
-        self.changes += 1
+        done = super()._commit(name, data, commit, replace)
+        self.commits += done
+        return done
 
-    def get(self, key):
-        return self.inner.get(key)
 
-    def exists(self, key):
-        return self.inner.exists(key)
-
-    def list(self, prefix=""):
-        return self.inner.list(prefix)
-
-    def put(self, key, data):
-        self._change()
-        self.inner.put(key, data)
-
-    def put_if_absent(self, key, data):
-        self._change()
-        return self.inner.put_if_absent(key, data)
-
-    def delete(self, key):
-        self._change()
-        self.inner.delete(key)
-
-    def rename(self, src, dst):
-        data = self.inner.get(src)
-        self._change()
-        self.inner.put(dst, data)
-        self._change()
-        self.inner.delete(src)
+SHAPE = Shape({"layout": 2, "partition_by": ["event_type"]}, ("event_type",))
 
 
 @pytest.fixture(scope="module")
-def prepared(real_lake, tmp_path_factory):
-    """Three chunk generations of real ledgers, encoded once: two chunks, one of them with a
+def prepared(real_lake):
+    """Three chunk generations of real ledgers, extracted once: two chunks, one of them with a
     corrupt ledger (generation 0, one failure) then retried with good bytes (generation 1)."""
     source = open_source(str(real_lake))
     settings = ChunkSettings(("token_transfers",), OutputSpec("unused", partition_by=("event_type",)),
@@ -161,71 +143,78 @@ def prepared(real_lake, tmp_path_factory):
     good = read_unit(source, pair)
     broken = good.set_column(3, "data", pa.array([good["data"][0].as_py(), b"\x00\x00\x00\x07junk"],
                                                  pa.large_binary()))
-    first = build_output(pair, broken, settings)
-    assert len(first.details["failures"]) == 1
+    first = build_commit(pair, broken, settings)
+    assert first.failures.num_rows == 1
     retry = plan_retries(((63092982, 63092983),), {pair.chunk: (0, [63092983])})[0]
-    return [
-        (small, build_output(small, read_unit(source, small), settings)),
-        (pair, first),
-        (retry, build_output(retry, read_unit(source, retry), settings)),
-    ]
+    return [build_commit(small, read_unit(source, small), settings), first,
+            build_commit(retry, read_unit(source, retry), settings)]
 
 
-def _commit_all(store: ObjectStore, prepared) -> None:
-    dataset = Dataset(store)
-    dataset.recover()
-    done = dataset.committed()
-    for unit, output in prepared:
-        if done.get(unit.chunk, -1) < unit.generation:
-            dataset.commit(unit.chunk, unit.generation, output.files, removes=output.removes, details=output.details)
+def _commit_all(tables: TableSet, prepared) -> None:
+    tables.ensure(SHAPE, ("token_transfers",))
+    done = tables.committed()
+    for commit in prepared:
+        if done.get(commit.chunk, -1) < commit.generation:
+            tables.commit_chunk(commit, SHAPE.partition_by)
 
 
-def test_a_crash_at_any_instant_then_a_rerun_gives_exactly_the_uninterrupted_output(prepared, tmp_path):
-    reference = tmp_path / "reference"
-    counting = CrashingStore(LocalStore(reference))
-    _commit_all(counting, prepared)
-    expected = file_tree(reference)
-    assert not any(k.startswith("parquet/failures/") for k in expected)  # the retry removed the failures file
-    assert Dataset(LocalStore(reference)).verify(is_derived) == []
-    for budget in range(counting.changes):  # every instant a change can be cut at
+def _contents(root: Path) -> dict:
+    """What readers see: every table's rows in a stable order (commit times aside)."""
+    tables = TableSet(TableLocation(str(root)))
+    out = {}
+    for name in ("token_transfers", "volume_partials", "largest_partials", "failures", "chunks"):
+        rows = tables.read(name)
+        rows = rows.drop_columns([c for c in ("committed_at",) if c in rows.column_names])
+        out[name] = rows.sort_by([(c, "ascending") for c in rows.column_names if c not in ("date", "hour")]).to_pylist()
+    return out
+
+
+def test_a_crash_between_any_two_commits_then_a_rerun_gives_exactly_the_uninterrupted_output(prepared, tmp_path):
+    reference = CrashingTables(tmp_path / "reference")
+    _commit_all(reference, prepared)
+    expected = _contents(tmp_path / "reference")
+    assert expected["failures"] == []  # the retry mended the only failure
+    assert verify(reference, ("token_transfers",)) == []
+    for budget in range(reference.commits):  # every point a run can die between two commits
         out = tmp_path / f"crash-{budget}"
         with pytest.raises(Crash):
-            _commit_all(CrashingStore(LocalStore(out), budget), prepared)
-        _commit_all(LocalStore(out), prepared)  # the rerun
-        assert file_tree(out) == expected, f"crash after {budget} changes"
-        assert Dataset(LocalStore(out)).verify(is_derived) == [], f"crash after {budget} changes"
+            _commit_all(CrashingTables(out, budget), prepared)
+        _commit_all(TableSet(TableLocation(str(out))), prepared)  # the rerun
+        assert _contents(out) == expected, f"crash after {budget} commits"
+        assert verify(TableSet(TableLocation(str(out))), ("token_transfers",)) == [], f"crash after {budget} commits"
 
 
-def test_two_attempts_at_one_chunk_commit_once(prepared, tmp_path):
-    unit, output = prepared[0]
-    dataset = Dataset(LocalStore(tmp_path))
-    first, won = dataset.commit(unit.chunk, 0, output.files, details=output.details)
-    second, won_again = dataset.commit(unit.chunk, 0, output.files, details=output.details)
-    assert won and not won_again and second.attempt == first.attempt
-    assert not (tmp_path / "_backfill" / "staging").exists()
-    assert result_of(second, False).rows == output.details["rows"]
-    assert dataset.verify(is_derived) == []
+def test_two_attempts_at_one_chunk_commit_once_even_at_the_same_time(prepared, tmp_path):
+    commit = prepared[0]
+    tables = TableSet(TableLocation(str(tmp_path)))
+    tables.ensure(SHAPE, ("token_transfers",))
+    assert tables.commit_chunk(commit, SHAPE.partition_by).committed_here
+    assert not any(tables.commit_chunk(commit, SHAPE.partition_by).committed.values())
+    racing = [TableSet(TableLocation(str(tmp_path))) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:  # four writers at once on the next chunk: one wins each table
+        outcomes = list(pool.map(lambda t: t.commit_chunk(prepared[1], SHAPE.partition_by), racing))
+    assert sum(o.committed_here for o in outcomes) == 1
+    for name in ("token_transfers", "chunks", "failures"):
+        assert sum(o.committed.get(name, False) for o in outcomes) == 1, name
+    assert verify(TableSet(TableLocation(str(tmp_path))), ("token_transfers",)) == []
 
 
-def test_verify_finds_altered_missing_and_stray_files(prepared, tmp_path):
-    unit, output = prepared[1]
-    dataset = Dataset(LocalStore(tmp_path))
-    dataset.commit(unit.chunk, 0, output.files, details=output.details)
-    data_files = sorted((tmp_path / "parquet" / "token_transfers").rglob("*.parquet"))
-    data_files[0].write_bytes(b"changed")
-    data_files[1].unlink()
-    (tmp_path / "parquet" / "token_transfers" / "stray.parquet").write_bytes(b"x")
-    problems = "\n".join(dataset.verify(is_derived))
-    assert "content differs" in problems and "committed but missing" in problems
-    assert "stray.parquet: in no commit" in problems
+def test_verify_finds_a_chunk_written_twice_behind_the_protocol(prepared, tmp_path):
+    tables = TableSet(TableLocation(str(tmp_path)))
+    tables.ensure(SHAPE, ("token_transfers",))
+    tables.commit_chunk(prepared[0], SHAPE.partition_by)
+    rows = tables.read("token_transfers")
+    write_deltalake(tables.uri("token_transfers"), rows.slice(0, 3), mode="append")  # no app transaction
+    problems = "\n".join(verify(tables, ("token_transfers",)))
+    assert "appear more than once" in problems and "the chunks table accounts for" in problems
 
 
-def test_an_output_refuses_files_made_with_other_settings(tmp_path):
-    dataset = Dataset(LocalStore(tmp_path))
-    dataset.ensure_settings({"partition_by": ["date"], "formats": ["parquet"]})
-    dataset.ensure_settings({"partition_by": ["date"], "formats": ["parquet"]})
+def test_an_output_refuses_rows_made_with_other_settings(tmp_path):
+    tables = TableSet(TableLocation(str(tmp_path)))
+    tables.ensure(Shape({"partition_by": ["date"]}), ("token_transfers",))
+    tables.ensure(Shape({"partition_by": ["date"]}), ("token_transfers",))
     with pytest.raises(ConfigError, match=r"partition_by: \['date'\] there, \['hour'\] now"):
-        dataset.ensure_settings({"partition_by": ["hour"], "formats": ["parquet"]})
+        tables.ensure(Shape({"partition_by": ["hour"]}, ("hour",)), ("token_transfers",))
 
 
 def test_s3_exclusive_create_and_rename(s3_endpoint):
@@ -327,10 +316,11 @@ def test_a_backfill_needs_a_bounded_range():
 
 def test_metrics_count_what_chunks_report(prepared, tmp_path):
     metrics = BackfillMetrics()
-    for unit, output in prepared[:2]:
-        commit, _ = Dataset(LocalStore(tmp_path / "out")).commit(unit.chunk, unit.generation, output.files,
-                                                                 details=output.details)
-        metrics.observe(replace(result_of(commit, True), seconds=0.5))
+    settings = ChunkSettings(("token_transfers",), OutputSpec(str(tmp_path / "out"), formats=("parquet", "jsonl"),
+                                                                partition_by=("event_type",)), ExtractOptions(PUBNET))
+    TableSet(TableLocation(str(tmp_path / "out"))).ensure(SHAPE, ("token_transfers",))
+    for commit in prepared[:2]:
+        metrics.observe(replace(commit_chunk(commit, settings, 0.0), seconds=0.5))
     metrics.current_ledger.set(63092983)
     metrics.write(str(tmp_path / "backfill.prom"))
     values = {s.name + str(sorted(s.labels.items())): s.value
@@ -341,7 +331,8 @@ def test_metrics_count_what_chunks_report(prepared, tmp_path):
     assert values["export_errors_total[('stage', 'decode')]"] == 1
     assert values["current_ledger[]"] == 63092983
     assert values["processing_duration_seconds_count[]"] == 2
-    written = pq.read_table(tmp_path / "out" / "parquet" / "failures" / "part-0063092982-0063092983.parquet")
-    assert written.to_pylist()[0]["sequence"] == 63092983
+    assert values["table_commits_total[('table', 'token_transfers')]"] == 2
+    written = read_jsonl(tmp_path / "out" / "jsonl" / "failures" / "part-0063092982-0063092983.jsonl")
+    assert written[0]["sequence"] == 63092983
     assert values["files_written_total[('table', 'token_transfers')]"] == len(
-        list(Path(tmp_path / "out" / "parquet" / "token_transfers").rglob("*.parquet")))
+        list(Path(tmp_path / "out" / "jsonl" / "token_transfers").rglob("*.jsonl")))

@@ -17,19 +17,20 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from obsrvr_ray.chunks.job import ROW_SHAPING, shape
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
-from obsrvr_ray.chunks.process import ChunkSettings, commit_output, extract, output_from_rows
+from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract
 from obsrvr_ray.chunks.raw import records_to_table
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.live.follow import Follower
 from obsrvr_ray.live.recent import RecentLedgers
-from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
-from obsrvr_ray.sinks.dataset import Dataset
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.tableset import Shape, TableSet
 
 NAME = "obsrvr-follower"
 TRANSFERS = "token_transfers"
@@ -63,8 +64,13 @@ class Page:
     transfers: dict[int, pa.Table]
 
 
+def follower_tables(config: FollowerConfig) -> TableSet:
+    output = config.settings.output
+    return TableSet(TableLocation(output.location, output.s3), output.compression)
+
+
 def resume_point(config: FollowerConfig) -> int:
-    committed = Dataset(open_store(config.settings.output.location, config.settings.output.s3)).committed()
+    committed = follower_tables(config).committed()
     last = max((end for _, end in committed), default=None)
     return config.start if last is None else max(config.start, last + 1)
 
@@ -74,6 +80,8 @@ class FollowerService:
 
     def __init__(self, config: FollowerConfig) -> None:
         self.config = config
+        follower_tables(config).ensure(Shape(shape(config.settings), config.settings.output.partition_by),
+                                       config.settings.tables, compare=ROW_SHAPING)
         self.recent = RecentLedgers(config.recent_ledgers)
         self._previous: LedgerRecord | None = None  # the ledger before the next page, for the hash chain
         rpc = RpcClient(config.rpc_url, timeout=config.rpc_timeout,
@@ -118,8 +126,8 @@ class FollowerService:
         rows = {table: [row for page in pages for row in page.rows.get(table, [])]
                 for table in self.config.settings.tables}
         failures = [f for page in pages for f in page.failures]
-        commit_output(unit, output_from_rows(unit, rows, failures, self.config.settings), self.config.settings,
-                      began)
+        commit_chunk(commit_from_rows(unit, rows, failures, self.config.settings, writer="live"),
+                     self.config.settings, began)
 
     def status(self) -> dict:
         return self.follower.status.as_dict()

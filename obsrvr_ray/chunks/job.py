@@ -53,11 +53,17 @@ def resolve(config: BackfillConfig) -> Job:
     return Job(config, options, settings, grid, description)
 
 
+# The settings that shape the rows a writer appends: a live follower appending to a backfill's
+# output must match these (the rest, such as analytics or the chain check, may differ).
+ROW_SHAPING = ("layout", "network_passphrase", "partition_by", "events_from", "event_types", "included_assets",
+               "accounts")
+
+
 def shape(settings: ChunkSettings) -> dict:
     """The settings the output's files depend on: a rerun into the same output must match them."""
     out, ex = settings.output, settings.extract
     return {
-        "layout": 1,
+        "layout": 2,  # 1: Parquet files and a manifest; 2: Delta tables
         "network_passphrase": ex.passphrase,
         "tables": list(settings.tables),
         "formats": list(out.formats),

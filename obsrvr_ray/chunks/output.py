@@ -3,55 +3,65 @@ and the analytics tables merged from every chunk's partials."""
 
 from __future__ import annotations
 
-import io
-from concurrent.futures import ThreadPoolExecutor
-
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL, merge
+from obsrvr_ray.analytics.transfers import EXACT, HOURLY_PARTIAL, LARGEST_PARTIAL, merge
 from obsrvr_ray.chunks.plan import WorkUnit, plan_retries
-from obsrvr_ray.chunks.process import ChunkSettings, is_ledger_failure, result_of
+from obsrvr_ray.chunks.process import ChunkSettings, is_ledger_failure
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.objectstore import ObjectStore
 from obsrvr_ray.ranges import Range, contains, overlaps
-from obsrvr_ray.sinks.dataset import Dataset
-from obsrvr_ray.sinks.files import encode_table
-from obsrvr_ray.sinks.layout import PARTIALS, analytics_path, failures_chunk
+from obsrvr_ray.sinks.layout import ANALYTICS, write_analytics_exports
+from obsrvr_ray.table.tableset import LARGEST_PARTIALS, VOLUME_PARTIALS, TableSet
 
 
-def failed_chunks(store: ObjectStore, fmt: str, requested: tuple[Range, ...]) -> set[Range]:
-    """Chunks of the requested ledgers that hold failures (they have a failures file)."""
-    chunks = (failures_chunk(key) for key in store.list(f"{fmt}/failures/"))
-    return {c for c in chunks if c is not None and overlaps(requested, c)}
+def chunk_failures(tables: TableSet, requested: tuple[Range, ...]) -> dict[Range, list[Failure]]:
+    """The failures of every chunk of the requested ledgers that has any (latest generation)."""
+    rows = tables.failures().to_pylist()
+    out: dict[Range, list[Failure]] = {}
+    for row in rows:
+        chunk = (row["chunk_start"], row["chunk_end"])
+        if overlaps(requested, chunk):
+            out.setdefault(chunk, []).append(Failure(row["sequence"], row["object_key"], row["stage"], row["error"]))
+    return out
 
 
-def plan_failed(dataset: Dataset, committed: dict[Range, int], chunks: set[Range], requested: tuple[Range, ...]
+def plan_failed(committed: dict[Range, int], failures: dict[Range, list[Failure]], requested: tuple[Range, ...]
                 ) -> tuple[list[WorkUnit], dict[Range, tuple[Failure, ...]]]:
     """Retry units for the failed ledgers of the requested range; the chunk's other failures
     (extraction errors, failed ledgers outside the range) are carried into the new generation."""
     retry: dict[Range, tuple[int, list[int]]] = {}
     carried: dict[Range, tuple[Failure, ...]] = {}
-    for chunk in sorted(chunks):
-        result = result_of(dataset.read_commit(chunk, committed[chunk]), committed_here=False)
-        again = [f for f in result.failures
+    for chunk, found in sorted(failures.items()):
+        again = [f for f in found
                  if is_ledger_failure(f) and f.sequence is not None and contains(requested, f.sequence)]
         retry[chunk] = (committed[chunk], [f.sequence for f in again])
-        carried[chunk] = tuple(f for f in result.failures if f not in again)
+        carried[chunk] = tuple(f for f in found if f not in again)
     return plan_retries(requested, retry), carried
 
 
-def write_analytics(store: ObjectStore, settings: ChunkSettings) -> dict[str, int]:
-    """Merge every committed chunk's partials into the analytics tables (whole output, all
-    formats). They are derived data: rebuilt at the end of each run, each file replaced whole."""
-    def read(name: str, schema: pa.Schema) -> pa.Table:
-        keys = list(store.list(f"{PARTIALS}/{name}/"))
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            tables = [pq.read_table(io.BytesIO(data)) for data in pool.map(store.get, keys)]
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+def merged_analytics(tables: TableSet, top: int) -> dict[str, pa.Table]:
+    """The analytics over every committed chunk, merged from the partial tables (each chunk's
+    commit appended its partials, so this is incremental: the raw rows are not read again)."""
+    volume = tables.read(VOLUME_PARTIALS)
+    largest = tables.read(LARGEST_PARTIALS)
+    if volume is None or volume.num_rows == 0:
+        volume = HOURLY_PARTIAL.empty_table()
+    else:
+        volume = volume.drop_columns(["chunk_start"])
+        volume = volume.set_column(volume.schema.get_field_index("volume_raw"), "volume",
+                                   pc.cast(volume["volume_raw"], EXACT)).select(HOURLY_PARTIAL.names)
+    largest = (LARGEST_PARTIAL.empty_table() if largest is None or largest.num_rows == 0
+               else largest.drop_columns(["chunk_start"]).select(LARGEST_PARTIAL.names))
+    return merge(volume.cast(HOURLY_PARTIAL), largest.cast(LARGEST_PARTIAL), top)
 
-    tables = merge(read("hourly", HOURLY_PARTIAL), read("largest", LARGEST_PARTIAL), settings.top_transfers)
-    for fmt in settings.output.formats:
-        for name, table in tables.items():
-            store.put(analytics_path(fmt, name), encode_table(table, fmt, settings.output.compression))
-    return {name: table.num_rows for name, table in tables.items()}
+
+def write_analytics(tables: TableSet, store: ObjectStore, settings: ChunkSettings) -> dict[str, int]:
+    """Rewrite the merged analytics tables (each a new version of `analytics/<name>`) and their
+    plain-file exports. They are derived data: rebuilt at the end of each run."""
+    merged = merged_analytics(tables, settings.top_transfers)
+    for name, table in merged.items():
+        tables.replace_table(f"{ANALYTICS}/{name}", table)
+    write_analytics_exports(store, merged, settings.output)
+    return {name: table.num_rows for name, table in merged.items()}

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 
@@ -27,9 +26,10 @@ from obsrvr_ray.objectstore import ObjectStore, open_store
 from obsrvr_ray.pipeline import ExtractOptions, RunReport, build_rows, rows_to_table, stream_ledgers
 from obsrvr_ray.ranges import Range
 from obsrvr_ray.schema import FAILURES
-from obsrvr_ray.sinks.dataset import Commit, Dataset, OutputFile
-from obsrvr_ray.sinks.layout import OutputSpec, chunk_files, failures_path
+from obsrvr_ray.sinks.layout import OutputSpec, write_exports
 from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.tableset import ChunkCommit, TableSet
 
 TRANSFERS = "token_transfers"
 EXTRACT = "extract"  # a transaction's events could not be extracted; the ledger's other rows stand
@@ -63,8 +63,8 @@ class ChunkResult:
     new_failures: int = 0  # failures this generation found (the rest were carried from earlier ones)
     rows: dict[str, int] = field(default_factory=dict)
     events: int = 0  # token-transfer events extracted, before the filter
-    files: dict[str, int] = field(default_factory=dict)  # per table (failures and partials included)
-    bytes: int = 0
+    files: dict[str, int] = field(default_factory=dict)  # plain-file exports written, per table
+    commits: tuple[str, ...] = ()  # the tables this attempt committed (others already held the chunk)
     seconds: float = 0.0
 
     @property
@@ -82,6 +82,12 @@ class ChunkResult:
 def _store(spec: OutputSpec) -> ObjectStore:
     """One client per worker process and output, reused across the chunks it processes."""
     return open_store(spec.location, spec.s3)
+
+
+@functools.lru_cache(maxsize=4)
+def _tables(spec: OutputSpec) -> TableSet:
+    """The output's tables, loaded once per worker process and brought up to date per commit."""
+    return TableSet(TableLocation(spec.location, spec.s3), spec.compression)
 
 
 class _Block:
@@ -135,81 +141,55 @@ def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dic
     return rows, report
 
 
-@dataclass(frozen=True)
-class ChunkOutput:
-    """What a unit commits: its files, the files it supersedes, and the manifest details."""
-
-    files: list[OutputFile]
-    removes: list[str]
-    details: dict
-
-
-def build_output(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried: tuple[Failure, ...] = ()
-                 ) -> ChunkOutput:
-    """Extract, filter and aggregate one unit, and encode its files. `carried`: failures of
-    earlier generations of the chunk that this one does not revisit (extraction errors of
-    ledgers already written, failed ledgers outside a retry's range)."""
+def build_commit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried: tuple[Failure, ...] = (),
+                 writer: str = "backfill") -> ChunkCommit:
+    """Extract, filter and aggregate one unit. `carried`: failures of earlier generations of the
+    chunk that this one does not revisit (extraction errors of ledgers already written, failed
+    ledgers outside a retry's range)."""
     rows, report = extract(unit, raw, settings)
-    return output_from_rows(unit, rows, report.failures, settings, carried)
+    return commit_from_rows(unit, rows, report.failures, settings, carried, writer)
 
 
-def output_from_rows(unit: WorkUnit, rows: dict[str, list[dict]], found: list[Failure], settings: ChunkSettings,
-                     carried: tuple[Failure, ...] = ()) -> ChunkOutput:
-    """The unit's files and manifest details from rows already extracted (the live follower
-    extracts each page as it arrives, for subscribers, and commits the rows later)."""
+def commit_from_rows(unit: WorkUnit, rows: dict[str, list[dict]], found: list[Failure], settings: ChunkSettings,
+                     carried: tuple[Failure, ...] = (), writer: str = "backfill") -> ChunkCommit:
+    """The unit's commit from rows already extracted (the live follower extracts each page as it
+    arrives, for subscribers, and commits the rows later)."""
     tables = {t: rows_to_table(t, r) for t, r in rows.items()}
     events = tables[TRANSFERS].num_rows if TRANSFERS in tables else 0
-    partials = {}
+    volume = largest = None
     if TRANSFERS in tables:
         tables[TRANSFERS] = settings.extract.filter.apply(tables[TRANSFERS])
         if settings.analytics:
-            partials = {"hourly": hourly_partial(tables[TRANSFERS]),
-                        "largest": largest_partial(tables[TRANSFERS], settings.top_transfers)}
+            volume = hourly_partial(tables[TRANSFERS])
+            largest = largest_partial(tables[TRANSFERS], settings.top_transfers)
     failures = [*carried, *found]
     failures_table = pa.Table.from_pylist(
         [{"sequence": f.sequence, "object_key": f.origin, "stage": f.stage, "error": f.error} for f in failures],
         schema=FAILURES,
     )
-    spec = settings.output
-    return ChunkOutput(
-        files=chunk_files(unit.chunk, unit.generation, tables, failures_table, partials, spec),
-        removes=[failures_path(fmt, unit.chunk) for fmt in spec.formats] if unit.generation and not failures else [],
-        details={
-            "segments": [[s.start, s.end] for s in unit.segments],
-            "ledgers": unit.ledgers,
-            "events": events,
-            "rows": {t: table.num_rows for t, table in tables.items()},
-            "failures": [asdict(f) for f in failures],
-            "new_failures": len(found),
-        },
-    )
+    return ChunkCommit(unit.chunk, unit.generation, tables, failures_table, volume, largest, ledgers=unit.ledgers,
+                       events=events, new_failures=len(found), writer=writer)
 
 
 def process_unit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings,
                  carried: tuple[Failure, ...] = ()) -> ChunkResult:
-    """Build one unit's output and commit it to the dataset."""
+    """Build one unit's rows and commit them to the output's tables."""
     began = time.monotonic()
-    return commit_output(unit, build_output(unit, raw, settings, carried), settings, began)
+    return commit_chunk(build_commit(unit, raw, settings, carried), settings, began)
 
 
-def commit_output(unit: WorkUnit, out: ChunkOutput, settings: ChunkSettings, began: float) -> ChunkResult:
-    commit, won = Dataset(_store(settings.output)).commit(unit.chunk, unit.generation, out.files,
-                                                           removes=out.removes, details=out.details)
-    return result_of(commit, won, time.monotonic() - began)
-
-
-def result_of(commit: Commit, committed_here: bool, seconds: float = 0.0) -> ChunkResult:
-    d = commit.details
+def commit_chunk(commit: ChunkCommit, settings: ChunkSettings, began: float) -> ChunkResult:
+    """Commit to the tables (each once), then write the plain-file exports the settings ask for."""
+    spec = settings.output
+    outcome = _tables(spec).commit_chunk(commit, spec.partition_by)
+    written = write_exports(_store(spec), commit, spec)
+    found = commit.failures.to_pylist()[commit.failures.num_rows - commit.new_failures:]
     return ChunkResult(
-        chunk=commit.chunk,
-        generation=commit.generation,
-        committed_here=committed_here,
-        ledgers=d["ledgers"],
-        failures=[Failure(**f) for f in d["failures"]],
-        new_failures=d["new_failures"],
-        rows=d["rows"],
-        events=d["events"],
-        files=dict(Counter(f.table for f in commit.files)),
-        bytes=sum(f.bytes for f in commit.files),
-        seconds=seconds,
+        chunk=commit.chunk, generation=commit.generation, committed_here=outcome.committed_here,
+        ledgers=commit.ledgers,
+        failures=[Failure(r["sequence"], r["object_key"], r["stage"], r["error"])
+                  for r in commit.failures.to_pylist()],
+        new_failures=len(found), rows={t: table.num_rows for t, table in commit.tables.items()},
+        events=commit.events, files=written, seconds=time.monotonic() - began,
+        commits=tuple(t for t, done in outcome.committed.items() if done),
     )

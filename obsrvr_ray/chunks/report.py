@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from obsrvr_ray.chunks.process import ChunkResult
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.ranges import Range, format_ranges, range_key, size
-from obsrvr_ray.sinks.dataset import Recovery
 
 EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 128
 
@@ -24,7 +23,6 @@ class BackfillReport:
     planned_chunks: int = 0
     planned_ledgers: int = 0
     skipped_chunks: int = 0  # committed by earlier runs
-    recovery: Recovery = field(default_factory=Recovery)
     results: list[ChunkResult] = field(default_factory=list)
     unfinished: list[tuple[Range, str]] = field(default_factory=list)  # chunks left uncommitted, and why
     retries: int = 0  # chunks run again after a transient source error
@@ -65,7 +63,7 @@ class BackfillReport:
     def summary(self, max_lines: int = 15) -> str:
         rate = self.ledgers / self.elapsed if self.elapsed > 0 else 0.0
         files = sum(sum(r.files.values()) for r in self.results)
-        written = sum(r.bytes for r in self.results)
+        commits = sum(len(r.commits) for r in self.results)
         requested = format_ranges(self.requested) if self.requested else "every chunk of the output"
         lines = [
             f"== backfill{' --retry-failed' if self.retry else ''} ==",
@@ -74,16 +72,13 @@ class BackfillReport:
             f"output     {self.output}",
             f"ledgers    {requested}  ({size(self.requested):,} requested)",
         ]
-        if self.recovery.published or self.recovery.discarded:
-            lines.append(f"recovered  {self.recovery.published} interrupted commits published, "
-                         f"{self.recovery.discarded} superseded attempts dropped")
         lines += [
             f"chunks     {len(self.results)} committed now, {self.skipped_chunks} committed earlier (skipped), "
             f"{len(self.unfinished)} not committed, {self.retries} retried",
             f"processed  {self.ledgers:,} ledgers: {self.ledgers - self.failed_ledgers:,} ok, "
             f"{self.failed_ledgers:,} failed   ({rate:,.1f} ledgers/s, {self.elapsed:.1f} s)",
             "rows       " + ("   ".join(f"{t} {n:,}" for t, n in sorted(self.rows().items())) or "none"),
-            f"files      {files:,} committed, {written:,} bytes",
+            f"tables     {commits:,} Delta commits" + (f", {files:,} export files" if files else ""),
         ]
         if self.analytics:
             lines.append("analytics  " + "   ".join(f"{t} {n:,}" for t, n in sorted(self.analytics.items())))

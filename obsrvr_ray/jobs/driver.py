@@ -21,7 +21,7 @@ import ray
 
 from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
 from obsrvr_ray.chunks.job import Job, resolve, shape
-from obsrvr_ray.chunks.output import failed_chunks, plan_failed, write_analytics
+from obsrvr_ray.chunks.output import chunk_failures, plan_failed, write_analytics
 from obsrvr_ray.chunks.plan import Watermark, WorkUnit, plan
 from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult
 from obsrvr_ray.chunks.report import BackfillReport
@@ -34,8 +34,9 @@ from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.progress import Progress
 from obsrvr_ray.ranges import Range, normalize, overlaps, size
 from obsrvr_ray.resilience import RetryPolicy
-from obsrvr_ray.sinks.dataset import Dataset
-from obsrvr_ray.sinks.layout import is_derived
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.maintenance import verify
+from obsrvr_ray.table.tableset import Shape, TableSet
 
 log = logging.getLogger("obsrvr_ray.backfill")
 
@@ -139,7 +140,7 @@ def _finished(report: BackfillReport, metrics: BackfillMetrics, progress: Progre
     progress.add(result.ledgers, result.events, len(result.failed_ledgers))
     log_event(log, "chunk_committed", chunk=f"{result.chunk[0]}-{result.chunk[1]}", generation=result.generation,
               ledgers=result.ledgers, rows=result.rows, events=result.events, failures=result.new_failures,
-              files=sum(result.files.values()), bytes=result.bytes, seconds=round(result.seconds, 3),
+              commits=list(result.commits), seconds=round(result.seconds, 3),
               committed_here=result.committed_here)
     for failure in result.found:
         log_event(log, "ledger_failed", logging.WARNING, sequence=failure.sequence, object_key=failure.origin,
@@ -156,23 +157,20 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
     job = resolve(config)
     settings = job.settings
     store = open_store(config.out, settings.output.s3)
-    dataset = Dataset(store)
-    dataset.ensure_settings(shape(settings))
-    recovery = dataset.recover()
-    committed = dataset.committed()
+    tables = TableSet(TableLocation(config.out, settings.output.s3), settings.output.compression)
+    tables.ensure(Shape(shape(settings), settings.output.partition_by), settings.tables)
+    committed = tables.committed()
     requested = config.ranges or normalize(committed)
     report = BackfillReport(job.source_description, network_name(settings.extract.passphrase), store.url,
-                            requested, retry=config.retry_failed, recovery=recovery)
+                            requested, retry=config.retry_failed)
     if config.retry_failed:
-        units, carried = plan_failed(dataset, committed, failed_chunks(store, settings.output.formats[0], requested),
-                                     requested)
+        units, carried = plan_failed(committed, chunk_failures(tables, requested), requested)
     else:
         units, carried = plan(requested, committed, job.grid), {}
         report.skipped_chunks = sum(1 for c in committed if overlaps(requested, c))
     report.planned_chunks, report.planned_ledgers = len(units), sum(u.ledgers for u in units)
     log_event(log, "run_started", source=job.source_description, output=store.url, ledgers=size(requested),
-              chunks=len(units), ledgers_to_do=report.planned_ledgers, retry_failed=config.retry_failed,
-              recovered=vars(recovery))
+              chunks=len(units), ledgers_to_do=report.planned_ledgers, retry_failed=config.retry_failed)
     metrics = BackfillMetrics()
     metrics.ledgers_planned.set(report.planned_ledgers)
     metrics.chunks_skipped.inc(report.skipped_chunks)
@@ -189,10 +187,10 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
     report.interrupted = stop.received
     if stop.received is None:
         if settings.analytics and TRANSFERS in settings.tables:
-            report.analytics = write_analytics(store, settings)
-        report.failed_chunks = len(failed_chunks(store, settings.output.formats[0], requested))
+            report.analytics = write_analytics(tables, store, settings)
+        report.failed_chunks = len(chunk_failures(tables, requested))
         if config.verify_output:
-            report.problems = dataset.verify(is_derived)
+            report.problems = verify(tables, settings.tables)
     report.finished = time.monotonic()
     if config.metrics_file:
         metrics.write(config.metrics_file)

@@ -21,8 +21,9 @@ _FEE_BUMP = struct.pack(">i", X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP.value)
 _V0_AS_V1_PREFIX = struct.pack(">i", X.CryptoKeyType.KEY_TYPE_ED25519.value)
 
 
-# The same rule over an envelope's bytes: per envelope type, the XDR type of the body that
-# follows the type tag and what replaces the tag in the signed payload (after the network id).
+# Per envelope type: the XDR type of the body that follows the type tag, and what stands before
+# that body in the signed payload (after the network id). signature_payload reads it for
+# stellar-sdk objects, our decoder (Codec.signed_hashes) for an envelope's bytes.
 SIGNED_BODIES: dict[int, tuple[str, bytes]] = {
     X.EnvelopeType.ENVELOPE_TYPE_TX.value: ("Transaction", _TX),
     X.EnvelopeType.ENVELOPE_TYPE_TX_V0.value: ("TransactionV0", _TX + _V0_AS_V1_PREFIX),
@@ -37,12 +38,14 @@ def header_hash(header: X.LedgerHeader) -> bytes:
 def signature_payload(envelope: X.TransactionEnvelope, net_id: bytes) -> bytes:
     kind = envelope.type
     if kind == X.EnvelopeType.ENVELOPE_TYPE_TX:
-        return net_id + _TX + envelope.v1.tx.to_xdr_bytes()
-    if kind == X.EnvelopeType.ENVELOPE_TYPE_TX_V0:
-        return net_id + _TX + _V0_AS_V1_PREFIX + envelope.v0.tx.to_xdr_bytes()
-    if kind == X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP:
-        return net_id + _FEE_BUMP + envelope.fee_bump.tx.to_xdr_bytes()
-    raise ValueError(f"unknown envelope type {kind}")
+        body = envelope.v1.tx
+    elif kind == X.EnvelopeType.ENVELOPE_TYPE_TX_V0:
+        body = envelope.v0.tx
+    elif kind == X.EnvelopeType.ENVELOPE_TYPE_TX_FEE_BUMP:
+        body = envelope.fee_bump.tx
+    else:
+        raise ValueError(f"unknown envelope type {kind}")
+    return net_id + SIGNED_BODIES[kind.value][1] + body.to_xdr_bytes()
 
 
 def transaction_hash(envelope: X.TransactionEnvelope, passphrase: str) -> bytes:

@@ -39,7 +39,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.metrics import ApiMetrics
 from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
-from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, MAX_PAGE, DatasetReader, TransferQuery
+from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, MAX_PAGE, TableReader, TransferQuery
 from obsrvr_ray.serve.security import websocket_subprotocol
 from obsrvr_ray.ttp.events import KINDS
 from obsrvr_ray.ttp.filters import EventFilter
@@ -148,7 +148,7 @@ class Subscribers:
             del self.per_ip[ip]
 
 
-def create_app(reader: DatasetReader, live: LiveView, guard: Guard, settings: ApiSettings | None = None,
+def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiSettings | None = None,
                extra_routers: tuple[APIRouter, ...] = ()) -> FastAPI:
     settings = settings or ApiSettings()
     last_status: dict = {}
@@ -282,7 +282,7 @@ class SlowConsumer(Exception):
 class Subscriber:
     """One WebSocket connection: the subscription, its position and its outgoing queue."""
 
-    def __init__(self, websocket: WebSocket, reader: DatasetReader, live: LiveView, settings: ApiSettings,
+    def __init__(self, websocket: WebSocket, reader: TableReader, live: LiveView, settings: ApiSettings,
                  metrics: ApiMetrics) -> None:
         self.ws = websocket
         self.reader = reader

@@ -21,7 +21,7 @@ from ray.serve.handle import DeploymentHandle
 from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.live.recent import AsyncWaiter, RecentLedgers
 from obsrvr_ray.objectstore import S3Options
-from obsrvr_ray.query import DatasetReader
+from obsrvr_ray.query import TableReader
 from obsrvr_ray.security.settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings, create_app
 
@@ -125,7 +125,7 @@ class Api:
         from obsrvr_ray.serve.security import build_guard
 
         guard, routers, wrap = build_guard(self.config.security)
-        app = create_app(DatasetReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
+        app = create_app(TableReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
                          extra_routers=routers)
         return wrap(app)
 
@@ -139,7 +139,7 @@ class Flight:
         self.follower = follower
         options, scheme = flight_server_options(config.security)
         location = f"{scheme}://{config.flight_host}:{config.flight_port}"
-        self.server = TransfersFlightServer(location, DatasetReader(config.dataset, config.s3), recent=self._recent,
+        self.server = TransfersFlightServer(location, TableReader(config.dataset, config.s3), recent=self._recent,
                                             **options)
         self.location = location
         self._thread = threading.Thread(target=self.server.serve, name="flight", daemon=True)

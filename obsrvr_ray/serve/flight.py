@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.flight as flight
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.query import MAX_PAGE, DatasetReader, TransferQuery, min_amount_of
+from obsrvr_ray.query import MAX_PAGE, TableReader, TransferQuery, min_amount_of
 from obsrvr_ray.schema import TABLES
 from obsrvr_ray.serve.flight_auth import caller
 from obsrvr_ray.ttp.filters import EventFilter
@@ -37,7 +37,7 @@ def parse_ticket(raw: bytes) -> dict:
 
 
 class TransfersFlightServer(flight.FlightServerBase):
-    def __init__(self, location: str, reader: DatasetReader, recent: Callable[[], pa.Table] | None = None,
+    def __init__(self, location: str, reader: TableReader, recent: Callable[[], pa.Table] | None = None,
                  on_get: Callable[[], None] | None = None, **kwargs: object) -> None:
         super().__init__(location, **kwargs)
         self.reader = reader

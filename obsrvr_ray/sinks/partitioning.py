@@ -41,6 +41,28 @@ def keys_for(table_name: str, keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(k for k in keys if table_name in PARTITION_KEYS[k][0])
 
 
+# The column a Delta table is partitioned on for each key: derived ones (date, hour) are stored as
+# columns of their own; asset_code and event_topic are the rows' own columns.
+DELTA_COLUMNS = {"date": "date", "hour": "hour", "asset_code": "asset_code", "event_type": "event_topic"}
+
+
+def partition_columns(table_name: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns a Delta table of this kind is partitioned on."""
+    return tuple(DELTA_COLUMNS[k] for k in keys_for(table_name, keys)) if table_name in _KINDS else ()
+
+
+def with_partition_columns(table: pa.Table, table_name: str, keys: tuple[str, ...]) -> pa.Table:
+    """The rows with the derived partition columns (date, hour) appended, as Delta stores them."""
+    for key in keys_for(table_name, keys) if table_name in _KINDS else ():
+        column = DELTA_COLUMNS[key]
+        if column not in table.column_names:
+            table = table.append_column(pa.field(column, pa.string()), _values(table, key))
+    return table
+
+
+_KINDS = frozenset().union(*(tables for tables, _ in PARTITION_KEYS.values()))
+
+
 def _values(table: pa.Table, key: str) -> pa.Array:
     if key == "date":
         values = pc.strftime(table["closed_at"], format="%Y-%m-%d")

@@ -98,8 +98,7 @@ class Codec:
 
         if compiled:
             tables = _Tables(lazy, opener)
-            self._ids = tables.ids
-            ids = tables.ids
+            ids = self._ids = tables.ids
             scan = None
             if "TransactionMeta" in lazy:  # lazy metas carry their contract events, read in the same walk
                 scan = tuple(ids[name] for name in ("TransactionMeta", "ExtensionPoint", "LedgerEntryChanges",

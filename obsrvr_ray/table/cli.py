@@ -1,0 +1,170 @@
+"""`obsrvr-ray table ...`: look after an output's Delta tables, read them as of a version or a
+time, and bring in an output of the earlier Parquet-and-manifest layout."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.objectstore import S3Options
+
+EXIT_OK, EXIT_PROBLEMS = 0, 1
+
+
+def parse_as_of(text: str | None) -> int | dt.datetime | None:
+    """A version number, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"--as-of takes a version number or an ISO 8601 time, got {text!r}") from exc
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _tables(args: argparse.Namespace):
+    from obsrvr_ray.table.location import TableLocation
+    from obsrvr_ray.table.tableset import TableSet
+
+    return TableSet(TableLocation(args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region)))
+
+
+def _names(args: argparse.Namespace) -> tuple[str, ...]:
+    return tuple(t for value in args.table or [] for t in value.split(",") if t)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.maintenance import existing, history
+
+    tables = _tables(args)
+    for name in existing(tables, _names(args)):
+        print(f"== {name} (version {tables.table(name).version()}) ==")
+        for entry in history(tables, name, args.limit):
+            when = dt.datetime.fromtimestamp(entry["timestamp"] / 1000, dt.UTC).isoformat(timespec="seconds")
+            params = entry.get("operationParameters", {})
+            chunk = entry.get("obsrvr.chunk")
+            detail = f"chunk {chunk} g{entry.get('obsrvr.generation')} ({entry.get('obsrvr.writer')})" if chunk else \
+                json.dumps(params, sort_keys=True)
+            print(f"  v{entry['version']:<6} {when}  {entry['operation']:<12} {detail}")
+    return EXIT_OK
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.maintenance import compact
+
+    for done in compact(_tables(args), _names(args)):
+        print(f"{done.table}: {done.files_removed} files rewritten into {done.files_added}, now version {done.version}")
+    return EXIT_OK
+
+
+def cmd_retain(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.maintenance import parse_age, retain
+
+    tables = _tables(args)
+    for name in _names(args) or ("ledgers", "transactions", "token_transfers"):
+        if tables.table(name) is not None:
+            print(f"{name}: {retain(tables, name, parse_age(args.older_than)):,} rows older than {args.older_than} "
+                  "deleted (their files go at the next vacuum)")
+    return EXIT_OK
+
+
+def cmd_vacuum(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.maintenance import vacuum
+
+    for name, files in vacuum(_tables(args), _names(args), args.retention_hours, args.dry_run).items():
+        print(f"{name}: {len(files)} files {'would be ' if args.dry_run else ''}removed")
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.maintenance import restore
+
+    target = parse_as_of(args.to)
+    tables = _tables(args)
+    if not _names(args):
+        raise ConfigError("restore needs --table: each table has its own versions")
+    for name in _names(args):
+        metrics = restore(tables, name, target)
+        print(f"{name}: restored to {args.to} as version {tables.table(name).version()} ({json.dumps(metrics)})")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from obsrvr_ray.query import TableReader
+    from obsrvr_ray.sinks.files import write_table
+
+    reader = TableReader(args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region),
+                         as_of=parse_as_of(args.as_of))
+    name = args.name.replace("-", "_")
+    rows = reader.read(name)
+    order = {"ledgers": ["sequence"], "transactions": ["ledger_sequence", "transaction_index"],
+             "token_transfers": ["ledger_sequence", "event_index"]}[name]
+    rows = rows.sort_by([(c, "ascending") for c in order])
+    written = write_table(rows, args.to, args.format, s3=S3Options(endpoint_url=args.s3_endpoint_url,
+                                                                 region=args.s3_region))
+    print(f"wrote {written.path} ({written.rows:,} rows, {written.bytes:,} bytes)")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.maintenance import verify
+
+    tables = _tables(args)
+    names = _names(args) or tuple(t for t in ("ledgers", "transactions", "token_transfers")
+                                  if tables.table(t) is not None)
+    problems = verify(tables, names)
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("OK" if not problems else f"{len(problems)} problems")
+    return EXIT_OK if not problems else EXIT_PROBLEMS
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from obsrvr_ray.table.importer import import_layout
+
+    report = import_layout(args.source, args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
+    print(f"imported {report.chunks} chunk generations ({report.skipped} already there): "
+          + ", ".join(f"{t} {n:,} rows" for t, n in sorted(report.rows.items())))
+    return EXIT_OK
+
+
+def add_table_parser(sub: argparse._SubParsersAction) -> None:
+    table = sub.add_parser("table", help="the output's Delta tables: history, compact, retain, vacuum, restore, "
+                           "export, verify, import")
+    verbs = table.add_subparsers(dest="table_command", required=True)
+
+    def verb(name: str, helptext: str, func, *, tables: bool = True) -> argparse.ArgumentParser:
+        p = verbs.add_parser(name, help=helptext)
+        p.add_argument("--out", required=True, help="the output: a directory or s3://bucket/prefix")
+        if tables:
+            p.add_argument("--table", action="append", help="a table (repeatable or comma-separated); default: all")
+        p.add_argument("--s3-endpoint-url")
+        p.add_argument("--s3-region")
+        p.set_defaults(func=func)
+        return p
+
+    verb("history", "the commits of each table, newest first", cmd_history).add_argument(
+        "--limit", type=int, default=20, help="commits to show per table")
+    verb("compact", "rewrite small files into large ones and checkpoint the log (readers are not blocked)",
+         cmd_compact)
+    verb("retain", "delete rows older than an age", cmd_retain).add_argument(
+        "--older-than", required=True, help="an age: 90d, 12h, 30m")
+    vac = verb("vacuum", "remove files no version within the retention window uses", cmd_vacuum)
+    vac.add_argument("--retention-hours", type=float, default=168.0,
+                     help="keep files older versions need for this long (default 168: time travel reaches a week)")
+    vac.add_argument("--dry-run", action="store_true")
+    verb("restore", "make an older version of a table its latest (a new commit)", cmd_restore).add_argument(
+        "--to", required=True, help="a version number or an ISO 8601 time")
+    exp = verb("export", "write a table's snapshot as one Parquet, JSON lines or CSV file", cmd_export, tables=False)
+    exp.add_argument("name", choices=["ledgers", "transactions", "token-transfers"])
+    exp.add_argument("--to", required=True, help="the file to write, local or s3://")
+    exp.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "csv"])
+    exp.add_argument("--as-of", help="a version number or an ISO 8601 time (default: the latest)")
+    verb("verify", "audit: every row once, row counts equal to what the chunks committed", cmd_verify)
+    imp = verb("import", "bring an output of the earlier layout (Parquet files and a _backfill manifest) into "
+               "Delta tables", cmd_import, tables=False)
+    imp.add_argument("source", help="the earlier output's root: a directory or s3://bucket/prefix")

@@ -1,0 +1,47 @@
+"""Where a set of Delta tables lives: a local directory or s3://bucket/prefix, and the options
+delta-rs needs to reach it (the same S3Options as every other store of the project).
+
+On S3, commits use conditional PUTs (`If-None-Match`, which S3 and moto support), so several
+writers (a backfill and the live follower) commit to one table without a lock service.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from obsrvr_ray.objectstore import S3Options
+
+
+@dataclass(frozen=True)
+class TableLocation:
+    root: str  # a directory, or s3://bucket/prefix
+    s3: S3Options = field(default_factory=S3Options)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.root.startswith("s3://")
+
+    def uri(self, table: str) -> str:
+        """The table's root: `<root>/<table>` (absolute for a local directory)."""
+        base = self.root.rstrip("/") if self.is_s3 else str(Path(self.root).absolute())
+        return f"{base}/{table}"
+
+    def storage_options(self) -> dict[str, str] | None:
+        """delta-rs (object_store) settings. Credentials come from the environment or the
+        instance's role, never from here, so they appear in no setting, log or URL."""
+        if not self.is_s3:
+            return None
+        opts = {"conditional_put": "etag", "timeout": f"{int(self.s3.read_timeout)}s",
+                "connect_timeout": f"{int(self.s3.connect_timeout)}s"}
+        region = self.s3.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            opts["AWS_REGION"] = region
+        if self.s3.endpoint_url:
+            opts["AWS_ENDPOINT_URL"] = self.s3.endpoint_url
+            if self.s3.endpoint_url.startswith("http://"):
+                opts["AWS_ALLOW_HTTP"] = "true"
+        if self.s3.anonymous:
+            opts["AWS_SKIP_SIGNATURE"] = "true"
+        return opts

@@ -1,0 +1,140 @@
+"""Keeping the tables fast and bounded, and auditing them: the operations behind
+`obsrvr-ray table compact | retain | vacuum | history | restore | verify`, and the live app's
+maintenance schedule. Named as Delta calls them.
+
+- compact: rewrite each partition's small files into few large ones (OPTIMIZE), then write a
+  checkpoint so a reader loads the log from one Parquet file instead of replaying JSON commits.
+  Readers keep reading the snapshot they have; the old files stay until vacuum.
+- retain: delete the rows older than an age (closed_at); whole partitions go without a rewrite.
+- vacuum: remove files no version within the retention window refers to. Time travel and restore
+  reach back only as far as the files they need are kept.
+- restore: make an older version the latest one (a new commit): the backup/restore path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.schema import TABLES
+from obsrvr_ray.table.tableset import CHUNKS_TABLE, COMMIT_ORDER, TableSet
+
+# Columns that identify a row once: a table holding one of these twice has a duplicated chunk.
+ROW_KEYS = {"ledgers": ("sequence",), "transactions": ("transaction_hash",),
+            "token_transfers": ("ledger_sequence", "event_index")}
+TIME_COLUMN = {"ledgers": "closed_at", "transactions": "closed_at", "token_transfers": "closed_at"}
+ROW_COUNTS = {"ledgers": "ledger_rows", "transactions": "transaction_rows", "token_transfers": "transfer_rows"}
+
+
+@dataclass(frozen=True)
+class Compaction:
+    table: str
+    files_removed: int
+    files_added: int
+    version: int
+
+
+def existing(tables: TableSet, names: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The named tables, or every table of the output, that exist."""
+    wanted = names or COMMIT_ORDER
+    return tuple(n for n in wanted if tables.table(n) is not None)
+
+
+def compact(tables: TableSet, names: tuple[str, ...] = ()) -> list[Compaction]:
+    out = []
+    for name in existing(tables, names):
+        table = tables.table(name)
+        metrics = table.optimize.compact()
+        table.create_checkpoint()
+        out.append(Compaction(name, int(metrics["numFilesRemoved"]), int(metrics["numFilesAdded"]), table.version()))
+    return out
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """'90d', '12h', '30m' or a number of days."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    try:
+        if text[-1:] in units:
+            return dt.timedelta(**{units[text[-1]]: float(text[:-1])})
+        return dt.timedelta(days=float(text))
+    except ValueError as exc:
+        raise ConfigError(f"an age is a number with d, h or m (90d, 12h), got {text!r}") from exc
+
+
+def retain(tables: TableSet, name: str, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
+    """Delete the rows closed before now - older_than; the number of rows deleted."""
+    if name not in TIME_COLUMN:
+        raise ConfigError(f"retention applies to {', '.join(TIME_COLUMN)}, not {name!r}")
+    table = tables.table(name)
+    if table is None:
+        return 0
+    cutoff = (now or dt.datetime.now(dt.UTC)) - older_than
+    predicate = f"{TIME_COLUMN[name]} < '{cutoff.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
+    if "date" in table.metadata().partition_columns:  # lets delta-rs drop whole partitions first
+        predicate = f"date <= '{cutoff.strftime('%Y-%m-%d')}' AND {predicate}"
+    return int(table.delete(predicate).get("num_deleted_rows", 0))
+
+
+def vacuum(tables: TableSet, names: tuple[str, ...] = (), retention_hours: float = 168.0,
+           dry_run: bool = False) -> dict[str, list[str]]:
+    """Files removed (or, dry run, that would be) per table. Below the 7-day default, older
+    versions may lose their files: time travel to them then fails."""
+    out = {}
+    for name in existing(tables, names):
+        out[name] = tables.table(name).vacuum(retention_hours=int(retention_hours), dry_run=dry_run,
+                                              enforce_retention_duration=False)
+    return out
+
+
+def history(tables: TableSet, name: str, limit: int | None = None) -> list[dict]:
+    table = tables.table(name)
+    if table is None:
+        raise ConfigError(f"{tables.uri(name)} is not a Delta table")
+    return table.history(limit)
+
+
+def restore(tables: TableSet, name: str, target: int | dt.datetime) -> dict:
+    table = tables.table(name)
+    if table is None:
+        raise ConfigError(f"{tables.uri(name)} is not a Delta table")
+    try:
+        return table.restore(target)
+    except Exception as exc:  # delta-rs names the missing version or file
+        raise ConfigError(f"{tables.uri(name)}: cannot restore {target!r}: {exc}") from exc
+
+
+def _deleted_from(table) -> bool:
+    """Retention (or a user) deleted rows: the chunks table no longer accounts for the count."""
+    return any(entry.get("operation") == "DELETE" for entry in table.history())
+
+
+def verify(tables: TableSet, names: tuple[str, ...]) -> list[str]:
+    """Problems, if any: a row key present twice (a chunk committed twice), a table whose rows
+    disagree with the chunks that committed them, a snapshot file that cannot be read. Reads
+    every row: for audits, not every run."""
+    problems = []
+    chunks = tables.read(CHUNKS_TABLE)
+    for name in names:
+        table = tables.table(name)
+        if table is None:
+            problems.append(f"{tables.uri(name)}: missing")
+            continue
+        try:
+            rows = table.to_pyarrow_table(columns=list(ROW_KEYS[name]))
+        except Exception as exc:  # a file the log names is gone or unreadable
+            problems.append(f"{tables.uri(name)}: unreadable: {exc}")
+            continue
+        keys = ROW_KEYS[name]
+        counted = rows.group_by(list(keys)).aggregate([([], "count_all")])
+        twice = counted.filter(pc.greater(counted["count_all"], 1))
+        if twice.num_rows:
+            problems.append(f"{tables.uri(name)}: {twice.num_rows} keys ({', '.join(keys)}) appear more than once, "
+                            f"e.g. {twice.slice(0, 1).to_pylist()[0]}")
+        if chunks is not None and name in TABLES and not _deleted_from(table):
+            expected = pc.sum(chunks[ROW_COUNTS[name]]).as_py() or 0
+            if expected != rows.num_rows:
+                problems.append(f"{tables.uri(name)}: {rows.num_rows} rows, the chunks table accounts for {expected}")
+    return problems

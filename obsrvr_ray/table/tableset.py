@@ -1,0 +1,303 @@
+"""The output as Delta Lake tables: one table per kind of row, each committed by delta-rs.
+
+  <root>/ledgers, transactions, token_transfers   the rows (stellar-etl / Hubble columns)
+  <root>/failures                                 each chunk's failures after its latest generation
+  <root>/chunks                                   one row per committed chunk generation: the run's ledger
+  <root>/volume_partials, largest_partials        each chunk's analytics partials (merged by analytics)
+  <root>/analytics/<name>                         the merged analytics tables, rewritten by each run
+
+Why Delta: docs/decisions/0001-table-format.md. What it gives every reader (ours, DuckDB, Spark,
+Athena, Polars, pandas, Ray Data): committed snapshots only, history, time travel, compaction.
+
+Exactly once. A chunk generation is committed table by table, in `COMMIT_ORDER`, each commit
+carrying a Delta application transaction (`txn` action: app id = the chunk's range, version =
+its generation). A commit is skipped when the table's log already records that version, and two
+writers racing on the same chunk cannot both commit: delta-rs refuses the second with a
+concurrent-transaction conflict, after which the log shows the winner. The `chunks` row is
+committed last, so a chunk is done when it has one; a crash between two tables' commits leaves
+a chunk without it, and the rerun commits only what is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL
+from obsrvr_ray.errors import ConfigError, ObsrvrError
+from obsrvr_ray.ranges import Range, range_key
+from obsrvr_ray.schema import FAILURES, TABLES
+from obsrvr_ray.sinks.partitioning import partition_columns, with_partition_columns
+from obsrvr_ray.table.location import TableLocation
+
+FAILURES_TABLE = "failures"
+CHUNKS_TABLE = "chunks"
+VOLUME_PARTIALS = "volume_partials"
+LARGEST_PARTIALS = "largest_partials"
+ANALYTICS = "analytics"
+
+_CHUNK_KEY = [("chunk_start", pa.int64()), ("chunk_end", pa.int64()), ("generation", pa.int64())]
+FAILURE_ROWS = pa.schema([*_CHUNK_KEY, *FAILURES])
+CHUNK_ROWS = pa.schema(
+    [
+        *_CHUNK_KEY,
+        ("ledgers", pa.int64()),  # ledgers this generation processed (ok + failed)
+        ("events", pa.int64()),  # token-transfer events extracted, before the filter
+        ("ledger_rows", pa.int64()),
+        ("transaction_rows", pa.int64()),
+        ("transfer_rows", pa.int64()),
+        ("failures", pa.int64()),  # the chunk's failures after this generation
+        ("new_failures", pa.int64()),  # found by this generation
+        ("writer", pa.string()),  # backfill, live
+        ("committed_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+# Delta has no decimal beyond 38 digits: the partials keep exact sums as text.
+VOLUME_ROWS = pa.schema([("chunk_start", pa.int64()), *(f if f.name != "volume" else pa.field("volume_raw", pa.string())
+                                                          for f in HOURLY_PARTIAL)])
+LARGEST_ROWS = pa.schema([("chunk_start", pa.int64()), *LARGEST_PARTIAL])
+
+# The order a chunk generation is committed in; CHUNKS_TABLE last marks it done.
+COMMIT_ORDER = ("ledgers", "transactions", "token_transfers", VOLUME_PARTIALS, LARGEST_PARTIALS, FAILURES_TABLE,
+                CHUNKS_TABLE)
+CONTROL_SCHEMAS = {FAILURES_TABLE: FAILURE_ROWS, CHUNKS_TABLE: CHUNK_ROWS, VOLUME_PARTIALS: VOLUME_ROWS,
+                   LARGEST_PARTIALS: LARGEST_ROWS}
+
+
+class TableError(ObsrvrError):
+    """A table cannot be read or committed (not a Delta table, unreachable, a conflict that did
+    not resolve)."""
+
+
+@dataclass(frozen=True)
+class ChunkCommit:
+    """What one chunk generation adds: rows per data table, analytics partials, the chunk's
+    failures after this generation (replacing earlier ones), and its summary."""
+
+    chunk: Range
+    generation: int
+    tables: Mapping[str, pa.Table]
+    failures: pa.Table  # FAILURES schema
+    volume: pa.Table | None = None  # HOURLY_PARTIAL schema
+    largest: pa.Table | None = None  # LARGEST_PARTIAL schema
+    ledgers: int = 0
+    events: int = 0
+    new_failures: int = 0
+    writer: str = "backfill"
+
+    @property
+    def app_id(self) -> str:
+        return app_id(self.chunk)
+
+
+def app_id(chunk: Range) -> str:
+    """The Delta application-transaction id of a chunk: the same in every table."""
+    return f"obsrvr-ray/chunk/{range_key(chunk)}"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the rows of an output depend on; a rerun into the same output must match it."""
+
+    settings: dict
+    partition_by: tuple[str, ...] = ("date",)
+
+    def describe(self) -> str:
+        return json.dumps(self.settings, sort_keys=True)
+
+
+@dataclass
+class CommitOutcome:
+    committed: dict[str, bool] = field(default_factory=dict)  # table -> whether this call committed it
+
+    @property
+    def committed_here(self) -> bool:
+        return self.committed.get(CHUNKS_TABLE, False)
+
+
+class TableSet:
+    """Every table of one output location. Cheap to make; tables are loaded on first use and
+    brought up to date incrementally (a reader polls the log's tail, not the whole log)."""
+
+    def __init__(self, location: TableLocation, compression: str = "zstd") -> None:
+        self.location = location
+        self.compression = compression
+        self._loaded: dict[str, DeltaTable] = {}
+
+    @classmethod
+    def at(cls, root: str, s3=None, compression: str = "zstd") -> TableSet:
+        return cls(TableLocation(root, s3) if s3 is not None else TableLocation(root), compression)
+
+    # -- tables -------------------------------------------------------------------------------
+    def uri(self, name: str) -> str:
+        return self.location.uri(name)
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(name), storage_options=self.location.storage_options())
+
+    def table(self, name: str, as_of: int | str | dt.datetime | None = None) -> DeltaTable | None:
+        """The table's latest snapshot (or the one `as_of` a version or time); None if absent."""
+        if as_of is None and name in self._loaded:
+            loaded = self._loaded[name]
+            loaded.update_incremental()
+            return loaded
+        try:
+            table = DeltaTable(self.uri(name), storage_options=self.location.storage_options())
+        except TableNotFoundError:
+            return None
+        if as_of is None:
+            self._loaded[name] = table
+            return table
+        try:
+            table.load_as_version(as_of)
+        except Exception as exc:  # delta-rs says why: no such version, a time before the first commit
+            raise ConfigError(f"{self.uri(name)}: cannot read as of {as_of!r}: {exc}") from exc
+        return table
+
+    def ensure(self, shape: Shape, tables: tuple[str, ...], compare: tuple[str, ...] | None = None) -> None:
+        """Create the tables this output needs (idempotent, safe when two writers race), and
+        refuse settings other than the ones the output was first written with (all of them, or
+        the `compare` keys: the live follower checks only what shapes the rows it appends)."""
+        schemas = {**{t: TABLES[t] for t in tables}, **CONTROL_SCHEMAS}
+        for name, schema in schemas.items():
+            keys = partition_columns(name, shape.partition_by) if name in TABLES else ()
+            stored = with_partition_columns(schema.empty_table(), name, shape.partition_by).schema
+            description = shape.describe() if name == CHUNKS_TABLE else None
+            try:
+                DeltaTable.create(self.uri(name), stored, partition_by=list(keys) or None, mode="ignore",
+                                  description=description, storage_options=self.location.storage_options())
+            except Exception:
+                if not self.exists(name):  # another writer created it meanwhile: fine; else a real error
+                    raise
+        existing = self.table(CHUNKS_TABLE)
+        recorded = json.loads(existing.metadata().description or "{}") if existing is not None else {}
+        wanted = json.loads(shape.describe())
+        keys = set(recorded) | set(wanted) if compare is None else set(compare)
+        differ = [k for k in sorted(keys) if recorded.get(k) != wanted.get(k)]
+        if differ:
+            detail = "; ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+            raise ConfigError(f"{self.location.root}: this output was written with other settings ({detail}); "
+                              "use the same settings or another output path")
+
+    def partitioned_by(self, name: str) -> tuple[str, ...]:
+        table = self.table(name)
+        return tuple(table.metadata().partition_columns) if table is not None else ()
+
+    # -- commits ------------------------------------------------------------------------------
+    def commit_chunk(self, commit: ChunkCommit, partition_by: tuple[str, ...]) -> CommitOutcome:
+        """Commit every table of a chunk generation that its log does not hold yet."""
+        outcome = CommitOutcome()
+        key = commit.chunk
+        for name in COMMIT_ORDER:
+            if name in TABLES:
+                if name not in commit.tables:
+                    continue
+                data = with_partition_columns(commit.tables[name], name, partition_by)
+                outcome.committed[name] = self._commit(name, data, commit)
+            elif name == VOLUME_PARTIALS and commit.volume is not None:
+                outcome.committed[name] = self._commit(name, _volume_rows(commit.volume, key), commit)
+            elif name == LARGEST_PARTIALS and commit.largest is not None:
+                rows = _with_chunk(commit.largest, key).cast(LARGEST_ROWS)
+                outcome.committed[name] = self._commit(name, rows, commit)
+            elif name == FAILURES_TABLE:
+                rows = _failure_rows(commit)
+                outcome.committed[name] = self._commit(name, rows, commit,
+                                                       replace=f"chunk_start = {key[0]}" if commit.generation else None)
+            elif name == CHUNKS_TABLE:
+                outcome.committed[name] = self._commit(name, _chunk_row(commit), commit)
+        return outcome
+
+    def _commit(self, name: str, data: pa.Table, commit: ChunkCommit, replace: str | None = None) -> bool:
+        table = self.table(name)
+        if table is None:
+            raise TableError(f"{self.uri(name)} is not a Delta table: the output was not created (ensure)")
+        if _holds(table, commit):
+            return False
+        props = CommitProperties(
+            app_transactions=[Transaction(commit.app_id, commit.generation)],
+            custom_metadata={"obsrvr.chunk": range_key(commit.chunk), "obsrvr.generation": str(commit.generation),
+                             "obsrvr.writer": commit.writer},
+        )
+        try:
+            write_deltalake(table, data, mode="overwrite" if replace else "append", predicate=replace,
+                            writer_properties=self._writer_properties(), commit_properties=props)
+        except CommitFailedError as exc:
+            table.update_incremental()
+            if _holds(table, commit):
+                return False  # another attempt at the same chunk generation committed first
+            raise TableError(f"{self.uri(name)}: chunk {range_key(commit.chunk)} generation {commit.generation} "
+                             f"could not be committed: {exc}") from exc
+        return True
+
+    def _writer_properties(self) -> WriterProperties:
+        codec = "UNCOMPRESSED" if self.compression == "none" else self.compression.upper()
+        return WriterProperties(compression=codec)
+
+    def replace_table(self, name: str, data: pa.Table) -> None:
+        """Overwrite a derived table (the merged analytics) as one new version."""
+        write_deltalake(self.uri(name), data, mode="overwrite", schema_mode="overwrite",
+                        writer_properties=self._writer_properties(), storage_options=self.location.storage_options())
+
+    # -- what is committed --------------------------------------------------------------------
+    def committed(self) -> dict[Range, int]:
+        """Every committed chunk and its latest generation."""
+        table = self.table(CHUNKS_TABLE)
+        if table is None:
+            return {}
+        rows = table.to_pyarrow_table(columns=["chunk_start", "chunk_end", "generation"])
+        latest: dict[Range, int] = {}
+        for start, end, generation in zip(*(rows[c].to_pylist() for c in rows.column_names), strict=True):
+            latest[(start, end)] = max(generation, latest.get((start, end), 0))
+        return latest
+
+    def failures(self, as_of: int | str | dt.datetime | None = None) -> pa.Table:
+        """The failures table (FAILURE_ROWS): each chunk's failures after its latest generation."""
+        table = self.table(FAILURES_TABLE, as_of)
+        return FAILURE_ROWS.empty_table() if table is None else table.to_pyarrow_table().cast(FAILURE_ROWS)
+
+    def read(self, name: str, as_of: int | str | dt.datetime | None = None) -> pa.Table | None:
+        table = self.table(name, as_of)
+        return None if table is None else table.to_pyarrow_table()
+
+
+def _holds(table: DeltaTable, commit: ChunkCommit) -> bool:
+    """Whether the table's log records this chunk generation (or a later one) as committed."""
+    version = table.transaction_version(commit.app_id)
+    return version is not None and version >= commit.generation
+
+
+def _with_chunk(table: pa.Table, chunk: Range) -> pa.Table:
+    return table.add_column(0, "chunk_start", pa.array([chunk[0]] * table.num_rows, pa.int64()))
+
+
+def _volume_rows(partial: pa.Table, chunk: Range) -> pa.Table:
+    text = partial.set_column(partial.schema.get_field_index("volume"), "volume_raw",
+                              pc.cast(partial["volume"], pa.string()))
+    return _with_chunk(text, chunk).cast(VOLUME_ROWS)
+
+
+def _failure_rows(commit: ChunkCommit) -> pa.Table:
+    n = commit.failures.num_rows
+    key = {"chunk_start": [commit.chunk[0]] * n, "chunk_end": [commit.chunk[1]] * n,
+           "generation": [commit.generation] * n}
+    columns = {**{k: pa.array(v, pa.int64()) for k, v in key.items()},
+               **{f.name: commit.failures[f.name] for f in FAILURES}}
+    return pa.table(columns, schema=FAILURE_ROWS)
+
+
+def _chunk_row(commit: ChunkCommit) -> pa.Table:
+    rows = {name: table.num_rows for name, table in commit.tables.items()}
+    return pa.Table.from_pylist([{
+        "chunk_start": commit.chunk[0], "chunk_end": commit.chunk[1], "generation": commit.generation,
+        "ledgers": commit.ledgers, "events": commit.events, "ledger_rows": rows.get("ledgers"),
+        "transaction_rows": rows.get("transactions"), "transfer_rows": rows.get("token_transfers"),
+        "failures": commit.failures.num_rows, "new_failures": commit.new_failures, "writer": commit.writer,
+        "committed_at": dt.datetime.now(dt.UTC),
+    }], schema=CHUNK_ROWS)
