@@ -126,6 +126,10 @@ class TableReader:
         self.tables = TableSet(TableLocation(self.root, s3 or S3Options()))
         self.as_of = as_of
 
+    def at(self, as_of: int | str | dt.datetime | None) -> TableReader:
+        """The same tables read as of a version or time."""
+        return TableReader(self.root, self.tables.location.s3, as_of)
+
     def dataset(self, table: str) -> ds.Dataset | None:
         snapshot = self.tables.table(table, self.as_of)
         return None if snapshot is None else snapshot.to_pyarrow_dataset()

@@ -3,7 +3,6 @@ Ray worker processes of the session cluster (by walking /proc: only our cluster'
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -12,9 +11,11 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 
-from obsrvr_ray.schema import TOKEN_TRANSFERS
+from obsrvr_ray.query import TableReader
+from obsrvr_ray.ranges import range_key
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.tableset import TableSet
 from tests.conftest import REPO, RayHead
 
 
@@ -34,8 +35,11 @@ def start_backfill(head: RayHead, *args: str, log: Path) -> subprocess.Popen:
 
 
 def committed(out: Path) -> list[str]:
-    manifest = out / "_backfill" / "manifest"
-    return sorted(p.name for p in manifest.glob("*.json")) if manifest.exists() else []
+    """The committed chunk generations (`start-end.gN`), from the output's chunks table."""
+    if not (out / "chunks" / "_delta_log").exists():
+        return []
+    tables = TableSet(TableLocation(str(out)))
+    return sorted(f"{range_key(chunk)}.g{gen}" for chunk, gen in tables.committed().items())
 
 
 def wait_for(predicate, timeout: float = 120, what: str = "condition", interval: float = 0.02):
@@ -48,25 +52,28 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition", interval:
     return value
 
 
-def read_transfers(out: Path, fmt: str = "parquet") -> pa.Table:
-    """The token_transfers dataset as readers see it (hive partitions become columns), in the
-    export's columns and a stable order."""
-    table = ds.dataset(out / fmt / "token_transfers", format=fmt, partitioning="hive").to_table()
-    return sort_transfers(table.select(TOKEN_TRANSFERS.names).cast(TOKEN_TRANSFERS))
+def read_transfers(out: Path) -> pa.Table:
+    """The token_transfers table as readers see it (its latest snapshot), in the export's columns
+    and a stable order."""
+    return sort_transfers(TableReader(str(out)).read("token_transfers"))
 
 
 def sort_transfers(table: pa.Table) -> pa.Table:
     return table.sort_by([("ledger_sequence", "ascending"), ("event_index", "ascending")])
 
 
-def file_tree(out: Path) -> dict[str, str]:
-    """Every file of the output and its SHA-256, but the manifest entries (they hold commit
-    times and attempt ids, which differ between runs by design)."""
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(out.rglob("*"))
-        if p.is_file() and not p.relative_to(out).as_posix().startswith("_backfill/manifest/")
-    }
+def table_contents(out: Path) -> dict[str, list[dict]]:
+    """What every reader sees: each table's rows at its latest snapshot, in a stable order (the
+    chunks table without its commit times, which differ between runs by design)."""
+    tables = TableSet(TableLocation(str(out)))
+    names = [p.parent.relative_to(out).as_posix() for p in sorted(out.rglob("_delta_log"))]
+    contents = {}
+    for name in names:
+        rows = tables.read(name)
+        rows = rows.drop_columns([c for c in ("committed_at",) if c in rows.column_names])
+        keys = [c for c in rows.column_names if not pa.types.is_list(rows.schema.field(c).type)]
+        contents[name] = rows.sort_by([(c, "ascending") for c in keys]).to_pylist()
+    return contents
 
 
 def descendants(pid: int) -> list[int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from obsrvr_ray.network import PUBNET
+from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.sinks.lake import LakeWriter, import_files, read_ledger_file
 from obsrvr_ray.sources.lake_layout import LakeConfig
@@ -24,8 +24,13 @@ GOLDEN_DIR = SHARED / "golden" / "stellar-etl" / "ledger_30820015"
 CONSECUTIVE = range(63092982, 63093002)  # the 20 consecutive protocol-26 ledgers
 
 
+TESTNET_DIR = "stellar-go-testnet"  # 320 consecutive protocol-19 testnet ledgers (their own network)
+
+
 def real_ledger_files() -> list[Path]:
-    files = sorted(p for p in LEDGERS_DIR.glob("*/*") if p.is_file() and p.suffix != ".md")
+    """The real pubnet ledgers (every folder but the testnet one)."""
+    files = sorted(p for p in LEDGERS_DIR.glob("*/*")
+                   if p.is_file() and p.suffix != ".md" and p.parent.name != TESTNET_DIR)
     if not files:
         pytest.skip(f"real ledgers not found under {LEDGERS_DIR} (set OBSRVR_SHARED_DATA)")
     return files
@@ -38,6 +43,22 @@ def real_ledgers() -> dict[int, bytes]:
     for path in real_ledger_files():
         out.update(read_ledger_file(path))
     return out
+
+
+def testnet_ledger_files() -> list[Path]:
+    files = sorted(p for p in (LEDGERS_DIR / TESTNET_DIR).glob("*.xdr"))
+    if not files:
+        pytest.skip(f"real testnet ledgers not found under {LEDGERS_DIR / TESTNET_DIR} (set OBSRVR_SHARED_DATA)")
+    return files
+
+
+@pytest.fixture(scope="session")
+def testnet_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A galexie-layout lake of the 320 consecutive real testnet ledgers (protocol 19)."""
+    root = tmp_path_factory.mktemp("testnet-lake")
+    testnet = resolve_passphrase("testnet")
+    import_files(testnet_ledger_files(), LakeWriter(LocalStore(root), LakeConfig(network_passphrase=testnet)))
+    return root
 
 
 @pytest.fixture(scope="session")

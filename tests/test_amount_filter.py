@@ -9,7 +9,7 @@ import pytest
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.subscription import Subscription
-from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, DatasetReader, TransferQuery
+from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, TableReader, TransferQuery
 from obsrvr_ray.schema import TOKEN_TRANSFERS
 from obsrvr_ray.serve.flight import TransfersFlightServer
 
@@ -42,7 +42,7 @@ def test_out_of_range_or_malformed_thresholds_are_refused(value):
 
 def test_flight_ticket_with_an_out_of_range_threshold_is_a_bad_ticket(tmp_path):
     """The ticket's rows (what do_get streams once the caller is authenticated)."""
-    server = TransfersFlightServer("grpc://127.0.0.1:0", DatasetReader(str(tmp_path)))
+    server = TransfersFlightServer("grpc://127.0.0.1:0", TableReader(str(tmp_path)))
     try:
         with pytest.raises(flight.FlightServerError, match="bad ticket: min_amount must be within the i128 range"):
             server.rows({"min_amount": str(10**80)})

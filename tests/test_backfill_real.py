@@ -1,11 +1,10 @@
 """The backfill job on a real Ray cluster over a lake of every real pubnet ledger: same rows as
 the single-process export, resumes after a real SIGTERM / SIGKILL of the driver and survives a
 SIGKILL of its workers with exactly the uninterrupted output, records a corrupt object as one
-failure, --retry-failed, and partition pruning in DuckDB."""
+failure, --retry-failed, and partition pruning when DuckDB queries a snapshot."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import signal
@@ -19,21 +18,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from obsrvr_ray import cli
-from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.ranges import format_ranges, runs
-from obsrvr_ray.sinks.dataset import Dataset
-from obsrvr_ray.sinks.layout import is_derived
 from obsrvr_ray.sources.lake_layout import LakeConfig
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.maintenance import verify
+from obsrvr_ray.table.tableset import TableSet
 from tests.backfill_helpers import (
     committed,
     descendants,
-    file_tree,
     kill_worker,
     process_title,
     read_transfers,
     run_backfill,
     sort_transfers,
     start_backfill,
+    table_contents,
     wait_for,
 )
 from tests.conftest import free_port
@@ -82,8 +81,9 @@ def test_token_transfers_equal_the_single_process_export(baseline, exported):
     backfilled = read_transfers(baseline)
     assert backfilled.num_rows == exported.num_rows > 16_000
     assert backfilled.equals(exported)
-    assert not (baseline / "parquet" / "failures").exists()
-    assert Dataset(LocalStore(baseline)).verify(is_derived) == []
+    tables = TableSet(TableLocation(str(baseline)))
+    assert tables.failures().num_rows == 0
+    assert verify(tables, ("token_transfers",)) == []
 
 
 def test_analytics_are_exact_over_the_whole_output(baseline, exported):
@@ -92,39 +92,36 @@ def test_analytics_are_exact_over_the_whole_output(baseline, exported):
     for row in exported.select(["contract_id", "event_topic", "amount_raw"]).to_pylist():
         volume[row["contract_id"], row["event_topic"]] += int(row["amount_raw"])
         events[row["event_topic"]] += 1
-    daily = pq.read_table(baseline / "parquet" / "analytics" / "asset_volume_daily.parquet").to_pylist()
+    tables = TableSet(TableLocation(str(baseline)))
+    daily = tables.read("analytics/asset_volume_daily").to_pylist()
     summed: dict[tuple, int] = defaultdict(int)
     for row in daily:
         summed[row["contract_id"], row["event_topic"]] += int(row["volume_raw"])
     assert summed == volume
-    counts = pq.read_table(baseline / "parquet" / "analytics" / "event_type_counts.parquet").to_pylist()
+    counts = tables.read("analytics/event_type_counts").to_pylist()
     per_type: dict[str, int] = defaultdict(int)
     for row in counts:
         per_type[row["event_topic"]] += row["events"]
     assert per_type == events
-    largest = pq.read_table(baseline / "parquet" / "analytics" / "largest_transfers.parquet")
+    largest = tables.read("analytics/largest_transfers")
     transfers = exported.filter(pa.compute.equal(exported["event_topic"], "transfer")).to_pylist()
     top = max(transfers, key=lambda r: (int(r["amount_raw"]), -r["ledger_sequence"]))
     top_rows = [r for r in largest.to_pylist() if r["contract_id"] == top["contract_id"] and r["rank"] == 1]
     assert top_rows[0]["amount_raw"] == top["amount_raw"]
 
 
-def test_duckdb_reads_only_the_partitions_a_filter_selects(baseline):
-    root = baseline / "parquet" / "token_transfers"
-    every = sorted(root.rglob("*.parquet"))
-    mints = sorted(root.glob("date=*/event_type=mint/*.parquet"))
+def test_duckdb_over_a_snapshot_reads_only_the_partitions_a_filter_selects(baseline):
+    """The tested DuckDB path (no extension downloads here): the snapshot's Arrow dataset, handed
+    to DuckDB, which pushes the filter down to it; pyarrow skips the files of other partitions."""
+    snapshot = TableSet(TableLocation(str(baseline))).table("token_transfers")
+    transfers = snapshot.to_pyarrow_dataset()
+    every = list(transfers.get_fragments())
+    mints = list(transfers.get_fragments(filter=pa.dataset.field("event_topic") == "mint"))
     assert 0 < len(mints) < len(every)
-    query = (f"SELECT count(*) FROM read_parquet('{root}/**/*.parquet', hive_partitioning=true) "
-             "WHERE event_type = 'mint'")
-    plan = "\n".join(row[1] for row in duckdb.sql("EXPLAIN ANALYZE " + query).fetchall())
-    assert f"Total Files Read: {len(mints)}" in plan, plan
-    assert f"Scanning Files: {len(mints)}/{len(every)}" in plan, plan
-    ((count,),) = duckdb.sql(query).fetchall()
-    files = duckdb.sql(f"SELECT DISTINCT filename FROM read_parquet('{root}/**/*.parquet', hive_partitioning=true, "
-                       "filename=true) WHERE event_type = 'mint'").fetchall()
-    assert sorted(Path(f) for (f,) in files) == mints
-    assert count == read_transfers(baseline).filter(pa.compute.equal(
-        read_transfers(baseline)["event_topic"], "mint")).num_rows
+    assert all("event_topic=mint/" in f.path for f in mints)
+    ((count,),) = duckdb.sql("SELECT count(*) FROM transfers WHERE event_topic = 'mint'").fetchall()
+    expected = read_transfers(baseline)
+    assert count == expected.filter(pa.compute.equal(expected["event_topic"], "mint")).num_rows
 
 
 def test_killing_the_driver_then_rerunning_gives_the_uninterrupted_output(ray_head, real_lake, ledgers, baseline,
@@ -151,20 +148,15 @@ def test_killing_the_driver_then_rerunning_gives_the_uninterrupted_output(ray_he
     # rerun is working on (then the rerun's attempt loses the commit and adopts it).
     now, earlier = map(int, re.search(r"(\d+) committed now, (\d+) committed earlier", proc.stdout).groups())
     assert now + earlier == total and earlier >= seen[1]
-    # What readers see (everything but the staging area) is the uninterrupted run's, byte for byte,
-    # once the killed run's workers have ended (Ray stops them shortly after their driver dies).
+    # What readers see is the uninterrupted run's, row for row, once the killed run's workers have
+    # ended (Ray stops them shortly after their driver dies): no duplicate, no gap.
     wait_for(lambda: not any(process_title(p).startswith(("ray::commit_chunk", "ray::ChunkReader"))
                              for p in descendants(ray_head.pid)), timeout=60, what="the killed run's workers to end")
-    assert visible(file_tree(out)) == visible(file_tree(baseline))  # no duplicate, no gap
+    assert table_contents(out) == table_contents(baseline)
     assert committed(out) == committed(baseline)
-    # A straggler killed while staging can leave staged files; the next run sweeps them.
     again = run_backfill(ray_head, *args)
     assert again.returncode == 0 and "0 committed now" in again.stdout, again.stdout + again.stderr
-    assert file_tree(out) == file_tree(baseline)
-
-
-def visible(tree: dict[str, str]) -> dict[str, str]:
-    return {path: digest for path, digest in tree.items() if not path.startswith("_backfill/staging/")}
+    assert table_contents(out) == table_contents(baseline)
 
 
 def test_killing_workers_mid_run_loses_and_duplicates_nothing(ray_head, real_lake, ledgers, baseline, tmp_path):
@@ -181,7 +173,7 @@ def test_killing_workers_mid_run_loses_and_duplicates_nothing(ray_head, real_lak
     assert "ledgers_processed_total" in scraped and "current_ledger" in scraped
     assert driver.wait(timeout=240) == 0, log.read_text()
     assert len(killed) == 2 and len(committed(out)) == len(committed(baseline))
-    assert file_tree(out) == file_tree(baseline)
+    assert table_contents(out) == table_contents(baseline)
     rerun = run_backfill(ray_head, *args)
     assert rerun.returncode == 0 and "0 committed now" in rerun.stdout, rerun.stdout + rerun.stderr
     final = (tmp_path / "backfill.prom").read_text()
@@ -207,7 +199,8 @@ def test_a_corrupt_object_is_one_failure_and_retry_failed_mends_it(ray_head, bro
     first = run_backfill(ray_head, *args, "--ledgers", ledgers)
     assert first.returncode == 1, first.stdout + first.stderr
     assert "1 chunks hold failures" in first.stdout and "--retry-failed" in first.stdout
-    failures = pa.concat_tables(pq.read_table(p) for p in (out / "parquet" / "failures").glob("*.parquet"))
+    tables = TableSet(TableLocation(str(out)))
+    failures = tables.failures()
     assert failures.num_rows == 1
     (row,) = failures.to_pylist()
     assert row["sequence"] == 63092990 and row["object_key"].endswith(key) and row["stage"] == "decode"
@@ -224,9 +217,10 @@ def test_a_corrupt_object_is_one_failure_and_retry_failed_mends_it(ray_head, bro
     assert retry.returncode == 0, retry.stdout + retry.stderr
     assert "processed  1 ledgers: 1 ok, 0 failed" in retry.stdout
     assert read_transfers(out).equals(expected)
-    assert not list((out / "parquet" / "failures").glob("*"))
+    assert tables.failures().num_rows == 0
+    done = TableSet(TableLocation(str(baseline)))
     for name in ("asset_volume_hourly", "event_type_counts", "largest_transfers"):
-        path = Path("parquet") / "analytics" / f"{name}.parquet"
-        assert pq.read_table(out / path).equals(pq.read_table(baseline / path)), name
-    entries = [json.loads(p.read_text()) for p in (out / "_backfill" / "manifest").glob("*.g2.json")]
-    assert len(entries) == 1 and entries[0]["details"]["segments"] == [[63092990, 63092990]]
+        assert tables.read(f"analytics/{name}").equals(done.read(f"analytics/{name}")), name
+    chunks = tables.read("chunks").to_pylist()
+    (third,) = [row for row in chunks if row["generation"] == 2]
+    assert third["ledgers"] == 1 and third["chunk_start"] <= 63092990 <= third["chunk_end"]

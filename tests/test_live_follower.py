@@ -14,7 +14,7 @@ from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions
-from obsrvr_ray.query import DatasetReader
+from obsrvr_ray.query import TableReader
 from obsrvr_ray.sandbox import generate_ledgers
 from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.sinks.lake import LakeWriter
@@ -72,7 +72,7 @@ def run_until_caught_up(svc: FollowerService, latest: int, limit: int = 50) -> N
 
 
 def stored(dataset) -> pa.Table:
-    return DatasetReader(str(dataset)).read("token_transfers")
+    return TableReader(str(dataset)).read("token_transfers")
 
 
 def assert_matches(table: pa.Table, expected: dict[int, list[dict]], seqs) -> None:
@@ -107,7 +107,7 @@ def test_ledger_lookups_read_the_committed_rows(ledgers, tmp_path):
         run_until_caught_up(service(server.url, tmp_path / "out"), 19)
     finally:
         server.stop()
-    reader = DatasetReader(str(tmp_path / "out"))
+    reader = TableReader(str(tmp_path / "out"))
     committed = {row["sequence"]: row for row in reader.read("ledgers").to_pylist()}
     assert sorted(committed) == list(range(2, 20))
     for seq in (2, 3, 11, 12, 19):
@@ -135,7 +135,7 @@ def test_gap_without_a_lake_is_recorded_not_skipped(ledgers, expected, tmp_path)
         svc = service(server.url, tmp_path / "out")
         run_until_caught_up(svc, 19)
         assert svc.status()["failures"] == 1
-        failures = DatasetReader(str(tmp_path / "out")).dataset("failures").to_table().to_pylist()
+        failures = TableReader(str(tmp_path / "out")).dataset("failures").to_table().to_pylist()
         assert [(f["sequence"], f["stage"]) for f in failures] == [(9, "source")]
         assert "missing from getLedgers pages" in failures[0]["error"]
         assert_matches(stored(tmp_path / "out"), expected, [s for s in range(2, 20) if s != 9])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +30,7 @@ from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
 from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.maintenance import MaintenancePolicy, MaintenanceStatus, maintain
 from obsrvr_ray.table.tableset import Shape, TableSet
 
 NAME = "obsrvr-follower"
@@ -49,6 +50,7 @@ class FollowerConfig:
     rpc_timeout: float = 10.0  # seconds per getLedgers request
     rpc_max_concurrent: int = 4  # RPC requests in flight at once (bulkhead); the lake's is lake_options'
     bulkhead_wait: float = 10.0  # seconds a request waits for a free slot before it fails
+    maintenance: MaintenancePolicy | None = field(default_factory=MaintenancePolicy)  # None: no schedule
 
 
 @dataclass
@@ -96,9 +98,23 @@ class FollowerService:
                                  fallback=fallback, commit_every=config.commit_every,
                                  poll_interval=config.poll_interval, bulkheads=bulkheads)
         self._thread = threading.Thread(target=self.follower.run, name="follower", daemon=True)
+        self.maintenance = MaintenanceStatus()
+        self._maintainer = threading.Thread(target=self._maintain, name="table-maintenance", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+        if self.config.maintenance is not None:
+            self._maintainer.start()
+
+    def _maintain(self) -> None:
+        """Compact, retain and vacuum on the policy's schedule, beside the follower (its own
+        TableSet: the follower's commits and readers' snapshots go on meanwhile)."""
+        policy, tables = self.config.maintenance, follower_tables(self.config)
+        while not self.follower.stopped.wait(policy.compact_every):
+            try:
+                maintain(tables, policy, self.maintenance)
+            except Exception as exc:  # the store is down, a conflict: report it, try at the next run
+                self.maintenance.last_error = f"{type(exc).__name__}: {exc}"
 
     @staticmethod
     def _unit(records: list[LedgerRecord], previous: LedgerRecord | None) -> tuple[WorkUnit, pa.Table]:
@@ -130,7 +146,7 @@ class FollowerService:
                      self.config.settings, began)
 
     def status(self) -> dict:
-        return self.follower.status.as_dict()
+        return {**self.follower.status.as_dict(), "maintenance": asdict(self.maintenance)}
 
     def recent_table(self, after: int | None = None) -> pa.Table:
         """Transfers of the newest ledgers; by default those the dataset does not hold yet (the

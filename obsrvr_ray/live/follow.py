@@ -244,5 +244,9 @@ class Follower:
                 self._stop.wait(self.backoff())
         self.status.state = "stopped"  # a partial cell is not committed: the next follower reads it again
 
+    @property
+    def stopped(self) -> threading.Event:
+        return self._stop
+
     def stop(self) -> None:
         self._stop.set()

@@ -34,6 +34,12 @@ class FollowerCollector:
             "circuit_breaker_state": ("RPC circuit breaker: 0 closed, 1 half open, 2 open",
                                       BREAKER_STATES.get(status.get("breaker", "closed"), 0)),
             "follower_up": ("1 when the follower answered the scrape", 1 if status else 0),
+            "table_maintenance_runs_total": ("Scheduled compact/retain/vacuum runs completed",
+                                             (status.get("maintenance") or {}).get("runs", 0)),
+            "table_files_compacted_total": ("Small files rewritten by scheduled compaction",
+                                            (status.get("maintenance") or {}).get("files_compacted", 0)),
+            "table_maintenance_failing": ("1 when the last scheduled table maintenance failed",
+                                          1 if (status.get("maintenance") or {}).get("last_error") else 0),
         }
         for name, (doc, value) in values.items():
             if name.endswith("_total"):

@@ -41,6 +41,7 @@ from obsrvr_ray.live.metrics import ApiMetrics
 from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
 from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, MAX_PAGE, TableReader, TransferQuery
 from obsrvr_ray.serve.security import websocket_subprotocol
+from obsrvr_ray.table.tableset import parse_as_of
 from obsrvr_ray.ttp.events import KINDS
 from obsrvr_ray.ttp.filters import EventFilter
 
@@ -175,11 +176,16 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
 
     # ---- REST ---------------------------------------------------------------------------
     @app.get("/v1/token-transfers", dependencies=[Depends(guard.require("read"))], tags=["token transfers"])
-    async def token_transfers(query: TransferQuery = Depends(transfer_query)) -> dict:
-        """Token transfers matching every filter given, in ledger and event order, a page at a time."""
-        recent = await live.recent(None)
+    async def token_transfers(query: TransferQuery = Depends(transfer_query),
+                              as_of: str | None = Query(None, max_length=40, description="a table version "
+                                                        "or an ISO 8601 time: read that snapshot")) -> dict:
+        """Token transfers matching every filter given, in ledger and event order, a page at a time;
+        the latest committed snapshot plus the follower's newest ledgers, or a past snapshot."""
         try:
-            page = await asyncio.to_thread(reader.transfers, query, recent)
+            if as_of is None:
+                page = await asyncio.to_thread(reader.transfers, query, await live.recent(None))
+            else:
+                page = await asyncio.to_thread(reader.at(parse_as_of(as_of)).transfers, query, None)
         except ConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         return {"rows": _jsonable(page.rows.to_pylist()), "next_cursor": page.next_cursor}

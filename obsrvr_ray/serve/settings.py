@@ -14,6 +14,8 @@
     api: {ready_lag: 5, ws_max_connections: 1000, ws_max_per_ip: 20, ws_idle_timeout: 300}
     security: {key_store: /etc/obsrvr/keys.json, tls_cert: ..., tls_key: ..., dev_mode: false, ...}
     resilience: {rpc_timeout: 10, rpc_max_concurrent: 4, lake_max_concurrent: 8, bulkhead_wait: 10}
+    maintenance: {compact_every: 600, vacuum_retention_hours: 168, retention: {token_transfers: 365d}}
+                                           # or `maintenance: off`; the tables' schedule
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.sources.rpc import RpcClient
+from obsrvr_ray.table.maintenance import MaintenancePolicy
 
 _KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_by", "commit_every", "http_host",
          "flight_host", "flight_port", "api", "security", "s3_endpoint_url", "s3_region", "recent_ledgers",
-         "decoder", "resilience"}
+         "decoder", "resilience", "maintenance"}
 # resilience: the outbound calls' timeout and bulkheads (concurrent calls per dependency, and how
 # long a call may wait for a slot); name -> (type, smallest value, default).
 _RESILIENCE: dict[str, tuple[type, float, float]] = {
@@ -67,6 +70,26 @@ def resilience_of(given: object) -> dict[str, float]:
                               f">= {least:g}, got {value!r}")
         out[name] = kind(value)
     return out
+
+
+def maintenance_of(given: object) -> MaintenancePolicy | None:
+    """The `maintenance` mapping (or `off`), checked."""
+    if given is False or given == "off":
+        return None
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"maintenance: expected a mapping or off, got {given!r}")
+    known = {"compact_every", "vacuum_retention_hours", "retention"}
+    if set(given) - known:
+        raise ConfigError(f"maintenance: unknown settings {sorted(set(given) - known)}; known: {sorted(known)}")
+    retention = given.get("retention") or {}
+    if not isinstance(retention, Mapping):
+        raise ConfigError(f"maintenance.retention: expected table: age, got {retention!r}")
+    try:
+        return MaintenancePolicy(float(given.get("compact_every", 600)), tuple((str(k), str(v)) for k, v in
+                                                                            retention.items()),
+                                 float(given.get("vacuum_retention_hours", 168)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"maintenance: {exc}") from exc
 
 
 def network_of(rpc_url: str, network: str | None) -> str:
@@ -103,7 +126,7 @@ def live_config_from_args(args: Mapping) -> LiveAppConfig:
         commit_every=int(args.get("commit_every", 12)),
         recent_ledgers=int(args.get("recent_ledgers", 720)),
         rpc_timeout=resilience["rpc_timeout"], rpc_max_concurrent=resilience["rpc_max_concurrent"],
-        bulkhead_wait=resilience["bulkhead_wait"],
+        bulkhead_wait=resilience["bulkhead_wait"], maintenance=maintenance_of(args.get("maintenance", {})),
     )
     http_host = str(args.get("http_host", "127.0.0.1"))
     flight_host = str(args.get("flight_host", http_host))

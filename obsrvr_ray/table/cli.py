@@ -9,21 +9,9 @@ import json
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.table.tableset import parse_as_of
 
 EXIT_OK, EXIT_PROBLEMS = 0, 1
-
-
-def parse_as_of(text: str | None) -> int | dt.datetime | None:
-    """A version number, or an ISO 8601 time (UTC unless it says otherwise)."""
-    if text is None:
-        return None
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ConfigError(f"--as-of takes a version number or an ISO 8601 time, got {text!r}") from exc
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _tables(args: argparse.Namespace):

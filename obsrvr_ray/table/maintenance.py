@@ -138,3 +138,48 @@ def verify(tables: TableSet, names: tuple[str, ...]) -> list[str]:
             if expected != rows.num_rows:
                 problems.append(f"{tables.uri(name)}: {rows.num_rows} rows, the chunks table accounts for {expected}")
     return problems
+
+
+@dataclass(frozen=True)
+class MaintenancePolicy:
+    """The live app's schedule: compact every `compact_every` seconds, then apply each table's
+    retention (table -> age, e.g. {"token_transfers": "365d"}) and vacuum files older versions no
+    longer need after `vacuum_retention_hours`."""
+
+    compact_every: float = 600.0
+    retention: tuple[tuple[str, str], ...] = ()
+    vacuum_retention_hours: float = 168.0
+
+    def __post_init__(self) -> None:
+        for name, age in self.retention:
+            if name not in TIME_COLUMN:
+                raise ConfigError(f"maintenance.retention: {name!r} is not one of {', '.join(TIME_COLUMN)}")
+            parse_age(age)
+        if self.compact_every <= 0 or self.vacuum_retention_hours < 0:
+            raise ConfigError("maintenance: compact_every must be > 0 and vacuum_retention_hours >= 0")
+
+
+@dataclass
+class MaintenanceStatus:
+    runs: int = 0
+    last_run: str | None = None  # ISO time of the last completed run
+    last_error: str | None = None
+    files_compacted: int = 0
+    rows_retired: int = 0
+    files_vacuumed: int = 0
+    versions: dict[str, int] | None = None  # table -> latest version after the last run
+
+
+def maintain(tables: TableSet, policy: MaintenancePolicy, status: MaintenanceStatus) -> None:
+    """One scheduled run: compact, retain, vacuum. Readers keep their snapshots throughout and
+    writers keep appending (an append never conflicts with a compaction of other files)."""
+    compacted = compact(tables)
+    retired = sum(retain(tables, name, parse_age(age)) for name, age in policy.retention)
+    vacuumed = vacuum(tables, retention_hours=policy.vacuum_retention_hours)
+    status.runs += 1
+    status.last_run = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    status.last_error = None
+    status.files_compacted += sum(c.files_removed for c in compacted)
+    status.rows_retired += retired
+    status.files_vacuumed += sum(len(files) for files in vacuumed.values())
+    status.versions = {name: tables.table(name).version() for name in existing(tables)}

@@ -97,6 +97,19 @@ class ChunkCommit:
         return app_id(self.chunk)
 
 
+def parse_as_of(text: str | None) -> int | dt.datetime | None:
+    """A table version number, or an ISO 8601 time (UTC unless it says otherwise)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ConfigError(f"as of takes a version number or an ISO 8601 time, got {text!r}") from exc
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 def app_id(chunk: Range) -> str:
     """The Delta application-transaction id of a chunk: the same in every table."""
     return f"obsrvr-ray/chunk/{range_key(chunk)}"
