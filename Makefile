@@ -18,13 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	rm -rf $(DEMO)
 	$(BIN)/obsrvr-ray lake generate --out $(DEMO)/lake --ledgers $(DEMO_LEDGERS)
-	$(BIN)/obsrvr-ray export ledgers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
-	    --out $(DEMO)/ledgers.parquet
-	$(BIN)/obsrvr-ray export transactions --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
-	    --out $(DEMO)/transactions.parquet
 	$(BIN)/obsrvr-ray export token-transfers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
 	    --out $(DEMO)/token_transfers.parquet --verify
-	$(BIN)/obsrvr-ray inspect $(DEMO)/ledgers.parquet $(DEMO)/transactions.parquet $(DEMO)/token_transfers.parquet
+	RAY_AUTH_MODE=disabled $(BIN)/obsrvr-ray backfill --source $(DEMO)/lake --start 2 \
+	    --end $$(( $(DEMO_LEDGERS) + 1 )) --batch-size 16 --tables ledgers,transactions,token_transfers \
+	    --out $(DEMO)/tables --progress-interval 5
+	$(BIN)/obsrvr-ray table history --out $(DEMO)/tables --table token_transfers --limit 4
+	$(BIN)/obsrvr-ray table compact --out $(DEMO)/tables --table ledgers,transactions,token_transfers
+	$(BIN)/obsrvr-ray table sql --out $(DEMO)/tables \
+	    "SELECT event_topic, count(*) AS events, count(DISTINCT asset) AS assets, sum(amount) AS amount \
+	     FROM token_transfers GROUP BY 1 ORDER BY 2 DESC"
 	$(MAKE) --no-print-directory demo-live
 
 # The live app on a local Ray cluster, following a sandbox feed that closes a ledger every 3 s.

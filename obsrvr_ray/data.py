@@ -128,7 +128,7 @@ class LedgerDatasource(Datasource):
         self.units: list[WorkUnit] = plan(requested, (), grid)
 
     def get_name(self) -> str:
-        return "ReadLedgers"
+        return "Ledgers"
 
     def estimate_inmemory_data_size(self) -> int:
         return sum(_rows(unit) * LEDGER_BYTES for unit in self.units)

@@ -111,6 +111,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if not problems else EXIT_PROBLEMS
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """DuckDB over the tables' committed snapshots, each registered under its name: DuckDB reads
+    the Arrow dataset delta-rs hands it (no DuckDB extension needed) and pushes filters into it."""
+    import duckdb
+
+    from obsrvr_ray.table.maintenance import existing
+
+    tables = _tables(args)
+    as_of = parse_as_of(args.as_of)
+    con = duckdb.connect()
+    for name in existing(tables):
+        con.register(name, tables.table(name, as_of).to_pyarrow_dataset())
+    for name in ("asset_volume_hourly", "asset_volume_daily", "event_type_counts", "largest_transfers"):
+        snapshot = tables.table(f"analytics/{name}")
+        if snapshot is not None:
+            con.register(name, snapshot.to_pyarrow_dataset())
+    try:
+        result = con.sql(args.query)
+    except duckdb.Error as exc:
+        raise ConfigError(f"query failed: {exc}") from exc
+    if result is not None:
+        result.show(max_rows=args.max_rows, max_width=200)
+    return EXIT_OK
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from obsrvr_ray.table.importer import import_layout
 
@@ -153,6 +178,10 @@ def add_table_parser(sub: argparse._SubParsersAction) -> None:
     exp.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "csv"])
     exp.add_argument("--as-of", help="a version number or an ISO 8601 time (default: the latest)")
     verb("verify", "audit: every row once, row counts equal to what the chunks committed", cmd_verify)
+    sql = verb("sql", "run a DuckDB query over the tables (each registered under its name)", cmd_sql, tables=False)
+    sql.add_argument("query", help="SQL, e.g. SELECT event_topic, count(*) FROM token_transfers GROUP BY 1")
+    sql.add_argument("--as-of", help="a version number or an ISO 8601 time (default: the latest)")
+    sql.add_argument("--max-rows", type=int, default=40)
     imp = verb("import", "bring an output of the earlier layout (Parquet files and a _backfill manifest) into "
                "Delta tables", cmd_import, tables=False)
     imp.add_argument("source", help="the earlier output's root: a directory or s3://bucket/prefix")
