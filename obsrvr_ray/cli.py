@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                    disable=None, dynamic_ncols=True, desc=f"export {args.table}")
         interrupted = False
         try:
-            for ledger in stream_ledgers(source, start, end, passphrase, report,
+            for ledger in stream_ledgers(source.records(start, end), passphrase, report,
                                          chain_check=not args.no_chain_check,
                                          on_record=lambda _seq: bar.update(1), decoder=args.decoder):
                 writer.add(ledger, build_rows(table, ledger, options, report))

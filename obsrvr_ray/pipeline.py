@@ -4,7 +4,7 @@ write. Failures are collected per ledger; the range always runs to its end."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -14,7 +14,7 @@ from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ledger.validate import ChainChecker
 from obsrvr_ray.schema import TABLES
 from obsrvr_ray.sinks.files import EXTENSIONS, Written, write_table
-from obsrvr_ray.sources.base import LedgerSource, decode_record
+from obsrvr_ray.sources.base import LedgerRecord, decode_record
 from obsrvr_ray.tables.ledgers import ledger_row
 from obsrvr_ray.tables.transactions import transaction_rows
 from obsrvr_ray.ttp.extract import token_transfer_rows
@@ -95,9 +95,7 @@ class RunReport:
 
 
 def stream_ledgers(
-    source: LedgerSource,
-    start: int,
-    end: int | None,
+    records: Iterable[LedgerRecord],
     passphrase: str,
     report: RunReport,
     *,
@@ -106,12 +104,12 @@ def stream_ledgers(
     decoder: str = "fast",
     checker: ChainChecker | None = None,
 ) -> Iterator[Ledger]:
-    """Decoded, validated ledgers of the range; every failure is recorded and skipped.
-    `checker`: one already holding the ledger before `start`, so the first ledger's link is
-    checked too (a backfill chunk links to the chunk before it)."""
+    """Decoded, validated ledgers of the records (a source's, or a chunk's); every failure is
+    recorded and skipped. `checker`: one already holding the ledger before the first record, so
+    its link is checked too (a backfill chunk links to the chunk before it)."""
     if checker is None and chain_check:
         checker = ChainChecker()
-    for record in source.records(start, end):
+    for record in records:
         if on_record is not None:
             on_record(record.sequence)
         try:

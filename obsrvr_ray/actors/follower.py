@@ -19,8 +19,7 @@ import pyarrow.compute as pc
 
 from obsrvr_ray.chunks.job import ROW_SHAPING, shape
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
-from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract
-from obsrvr_ray.chunks.raw import records_to_table
+from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract_records
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.live.follow import Follower
 from obsrvr_ray.live.recent import RecentLedgers
@@ -116,18 +115,14 @@ class FollowerService:
             except Exception as exc:  # the store is down, a conflict: report it, try at the next run
                 self.maintenance.last_error = f"{type(exc).__name__}: {exc}"
 
-    @staticmethod
-    def _unit(records: list[LedgerRecord], previous: LedgerRecord | None) -> tuple[WorkUnit, pa.Table]:
-        """A work unit for consecutive records, linked to the ledger before when it is known."""
-        first, last = records[0].sequence, records[-1].sequence
-        link = previous is not None and previous.sequence == first - 1
-        raw = records_to_table(([previous] if link else []) + records)
-        return WorkUnit((first, last), 0, (Segment(first, last, link),)), raw
-
     def _extract(self, records: list[LedgerRecord]) -> Page:
-        unit, raw = self._unit(records, self._previous)
+        """A page's rows, linked to the ledger before it when that is known (the hash chain)."""
+        first, last = records[0].sequence, records[-1].sequence
+        previous = self._previous
+        link = previous is not None and previous.sequence == first - 1
+        unit = WorkUnit((first, last), 0, (Segment(first, last, link),))
         settings = self.config.settings
-        rows, report = extract(unit, raw, settings)
+        rows, report = extract_records(unit, ([previous] if link else []) + records, settings)
         transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS, rows.get(TRANSFERS, [])))
         per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
                       for seq in range(unit.chunk[0], unit.chunk[1] + 1)}

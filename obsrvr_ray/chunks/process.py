@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -90,17 +89,6 @@ def _tables(spec: OutputSpec) -> TableSet:
     return TableSet(TableLocation(spec.location, spec.s3), spec.compression)
 
 
-class _Block:
-    """A unit's raw ledgers as a source, for stream_ledgers."""
-
-    def __init__(self, records: list[LedgerRecord]) -> None:
-        self._records = records
-
-    def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
-        upper = end if end is not None else float("inf")
-        return (r for r in self._records if start <= r.sequence <= upper)
-
-
 def header_only(record: LedgerRecord | None) -> Ledger | None:
     """The ledger before a chunk, as far as its (hash-checked) header: enough to check the link
     into the chunk. None when there is no valid header: that ledger's own chunk reports it and,
@@ -117,10 +105,16 @@ def header_only(record: LedgerRecord | None) -> Ledger | None:
 
 
 def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dict[str, list[dict]], RunReport]:
-    """Rows of every table for the unit's ledgers; failures are recorded in the report."""
+    """Rows of every table for the unit's ledgers as a reader put them in the object store."""
+    return extract_records(unit, list(table_to_records(raw)), settings)
+
+
+def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: ChunkSettings
+                    ) -> tuple[dict[str, list[dict]], RunReport]:
+    """Rows of every table for the unit's ledgers (and the ledger before each linked segment);
+    failures are recorded in the report."""
     opts = settings.extract
     report = RunReport(source="", start=unit.chunk[0], end=unit.chunk[1])
-    records = list(table_to_records(raw))
     by_sequence = {r.sequence: r for r in records}
     rows: dict[str, list[dict]] = {t: [] for t in settings.tables}
     for segment in unit.segments:
@@ -128,8 +122,8 @@ def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dic
         before = header_only(by_sequence.get(segment.start - 1)) if segment.link and checker else None
         if checker is not None and before is not None:
             checker.check(before)
-        block = _Block([r for r in records if segment.start <= r.sequence <= segment.end])
-        for ledger in stream_ledgers(block, segment.start, segment.end, opts.passphrase, report,
+        block = [r for r in records if r.sequence is not None and segment.start <= r.sequence <= segment.end]
+        for ledger in stream_ledgers(block, opts.passphrase, report,
                                      chain_check=settings.chain_check, decoder=opts.decoder, checker=checker):
             try:
                 built = {t: build_rows(t, ledger, opts, report) for t in settings.tables}
