@@ -6,7 +6,7 @@ known ones beside it, so a typo never silently falls back to a default. Flags ov
 
     source:      {type, url, endpoint_url, region, anonymous, network_passphrase, prefetch}
     range:       {start_ledger, end_ledger} or {ledgers: "A-B,C"}
-    processing:  {batch_size, concurrent_readers, events_from, decoder, source_patience, chain_check}
+    processing:  {batch_size, engine, concurrent_readers, events_from, decoder, source_patience, chain_check}
     filters:     {event_types, included_assets, accounts}
     output:      {path, endpoint_url, region, tables, formats, compression, partition_by,
                   max_rows_per_file, analytics, top_transfers}
@@ -33,6 +33,7 @@ from obsrvr_ray.sources.open import source_kind
 from obsrvr_ray.ttp.events import KINDS
 from obsrvr_ray.ttp.extract import EVENT_SOURCES
 
+ENGINES = ("tasks", "data")
 SOURCE_TYPES = {"datalake": "lake", "s3": "s3", "rpc": "rpc"}  # YAML name -> the kind its URL form gives
 
 
@@ -49,6 +50,7 @@ class BackfillConfig:
     end: int | None = None
     ledgers: tuple[Range, ...] = ()
     batch_size: int = 64
+    engine: str = "tasks"
     concurrent_readers: int = 2
     events_from: str = "auto"
     decoder: str = "fast"
@@ -203,6 +205,9 @@ SETTINGS: tuple[Setting, ...] = (
             "ledgers per chunk, the unit of reading and of commit (rounded up to whole lake batches)"),
     Setting("processing.concurrent_readers", "concurrent_readers", _integer(1), "--concurrent-readers",
             "reader actors fetching chunks from the source in parallel"),
+    Setting("processing.engine", "engine", _one_of(ENGINES), "--engine",
+            "how chunks run on Ray: tasks fed by reader actors, or a Ray Data pipeline (ChunkDatasource into "
+            "TableDatasink); both commit the same rows"),
     Setting("processing.events_from", "events_from", _one_of(EVENT_SOURCES), "--events-from",
             "token transfers: core's events, derived from operations, or core's when present"),
     Setting("processing.decoder", "decoder", _one_of(("fast", "reference")), "--decoder",
@@ -261,7 +266,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-failed", action="store_true",
                         help="read again only the ledgers recorded as failed (all of the output's without a range)")
     parser.add_argument("--verify-output", action="store_true",
-                        help="after the run, check every file against the manifest's checksums and look for strays")
+                        help="after the run, audit the tables: every row once, row counts equal to what the chunks "
+                        "committed")
 
 
 class _StrictLoader(yaml.SafeLoader):

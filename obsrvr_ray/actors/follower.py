@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsrvr_ray.chunks.job import ROW_SHAPING, shape
+from obsrvr_ray.chunks.job import output_shape
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract_records
 from obsrvr_ray.errors import Failure
@@ -30,7 +30,7 @@ from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import MaintenancePolicy, MaintenanceStatus, maintain
-from obsrvr_ray.table.tableset import Shape, TableSet
+from obsrvr_ray.table.tableset import TableSet
 
 NAME = "obsrvr-follower"
 TRANSFERS = "token_transfers"
@@ -81,8 +81,7 @@ class FollowerService:
 
     def __init__(self, config: FollowerConfig) -> None:
         self.config = config
-        follower_tables(config).ensure(Shape(shape(config.settings), config.settings.output.partition_by),
-                                       config.settings.tables, compare=ROW_SHAPING)
+        follower_tables(config).ensure(output_shape(config.settings, "live"), config.settings.tables)
         self.recent = RecentLedgers(config.recent_ledgers)
         self._previous: LedgerRecord | None = None  # the ledger before the next page, for the hash chain
         rpc = RpcClient(config.rpc_url, timeout=config.rpc_timeout,

@@ -13,6 +13,7 @@ from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.open import SourceOptions, open_source
+from obsrvr_ray.table.tableset import Shape
 from obsrvr_ray.ttp.filters import EventFilter
 
 
@@ -53,10 +54,16 @@ def resolve(config: BackfillConfig) -> Job:
     return Job(config, options, settings, grid, description)
 
 
-# The settings that shape the rows a writer appends: a live follower appending to a backfill's
-# output must match these (the rest, such as analytics or the chain check, may differ).
-ROW_SHAPING = ("layout", "network_passphrase", "partition_by", "events_from", "event_types", "included_assets",
-               "accounts")
+# The settings that shape the rows every writer appends: a live follower and a backfill writing
+# one output must agree on these (the rest, such as the chain check or the export formats, must
+# match only between runs of the same kind of writer).
+SHARED_SETTINGS = ("layout", "network_passphrase", "tables", "partition_by", "events_from", "event_types",
+                   "included_assets", "accounts", "analytics", "top_transfers")
+
+
+def output_shape(settings: ChunkSettings, writer: str = "backfill") -> Shape:
+    """The shape an output written with these settings records and checks."""
+    return Shape(shape(settings), settings.output.partition_by, writer, SHARED_SETTINGS)
 
 
 def shape(settings: ChunkSettings) -> dict:

@@ -20,7 +20,7 @@ from typing import TextIO
 import ray
 
 from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
-from obsrvr_ray.chunks.job import Job, resolve, shape
+from obsrvr_ray.chunks.job import Job, output_shape, resolve
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, write_analytics
 from obsrvr_ray.chunks.plan import Watermark, WorkUnit, plan
 from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult
@@ -36,7 +36,7 @@ from obsrvr_ray.ranges import Range, normalize, overlaps, size
 from obsrvr_ray.resilience import RetryPolicy
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
-from obsrvr_ray.table.tableset import Shape, TableSet
+from obsrvr_ray.table.tableset import TableSet
 
 log = logging.getLogger("obsrvr_ray.backfill")
 
@@ -126,10 +126,41 @@ def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure,
         progress.tick()
 
 
+def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure, ...]],
+                 report: BackfillReport, metrics: BackfillMetrics, progress: Progress, stop: StopSignal) -> None:
+    """Run every unit as a Ray Data pipeline: a ChunkDatasource read task per unit (read, decode,
+    extract, fused) into the TableDatasink (commit). A source outage that outlasts Ray's task
+    retries fails the pipeline; the chunks it left uncommitted are reported for a rerun."""
+    from obsrvr_ray.data.chunks import ChunkDatasource
+    from obsrvr_ray.data.sink import TableDatasink
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    source = ChunkDatasource(job.config.source, job.source_options, job.settings, units, carried)
+    sink = TableDatasink(job.settings)
+    watermark = Watermark(units)
+    try:
+        ray.data.read_datasource(source, override_num_blocks=len(units), concurrency=max(1, cpus),
+                                 ray_remote_args={"retry_exceptions": [TransientSourceError]}
+                                 ).write_datasink(sink)
+    except Exception as exc:  # the pipeline stopped: what it committed stays, the rest is for a rerun
+        failed = _reason(exc)
+    else:
+        failed = None
+    for result in sorted(sink.results, key=lambda r: r.chunk):
+        _finished(report, metrics, progress, watermark, result)
+    report.analytics = sink.analytics
+    done = {r.chunk for r in sink.results}
+    for unit in units:
+        if unit.chunk not in done and stop.received is None:
+            _unfinished(report, metrics, unit, failed or "not run")
+    progress.tick()
+
+
 def _reason(exc: BaseException) -> str:
     """The original error of a Ray task error (its `cause`), in one line."""
     original = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
-    return f"{type(original).__name__}: {original}".splitlines()[0]
+    line = f"{type(original).__name__}: {original}".splitlines()[0]
+    return line if len(line) <= 500 else line[:497] + "..."
 
 
 def _finished(report: BackfillReport, metrics: BackfillMetrics, progress: Progress, watermark: Watermark,
@@ -158,7 +189,7 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
     settings = job.settings
     store = open_store(config.out, settings.output.s3)
     tables = TableSet(TableLocation(config.out, settings.output.s3), settings.output.compression)
-    tables.ensure(Shape(shape(settings), settings.output.partition_by), settings.tables)
+    tables.ensure(output_shape(settings), settings.tables)
     committed = tables.committed()
     requested = config.ranges or normalize(committed)
     report = BackfillReport(job.source_description, network_name(settings.extract.passphrase), store.url,
@@ -182,11 +213,12 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
         log_event(log, "cluster_connected", resources=ray.cluster_resources())
         stop.install()
         progress = Progress(report.planned_ledgers, len(units), stdout, interval=config.progress_interval)
-        execute(job, units, carried, report, metrics, progress, stop)
+        engine = execute_data if config.engine == "data" else execute
+        engine(job, units, carried, report, metrics, progress, stop)
         progress.close()
     report.interrupted = stop.received
     if stop.received is None:
-        if settings.analytics and TRANSFERS in settings.tables:
+        if settings.analytics and TRANSFERS in settings.tables and not report.analytics:
             report.analytics = write_analytics(tables, store, settings)
         report.failed_chunks = len(chunk_failures(tables, requested))
         if config.verify_output:

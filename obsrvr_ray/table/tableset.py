@@ -117,13 +117,17 @@ def app_id(chunk: Range) -> str:
 
 @dataclass(frozen=True)
 class Shape:
-    """What the rows of an output depend on; a rerun into the same output must match it."""
+    """What the rows of an output depend on. Every writer must match the recorded `shared` keys
+    (what shapes the rows both a backfill and the live follower append); a writer of the kind
+    that created the output (a backfill rerun) must match all of them."""
 
     settings: dict
     partition_by: tuple[str, ...] = ("date",)
+    writer: str = "backfill"
+    shared: tuple[str, ...] | None = None  # None: every key is shared
 
     def describe(self) -> str:
-        return json.dumps(self.settings, sort_keys=True)
+        return json.dumps({**self.settings, "writer": self.writer}, sort_keys=True)
 
 
 @dataclass
@@ -174,10 +178,9 @@ class TableSet:
             raise ConfigError(f"{self.uri(name)}: cannot read as of {as_of!r}: {exc}") from exc
         return table
 
-    def ensure(self, shape: Shape, tables: tuple[str, ...], compare: tuple[str, ...] | None = None) -> None:
+    def ensure(self, shape: Shape, tables: tuple[str, ...]) -> None:
         """Create the tables this output needs (idempotent, safe when two writers race), and
-        refuse settings other than the ones the output was first written with (all of them, or
-        the `compare` keys: the live follower checks only what shapes the rows it appends)."""
+        refuse settings other than the ones the output was first written with (see Shape)."""
         schemas = {**{t: TABLES[t] for t in tables}, **CONTROL_SCHEMAS}
         for name, schema in schemas.items():
             keys = partition_columns(name, shape.partition_by) if name in TABLES else ()
@@ -192,7 +195,9 @@ class TableSet:
         existing = self.table(CHUNKS_TABLE)
         recorded = json.loads(existing.metadata().description or "{}") if existing is not None else {}
         wanted = json.loads(shape.describe())
-        keys = set(recorded) | set(wanted) if compare is None else set(compare)
+        same_kind = recorded.get("writer", shape.writer) == shape.writer
+        keys = set(recorded) | set(wanted) if same_kind or shape.shared is None else set(shape.shared)
+        keys.discard("writer")
         differ = [k for k in sorted(keys) if recorded.get(k) != wanted.get(k)]
         if differ:
             detail = "; ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
