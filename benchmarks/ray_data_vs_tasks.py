@@ -93,7 +93,10 @@ def main() -> None:
         rows: dict[str, int] = {}
         for round_ in range(args.rounds + 1):  # round 0 warms workers and imports, and is not counted
             for name in ENGINES:
-                seconds, rows[name] = run_engine(name, base, args.work_dir / f"out-{label}-{name}")
+                # a fresh path each run: the workers of this job keep each output's tables loaded
+                out = args.work_dir / f"out-{label}-{name}-{round_}"
+                seconds, rows[name] = run_engine(name, base, out)
+                shutil.rmtree(out, ignore_errors=True)
                 if round_:
                     timings[name].append(seconds)
                 print(f"{label:12s} round {round_} {name:5s} {seconds:6.2f} s  {count / seconds:7.1f} ledgers/s",

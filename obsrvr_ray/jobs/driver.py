@@ -4,6 +4,10 @@ cluster with bounded parallelism, merge the analytics, report.
 Memory stays bounded however long the range: at most `2 x cluster CPUs` chunks are in flight
 (read, waiting for a core, or being written), and a chunk's ledgers leave the object store
 once its task has committed them. The driver never holds ledgers, only chunk summaries.
+
+On a cluster of several nodes the job log says where each chunk ran (`chunk_committed`: the
+node of its read and of its commit, what Ray ran again), when nodes join or leave
+(`node_joined`, `node_lost`), and what each node did (`nodes_summary`, at the end).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
 from obsrvr_ray.chunks.job import Job, output_shape, resolve
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, write_analytics
 from obsrvr_ray.chunks.plan import Watermark, WorkUnit, plan
-from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult
+from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, Placement
 from obsrvr_ray.chunks.report import BackfillReport
 from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.errors import Failure, TransientSourceError
@@ -62,6 +66,37 @@ class StopSignal:
         self.received = signum
 
 
+class NodeWatch:
+    """The cluster's alive nodes, polled at most every `interval` seconds while a job runs; each
+    change is logged (`node_joined` with its resources, `node_lost`)."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self.alive = self._nodes()
+        self.checked = time.monotonic()
+
+    @staticmethod
+    def _nodes() -> dict[str, dict]:
+        return {n["NodeID"]: n for n in ray.nodes() if n.get("Alive")}
+
+    def described(self) -> list[dict]:
+        return [{"node": node, "resources": info.get("Resources", {})} for node, info in sorted(self.alive.items())]
+
+    def poll(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.checked < self.interval:
+            return
+        self.checked = time.monotonic()
+        try:
+            now = self._nodes()
+        except Exception:  # the GCS is busy or restarting: look again next time
+            return
+        for node in sorted(now.keys() - self.alive.keys()):
+            log_event(log, "node_joined", node=node, resources=now[node].get("Resources", {}), nodes=len(now))
+        for node in sorted(self.alive.keys() - now.keys()):
+            log_event(log, "node_lost", logging.WARNING, node=node, nodes=len(now))
+        self.alive = now
+
+
 def connect(address: str | None) -> None:
     """Join the given cluster, else RAY_ADDRESS or the latest `ray start` cluster on this
     machine; when there is none (or it is gone), start a local one."""
@@ -90,7 +125,9 @@ def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure,
     in_flight: dict[ray.ObjectRef, WorkUnit] = {}
     turn = 0
     watermark = Watermark(units)
+    nodes = NodeWatch()
     while (pending or delayed or in_flight) and stop.received is None:
+        nodes.poll()
         while delayed and delayed[0][0] <= time.monotonic():
             pending.append(heapq.heappop(delayed)[2])
         while pending and len(in_flight) < window:
@@ -124,6 +161,7 @@ def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure,
             else:
                 _finished(report, metrics, progress, watermark, result)
         progress.tick()
+    nodes.poll(force=True)
 
 
 def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure, ...]],
@@ -138,9 +176,10 @@ def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Fai
     source = ChunkDatasource(job.config.source, job.source_options, job.settings, units, carried)
     sink = TableDatasink(job.settings)
     watermark = Watermark(units)
+    context = ray.data.DataContext.get_current()
+    context.retried_map_errors, context.max_map_retries = True, 3  # a lost source retried; commits are idempotent
     try:
-        ray.data.read_datasource(source, override_num_blocks=len(units), concurrency=max(1, cpus),
-                                 ray_remote_args={"retry_exceptions": [TransientSourceError]}
+        ray.data.read_datasource(source, override_num_blocks=len(units), concurrency=max(1, cpus)
                                  ).write_datasink(sink)
     except Exception as exc:  # the pipeline stopped: what it committed stays, the rest is for a rerun
         failed = _reason(exc)
@@ -150,6 +189,10 @@ def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Fai
         _finished(report, metrics, progress, watermark, result)
     report.analytics = sink.analytics
     done = {r.chunk for r in sink.results}
+    if failed is not None:  # the sink reports only a run that completed: ask the tables what was committed
+        location = job.settings.output
+        committed = TableSet(TableLocation(location.location, location.s3)).committed()
+        done |= {u.chunk for u in units if committed.get(u.chunk, -1) >= u.generation}
     for unit in units:
         if unit.chunk not in done and stop.received is None:
             _unfinished(report, metrics, unit, failed or "not run")
@@ -169,13 +212,63 @@ def _finished(report: BackfillReport, metrics: BackfillMetrics, progress: Progre
     metrics.observe(result)
     metrics.current_ledger.set(watermark.add(result.chunk))
     progress.add(result.ledgers, result.events, len(result.failed_ledgers))
-    log_event(log, "chunk_committed", chunk=f"{result.chunk[0]}-{result.chunk[1]}", generation=result.generation,
+    chunk = f"{result.chunk[0]}-{result.chunk[1]}"
+    log_event(log, "chunk_committed", chunk=chunk, generation=result.generation,
               ledgers=result.ledgers, rows=result.rows, events=result.events, failures=result.new_failures,
               commits=list(result.commits), seconds=round(result.seconds, 3),
-              committed_here=result.committed_here)
+              committed_here=result.committed_here, **_where(result.placement))
+    if result.placement is not None and result.placement.rerun:
+        where = result.placement
+        log_event(log, "chunk_rerun", logging.WARNING, chunk=chunk, attempt=where.attempt,
+                  read_attempt=where.read_attempt, reader_restarted=where.reader_restarted, node=where.node,
+                  read_node=where.read_node, committed_here=result.committed_here, commits=list(result.commits))
     for failure in result.found:
         log_event(log, "ledger_failed", logging.WARNING, sequence=failure.sequence, object_key=failure.origin,
                   stage=failure.stage, error=failure.error)
+
+
+def _where(placement: Placement | None) -> dict:
+    """A chunk's placement as fields of its `chunk_committed` line."""
+    if placement is None:
+        return {}
+    return {"node": placement.node, "read_node": placement.read_node, "transferred": placement.transferred,
+            "raw_bytes": placement.raw_bytes, "attempt": placement.attempt, "read_attempt": placement.read_attempt,
+            "read_seconds": round(placement.read_seconds, 4), "cpu_seconds": round(placement.cpu_seconds, 4),
+            "read_cpu_seconds": round(placement.read_cpu_seconds, 4),
+            "handoff_seconds": round(placement.handoff_seconds, 4)}
+
+
+def node_summary(results: list[ChunkResult]) -> list[dict]:
+    """What each node did: chunks committed (with their ledgers, task seconds and CPU seconds,
+    how many came from another node's reader and their bytes, how many Ray ran again) and chunks
+    read."""
+    nodes: dict[str, dict] = {}
+
+    def entry(node: str) -> dict:
+        return nodes.setdefault(node, {"node": node, "chunks": 0, "ledgers": 0, "seconds": 0.0, "cpu_seconds": 0.0,
+                                       "received": 0, "received_bytes": 0, "reruns": 0, "reads": 0,
+                                       "read_bytes": 0, "read_seconds": 0.0})
+
+    for result in results:
+        where = result.placement
+        if where is None:
+            continue
+        ran = entry(where.node)
+        ran["chunks"] += 1
+        ran["ledgers"] += result.ledgers
+        ran["seconds"] += result.seconds
+        ran["cpu_seconds"] += where.cpu_seconds
+        ran["received"] += where.transferred
+        ran["received_bytes"] += where.raw_bytes if where.transferred else 0
+        ran["reruns"] += where.rerun
+        read = entry(where.read_node)
+        read["reads"] += 1
+        read["read_bytes"] += where.raw_bytes
+        read["read_seconds"] += where.read_seconds
+    for node in nodes.values():
+        for key in ("seconds", "cpu_seconds", "read_seconds"):
+            node[key] = round(node[key], 3)
+    return sorted(nodes.values(), key=lambda n: n["node"])
 
 
 def _unfinished(report: BackfillReport, metrics: BackfillMetrics, unit: WorkUnit, why: str) -> None:
@@ -210,12 +303,15 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
     stop = StopSignal()
     if units:
         connect(config.ray_address)
-        log_event(log, "cluster_connected", resources=ray.cluster_resources())
+        log_event(log, "cluster_connected", resources=ray.cluster_resources(),
+                  driver_node=ray.get_runtime_context().get_node_id(), nodes=NodeWatch().described())
         stop.install()
         progress = Progress(report.planned_ledgers, len(units), stdout, interval=config.progress_interval)
         engine = execute_data if config.engine == "data" else execute
         engine(job, units, carried, report, metrics, progress, stop)
         progress.close()
+        if placed := node_summary(report.results):
+            log_event(log, "nodes_summary", nodes=placed)
     report.interrupted = stop.received
     if stop.received is None:
         if settings.analytics and TRANSFERS in settings.tables and not report.analytics:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL
 from obsrvr_ray.errors import ConfigError, ObsrvrError
@@ -163,8 +163,11 @@ class TableSet:
         """The table's latest snapshot (or the one `as_of` a version or time); None if absent."""
         if as_of is None and name in self._loaded:
             loaded = self._loaded[name]
-            loaded.update_incremental()
-            return loaded
+            try:
+                loaded.update_incremental()
+                return loaded
+            except DeltaError:  # the table was replaced under this handle (deleted, recreated): load it anew
+                del self._loaded[name]
         try:
             table = DeltaTable(self.uri(name), storage_options=self.location.storage_options())
         except TableNotFoundError:
