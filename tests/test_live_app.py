@@ -280,7 +280,8 @@ def _kill_follower() -> str:
     import ray
     from ray.util.state import list_actors
 
-    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")])
+    address = ray.get_runtime_context().gcs_address  # this session's cluster, whatever else runs here
+    replicas = [a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")])
                 if a.class_name == f"ServeReplica:{APP}:Follower"]
     assert len(replicas) == 1
     ray.kill(ray.get_actor(replicas[0].name, namespace="serve"), no_restart=False)
