@@ -33,6 +33,11 @@ checkpoint; served by a second server) so both sides of the target are in one ru
 Delta writes a checkpoint every 100 commits by default, so the uncompacted stops read a
 checkpoint plus at most 99 JSON commits. Ratios are p50 / p50 at 100 commits in the same run.
 
+Growing the table is most of the run: a delta-rs append costs more the more files the table's
+snapshot holds (measured: ~18 ms a commit at 100 files, ~150 ms at 1,000, ~730 ms at 5,000 on the
+2-vCPU machine of the README), so the default stops took 35 minutes there, 29 of them growing
+from 1,000 to 5,000 commits; `--stops 100 1000` is a few minutes.
+
     python -m benchmarks.table_query_bench   # --stops 100 1000 5000 --requests 30 --warmup 3 --budget 20
 
 Results (with the machine's description) go to benchmarks/results/table_query_bench.json.
@@ -140,11 +145,11 @@ class Grower:
     """Commits cell after cell into one output, as the live follower does."""
 
     def __init__(self, root: Path, settings, cells: list[pa.Table], mode: str) -> None:
-        from obsrvr_ray.chunks.job import shape
-        from obsrvr_ray.table.tableset import Shape, TableSet
+        from obsrvr_ray.chunks.job import output_shape
+        from obsrvr_ray.table.tableset import TableSet
 
         self.tables = TableSet.at(str(root))
-        self.tables.ensure(Shape(shape(settings), PARTITION_BY), (TRANSFERS,))
+        self.tables.ensure(output_shape(settings, "live"), (TRANSFERS,))  # as the follower does
         self.settings, self.cells, self.mode = settings, cells, mode
         self.commits = 0
 
@@ -429,11 +434,14 @@ def main() -> None:
     parser.add_argument("--commit", choices=("transfers", "chunk"), default="transfers",
                         help="transfers: the token_transfers commit of commit_chunk alone; chunk: commit_chunk")
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "obsrvr-bench")
+    parser.add_argument("--out", type=Path, default=RESULTS / "table_query_bench.json")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the app's process on the way out
     if args.template_ledgers % CELL:
         parser.error(f"--template-ledgers must be a multiple of {CELL}")
     stops = sorted(args.stops)
+    import deltalake
+
     from obsrvr_ray.table.maintenance import compact, vacuum
     from obsrvr_ray.table.tableset import TableSet
 
@@ -485,7 +493,7 @@ def main() -> None:
     final = next(s for s in out_stops if s["stop"] == f"{stops[-1]} compacted")
     result = {
         "benchmark": "table_query", "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(), "seconds": round(time.monotonic() - began, 1),
+        "machine": {**machine(), "deltalake": deltalake.__version__}, "seconds": round(time.monotonic() - began, 1),
         "settings": {"stops": stops, "requests": args.requests, "warmup": args.warmup, "budget": args.budget,
                      "min_samples": args.min_samples, "template_ledgers": args.template_ledgers,
                      "rows_per_commit": round(rows_per_cell), "ledgers_per_commit": CELL, "commit": args.commit,
@@ -497,8 +505,8 @@ def main() -> None:
             name: {"x_first": r["x_first"], "x_first_compacted": r["x_first_compacted"], "met": r["x_first"] <= 2.0}
             for name, r in final["rest"].items()}},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "table_query_bench.json"
+    path = args.out
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(_table(result), f"\n\nwritten to {path} ({result['seconds']} s)")
 

@@ -201,7 +201,7 @@ def test_import_earlier_layout(tmp_path):
                                                (12, 0, 10, 10, 0, 0, "import")]
     assert verify(tables, NAMES) == []
     shape = json.loads(tables.table(CHUNKS_TABLE).metadata().description)
-    assert shape == {**SETTINGS, "layout": 2}
+    assert shape == {**SETTINGS, "layout": 2, "writer": "backfill"}  # later backfills into it match every setting
     assert tables.partitioned_by("token_transfers") == ("date", "asset_code")
 
     # analytics: the partials of every generation, merged as a backfill run ends, equal the

@@ -122,11 +122,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
     as_of = parse_as_of(args.as_of)
     con = duckdb.connect()
     for name in existing(tables):
-        con.register(name, tables.table(name, as_of).to_pyarrow_dataset())
+        con.register(name, tables.dataset(name, as_of))
     for name in ("asset_volume_hourly", "asset_volume_daily", "event_type_counts", "largest_transfers"):
-        snapshot = tables.table(f"analytics/{name}")
+        snapshot = tables.dataset(f"analytics/{name}")
         if snapshot is not None:
-            con.register(name, snapshot.to_pyarrow_dataset())
+            con.register(name, snapshot)
     try:
         result = con.sql(args.query)
     except duckdb.Error as exc:

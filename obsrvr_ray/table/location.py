@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.fs as pa_fs
+
 from obsrvr_ray.objectstore import S3Options
 
 
@@ -45,3 +47,14 @@ class TableLocation:
         if self.s3.anonymous:
             opts["AWS_SKIP_SIGNATURE"] = "true"
         return opts
+
+    def arrow_filesystem(self, table: str) -> pa_fs.FileSystem:
+        """pyarrow's filesystem rooted at the table's directory, where the log names its files
+        (credentials, as for delta-rs, from the environment or the instance's role)."""
+        if not self.is_s3:
+            return pa_fs.SubTreeFileSystem(self.uri(table), pa_fs.LocalFileSystem())
+        s3 = pa_fs.S3FileSystem(endpoint_override=self.s3.endpoint_url,
+                                region=self.s3.region or os.environ.get("AWS_REGION") or "us-east-1",
+                                anonymous=self.s3.anonymous, connect_timeout=self.s3.connect_timeout,
+                                request_timeout=self.s3.read_timeout)
+        return pa_fs.SubTreeFileSystem(self.uri(table).removeprefix("s3://"), s3)
