@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-output
 DEMO_LEDGERS ?= 120
+DEMO_PORT ?= 8000
 
 .PHONY: demo demo-live demo-stop test lint install clean bench
 
@@ -13,9 +14,17 @@ $(STAMP): pyproject.toml setup.py obsrvr_ray/xdr/_fastxdr.c
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The web console's charting library (uPlot): `npm ci` of the pinned package-lock.json (sha512
+# integrity) in $(VENV)/console-npm, its files copied into the package and checked against the
+# sha256 digests in vendor.json. Needs node + npm (.ci/run installs them when absent).
+CONSOLE := obsrvr_ray/serve/console
+CONSOLE_ASSETS := $(CONSOLE)/vendor/.fetched
+$(CONSOLE_ASSETS): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json $(CONSOLE)/vendor.json $(CONSOLE)/fetch_assets.py
+	$(PYTHON) $(CONSOLE)/fetch_assets.py --build-dir $(VENV)/console-npm
 
-demo: $(STAMP)
+install: $(STAMP) $(CONSOLE_ASSETS)
+
+demo: $(STAMP) $(CONSOLE_ASSETS)
 	rm -rf $(DEMO)
 	$(BIN)/obsrvr-ray lake generate --out $(DEMO)/lake --ledgers $(DEMO_LEDGERS)
 	$(BIN)/obsrvr-ray export token-transfers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
@@ -32,11 +41,12 @@ demo: $(STAMP)
 
 # The live app on a local Ray cluster, following a sandbox feed that closes a ledger every 3 s.
 # Local development only: Ray's token auth and the app's API keys are off, everything on 127.0.0.1.
-demo-live: $(STAMP)
+demo-live: $(STAMP) $(CONSOLE_ASSETS)
 	RAY_AUTH_MODE=disabled $(BIN)/ray status >/dev/null 2>&1 || RAY_AUTH_MODE=disabled $(BIN)/ray start --head \
 	    --num-cpus 2 --disable-usage-stats --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 >/dev/null
 	RAY_AUTH_MODE=disabled $(BIN)/obsrvr-ray serve --sandbox-rpc --sandbox-interval 3 --dev \
-	    --dataset $(abspath $(DEMO))/live --detach
+	    --dataset $(abspath $(DEMO))/live --detach --port $(DEMO_PORT)
+	@echo "Console: http://127.0.0.1:$(DEMO_PORT)/   (web console: live transfers, volume, lookups, status; dev mode, no key)"
 	@echo "Ray dashboard: http://127.0.0.1:8265   stop everything: make demo-stop"
 
 demo-stop:
@@ -47,7 +57,7 @@ lint: $(STAMP)
 
 # The suite runs the compiled decoder and, in its differential tests, the pure-Python one; the
 # commands' own tests then run again with the pure-Python decoder only.
-test: $(STAMP)
+test: $(STAMP) $(CONSOLE_ASSETS)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	OBSRVR_PURE_XDR=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_bad_input.py tests/test_export.py
@@ -59,4 +69,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.live_bench
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache $(CONSOLE)/vendor

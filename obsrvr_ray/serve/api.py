@@ -8,7 +8,8 @@ except the two Kubernetes probes. `/health/live` and `/health/ready` answer with
 error texts. `/health` (the follower's full status, its last error, the bulkheads) and `/metrics`
 need the `monitor` permission; `/metrics` is open only when the operator sets `public_metrics`
 (a Prometheus on a private network that cannot hold a key). The OpenAPI docs stay open: they
-describe the API, not its data.
+describe the API, not its data. So does the web console at `/` (obsrvr_ray/serve/console/):
+static files; what it shows it fetches from these routes with the key typed into it.
 
 Slow WebSocket subscribers: each has a queue of `ws_queue` frames, and one that stays full for
 `ws_send_timeout` seconds ends the subscription ("slow consumer", close code 1008). Behind Ray
@@ -40,6 +41,7 @@ from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.metrics import ApiMetrics
 from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
 from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, MAX_PAGE, TableReader, TransferQuery
+from obsrvr_ray.serve.console import console_router
 from obsrvr_ray.serve.security import websocket_subprotocol
 from obsrvr_ray.table.tableset import parse_as_of
 from obsrvr_ray.ttp.events import KINDS
@@ -66,6 +68,7 @@ class Guard(Protocol):
         """A FastAPI dependency admitting callers with `permission`."""
 
     public_metrics: bool  # /metrics answers without credentials
+    auth_enabled: bool  # False in dev mode: the web console then asks for no key
 
     async def websocket(self, websocket: WebSocket, permission: str) -> object | None:
         """The caller of a WebSocket handshake, or None after rejecting it."""
@@ -160,6 +163,7 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
                               "follower. Auth: `Authorization: Bearer <JWT>` or `X-API-Key`.")
     for router in extra_routers:
         app.include_router(router)
+    app.include_router(console_router(auth_required=guard.auth_enabled))  # the web console at /
 
     @app.middleware("http")
     async def count(request: Request, call_next):

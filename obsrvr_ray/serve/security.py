@@ -80,6 +80,10 @@ class Guard:
     def public_metrics(self) -> bool:
         return self.settings.public_metrics
 
+    @property
+    def auth_enabled(self) -> bool:
+        return self.settings.auth_enabled
+
     def client_ip(self, conn: Request | WebSocket) -> str:
         """The caller's address; X-Forwarded-For only when the peer is a trusted proxy."""
         return self.gate.client_ip(conn.client.host if conn.client else None, conn.headers.get("x-forwarded-for"))
