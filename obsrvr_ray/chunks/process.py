@@ -52,6 +52,36 @@ class ChunkSettings:
     top_transfers: int = 10
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a chunk ran on a Ray cluster, as the Ray shell (`obsrvr_ray.actors.chunks`)
+    records it: the node of its read and of its commit task, Ray's attempt numbers (more than 0:
+    Ray ran it again, after a lost worker or node, or to rebuild a lost object from its lineage),
+    and its costs. Times are measured inside the read and the task; `handoff_seconds` runs from
+    the read's end to the task's start (waiting for a CPU, scheduling, the object's transfer)."""
+
+    node: str  # the Ray node that ran the commit task
+    read_node: str  # the Ray node of the reader that read the chunk's ledgers
+    attempt: int = 0  # the commit task's attempt number (0: the first)
+    read_attempt: int = 0  # the read's attempt number (0: the first)
+    reader_restarted: bool = False  # the read ran in a reader Ray had restarted
+    raw_bytes: int = 0  # the chunk's ledgers as they crossed the object store
+    read_seconds: float = 0.0
+    read_cpu_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the commit task's CPU time (decode, extract, write, commit)
+    handoff_seconds: float = 0.0
+
+    @property
+    def transferred(self) -> bool:
+        """The ledgers crossed from one node's object store to another's."""
+        return bool(self.read_node) and self.read_node != self.node
+
+    @property
+    def rerun(self) -> bool:
+        """Ray ran the commit task or the read more than once."""
+        return self.attempt > 0 or self.read_attempt > 0
+
+
 @dataclass
 class ChunkResult:
     chunk: Range
@@ -65,6 +95,7 @@ class ChunkResult:
     files: dict[str, int] = field(default_factory=dict)  # plain-file exports written, per table
     commits: tuple[str, ...] = ()  # the tables this attempt committed (others already held the chunk)
     seconds: float = 0.0
+    placement: Placement | None = None  # on a Ray cluster: where it ran (set by the task engine's task)
 
     @property
     def found(self) -> list[Failure]:

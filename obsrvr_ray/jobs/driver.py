@@ -68,12 +68,15 @@ class StopSignal:
 
 class NodeWatch:
     """The cluster's alive nodes, polled at most every `interval` seconds while a job runs; each
-    change is logged (`node_joined` with its resources, `node_lost`)."""
+    change is logged (`node_joined` with its resources, `node_lost`). Also the tasks Ray is
+    running again to rebuild objects of this driver lost with a node (`lineage_reconstruction`:
+    the driver owns the reads, so their reconstruction is its core worker's)."""
 
     def __init__(self, interval: float = 2.0) -> None:
         self.interval = interval
         self.alive = self._nodes()
         self.checked = time.monotonic()
+        self.rebuilding: dict[str, int] = {}
 
     @staticmethod
     def _nodes() -> dict[str, dict]:
@@ -83,6 +86,7 @@ class NodeWatch:
         return [{"node": node, "resources": info.get("Resources", {})} for node, info in sorted(self.alive.items())]
 
     def poll(self, force: bool = False) -> None:
+        self._lineage()
         if not force and time.monotonic() - self.checked < self.interval:
             return
         self.checked = time.monotonic()
@@ -95,6 +99,20 @@ class NodeWatch:
         for node in sorted(self.alive.keys() - now.keys()):
             log_event(log, "node_lost", logging.WARNING, node=node, nodes=len(now))
         self.alive = now
+
+    def _lineage(self) -> None:
+        try:
+            from ray._private.internal_api import get_local_ongoing_lineage_reconstruction_tasks
+
+            ongoing = get_local_ongoing_lineage_reconstruction_tasks()
+        except Exception:  # an internal API (Ray Data uses it too): without it, nothing is logged
+            return
+        rebuilding: dict[str, int] = {}
+        for task, count in ongoing:
+            rebuilding[task.name] = rebuilding.get(task.name, 0) + count
+        if rebuilding and rebuilding != self.rebuilding:
+            log_event(log, "lineage_reconstruction", logging.WARNING, tasks=rebuilding)
+        self.rebuilding = rebuilding
 
 
 def connect(address: str | None) -> None:
@@ -233,6 +251,7 @@ def _where(placement: Placement | None) -> dict:
         return {}
     return {"node": placement.node, "read_node": placement.read_node, "transferred": placement.transferred,
             "raw_bytes": placement.raw_bytes, "attempt": placement.attempt, "read_attempt": placement.read_attempt,
+            "reader_restarted": placement.reader_restarted,
             "read_seconds": round(placement.read_seconds, 4), "cpu_seconds": round(placement.cpu_seconds, 4),
             "read_cpu_seconds": round(placement.read_cpu_seconds, 4),
             "handoff_seconds": round(placement.handoff_seconds, 4)}
