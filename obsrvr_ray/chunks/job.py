@@ -4,6 +4,7 @@ ledgers into chunks, and what every chunk task writes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from obsrvr_ray.chunks.plan import Grid
 from obsrvr_ray.chunks.process import ChunkSettings
@@ -13,8 +14,10 @@ from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.open import SourceOptions, open_source
-from obsrvr_ray.table.tableset import Shape
 from obsrvr_ray.ttp.filters import EventFilter
+
+if TYPE_CHECKING:
+    from obsrvr_ray.table.tableset import Shape
 
 
 @dataclass
@@ -63,6 +66,8 @@ SHARED_SETTINGS = ("layout", "network_passphrase", "tables", "partition_by", "ev
 
 def output_shape(settings: ChunkSettings, writer: str = "backfill") -> Shape:
     """The shape an output written with these settings records and checks."""
+    from obsrvr_ray.table.tableset import Shape  # delta-rs loads only where tables are written
+
     return Shape(shape(settings), settings.output.partition_by, writer, SHARED_SETTINGS)
 
 

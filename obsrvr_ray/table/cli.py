@@ -9,9 +9,15 @@ import json
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
-from obsrvr_ray.table.tableset import parse_as_of
 
 EXIT_OK, EXIT_PROBLEMS = 0, 1
+
+
+def parse_as_of(text: str | None):
+    """--as-of, read by the table module (imported here, on use: delta-rs loads only for table commands)."""
+    from obsrvr_ray.table.tableset import parse_as_of as parse
+
+    return parse(text)
 
 
 def _tables(args: argparse.Namespace):
