@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -111,11 +112,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         import time as _t
 
         report.finished = _t.monotonic()
-        print(report.summary(f"export {args.table}"))
+        print(report.summary(f"export {args.table}"), flush=True)
+        if interrupted:
+            # Every part is written whole and the summary printed: end now. The interrupt may have
+            # landed inside a request to the source, whose connection pool or worker thread could
+            # then hold the normal shutdown (closing, joining threads) indefinitely.
+            sys.stderr.flush()
+            os._exit(EXIT_INTERRUPTED)
     finally:
         source.close()
-    if interrupted:
-        return EXIT_INTERRUPTED
     return EXIT_OK if report.ok else EXIT_FAILURES
 
 

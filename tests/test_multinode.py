@@ -2,9 +2,10 @@
 ledgers: every real pubnet ledger, a chunk per ledger.
 
 * a 3-node cluster (`ray.cluster_utils.Cluster`: a head without CPUs, like the KubeRay head, and
-  two 1-CPU workers, each its own raylet and object store): the reads and the commits spread
-  over the nodes, chunks cross between object stores, and the tables equal the one-node run's;
-* a worker node removed (its raylet and workers killed) while it holds chunks in flight: the job
+  two 1-CPU workers, each its own raylet and object store): the commits spread over the workers
+  (the readers over the nodes, as far as Ray's SPREAD does), chunks cross between object stores,
+  each chunk's log line says where it ran, and the tables equal the one-node run's;
+* a worker node lost (its workers, raylet and object store killed) while it runs a chunk: the job
   finishes on the nodes left, with the same tables, and its log shows the lost node, what Ray ran
   again and the reads it rebuilt from their lineage;
 * an autoscaling cluster (Ray's autoscaler v2 with the fake multi-node provider, 0 to 2 workers):
@@ -135,12 +136,18 @@ def serve_cluster() -> None:
     def reply(message: dict) -> None:
         print(json.dumps(message), flush=True)
 
+    raylets = {n: node.all_processes[ray._private.ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
+               for n, node in nodes.items()}
     reply({"address": f"127.0.0.1:{spec['port']}", "head": cluster.head_node.node_id,
-           "workers": [n for n in nodes if n != cluster.head_node.node_id]})
+           "workers": [n for n in nodes if n != cluster.head_node.node_id], "raylets": raylets})
     for line in sys.stdin:
         command, *args = line.split() or [""]
-        if command == "remove":
-            cluster.remove_node(nodes.pop(args[0]), allow_graceful=False)
+        if command == "remove":  # as a machine lost: its workers, raylet and object store at once
+            node = nodes.pop(args[0])
+            for pid in descendants(raylets[args[0]]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            cluster.remove_node(node, allow_graceful=False)
             reply({"removed": args[0]})
         elif command == "stop":
             break
@@ -164,6 +171,7 @@ class NodeCluster:
         self.seen: dict[int, str] = {}
         info = self._reply(timeout=90)
         self.address, self.head, self.workers = info["address"], info["head"], info["workers"]
+        self.raylets: dict[str, int] = info["raylets"]
         self.env = dict(ENV)
 
     def _reply(self, timeout: float) -> dict:
@@ -415,8 +423,9 @@ def test_a_backfill_spreads_over_three_nodes_and_equals_the_one_node_run(three_n
     assert len(chunks) == len(one_node["chunks"]) == 29
     # Commits run where there are CPUs: both workers, never the CPU-less head.
     assert {c["node"] for c in chunks} == set(three_nodes.workers)
-    # Readers are spread: reads come from at least two nodes.
-    assert len({c["read_node"] for c in chunks}) >= 2
+    # Readers are spread over the nodes (SPREAD), best effort: Ray placed all three on one node
+    # in about one run in eight here. Every read is recorded, on a node of the cluster.
+    assert {c["read_node"] for c in chunks} <= {three_nodes.head, *three_nodes.workers}
     # The object store carried chunks from the node that read them to the node that committed them.
     moved = [c for c in chunks if c["transferred"]]
     assert moved and all(c["read_node"] != c["node"] and c["raw_bytes"] > 0 for c in moved)
@@ -430,22 +439,28 @@ def test_a_backfill_spreads_over_three_nodes_and_equals_the_one_node_run(three_n
         assert per_node[node]["chunks"] == len(mine) > 0
         assert per_node[node]["received"] == sum(c["transferred"] for c in mine)
         assert per_node[node]["received_bytes"] == sum(c["raw_bytes"] for c in mine if c["transferred"])
-    assert per_node[three_nodes.head]["chunks"] == 0
+    assert per_node.get(three_nodes.head, {}).get("chunks", 0) == 0
+
+
+def committing_on(raylet: int) -> bool:
+    """A worker process of the node whose raylet this is runs a commit task right now."""
+    return any(process_title(pid).startswith("ray::commit_chunk") for pid in descendants(raylet))
 
 
 def test_a_lost_node_costs_nothing_but_time(three_nodes, real_lake, ledgers, one_node, tmp_path):
-    """A worker node is killed (raylet, object store, workers) once it has committed a chunk, with
-    reads and commits still in flight on it. Ray restarts its reader elsewhere, runs its tasks
-    again and rebuilds the reads lost with its object store; the commit protocol keeps the rows
-    of a chunk committed twice from being doubled."""
+    """A worker node is killed (raylet, object store, workers) once it has committed a chunk and
+    while it runs another one's commit task. Ray runs that task again elsewhere, restarts a reader
+    the node held on another node and rebuilds reads lost with its object store (lineage); the
+    commit protocol keeps the rows of a chunk committed twice from being doubled."""
     victim, survivor = three_nodes.workers
     out = tmp_path / "out"
     job = Backfill(three_nodes.address, three_nodes.env, "--source", str(real_lake), "--ledgers", ledgers, *SHAPE,
                    out=out)
     deadline = time.monotonic() + 90
-    while not any(e["event"] == "chunk_committed" and e["node"] == victim for e in job.events):
+    while not (any(e["event"] == "chunk_committed" and e["node"] == victim for e in job.events)
+               and committing_on(three_nodes.raylets[victim])):
         assert job.proc.poll() is None and time.monotonic() < deadline, job.describe()
-        time.sleep(0.02)
+        time.sleep(0.01)
     committed_before = len(only(job.events, "chunk_committed"))
     three_nodes.remove(victim)
     assert job.wait(timeout=120) == 0, job.describe()
@@ -459,11 +474,10 @@ def test_a_lost_node_costs_nothing_but_time(three_nodes, real_lake, ledgers, one
     assert len(chunks) == 29
     lost_at = next(i for i, e in enumerate(events) if e["event"] == "node_lost")
     assert {c["node"] for c in events[lost_at:] if c["event"] == "chunk_committed"} <= {survivor}
-    # The node held work in flight: Ray ran reads or commits again (retries while its reader was
-    # unavailable, reads rebuilt from their lineage) or restarted its reader on another node.
-    again = [c for c in chunks if c["attempt"] or c["read_attempt"] or c["reader_restarted"]]
-    assert again, job.describe()
+    # The commit task it was running ran again on the survivor (and reads it held, if any, too);
+    # the job log says which chunks Ray ran again.
     reruns = only(events, "chunk_rerun")
+    assert any(r["attempt"] > 0 and r["node"] == survivor for r in reruns), job.describe()
     assert {r["chunk"] for r in reruns} == {c["chunk"] for c in chunks if c["attempt"] or c["read_attempt"]}
     rebuilt = only(events, "lineage_reconstruction")
     assert all(set(r["tasks"]) <= {"ChunkReader.read", "commit_chunk"} for r in rebuilt)
