@@ -208,13 +208,12 @@ def commit_chunk(commit: ChunkCommit, settings: ChunkSettings, began: float) -> 
     spec = settings.output
     outcome = _tables(spec).commit_chunk(commit, spec.partition_by)
     written = write_exports(_store(spec), commit, spec)
-    found = commit.failures.to_pylist()[commit.failures.num_rows - commit.new_failures:]
     return ChunkResult(
         chunk=commit.chunk, generation=commit.generation, committed_here=outcome.committed_here,
         ledgers=commit.ledgers,
         failures=[Failure(r["sequence"], r["object_key"], r["stage"], r["error"])
                   for r in commit.failures.to_pylist()],
-        new_failures=len(found), rows={t: table.num_rows for t, table in commit.tables.items()},
+        new_failures=commit.new_failures, rows={t: table.num_rows for t, table in commit.tables.items()},
         events=commit.events, files=written, seconds=time.monotonic() - began,
         commits=tuple(t for t, done in outcome.committed.items() if done),
     )
