@@ -215,9 +215,10 @@ TAMPERED = 63092996
 
 
 def _sep41_targets(ledger: Ledger, count: int) -> list[tuple[str, int, int, Event]]:
-    """(tx hash, operation, event position, parsed event) of `count` token events with a bare
+    """(tx hash, operation, event position, parsed event) of `count` `transfer` events with a bare
     i128 amount in invoke-host-function operations, each the only one of its operation with its
-    parties and token (so its row can be told apart whatever its amount)."""
+    parties and token (so its row can be told apart whatever its amount, and the largest-transfer
+    analytics rank it)."""
     found = []
     for tx in ledger.transactions:
         if not successful(tx.result.result):
@@ -230,7 +231,7 @@ def _sep41_targets(ledger: Ledger, count: int) -> list[tuple[str, int, int, Even
                     event = parse(raw)
                 except MalformedEvent:
                     continue
-                if raw.body.v0.data.type == X.SCValType.SCV_I128:
+                if event.kind == TRANSFER and raw.body.v0.data.type == X.SCValType.SCV_I128:
                     found.append((tx.hash.hex(), i, k, event._replace(tx_index=tx.index, tx_hash=tx.hash.hex(),
                                                                      op_index=i + 1)))
     keys = Counter((h, i, e.from_, e.to, e.contract_id) for h, i, _, e in found)

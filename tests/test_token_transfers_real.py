@@ -87,8 +87,8 @@ EXPECTED_COUNTS = {
     53312000: {"fee": 164, "transfer": 132},
     57500008: {"fee": 312, "transfer": 169, "mint": 10, "burn": 7},
     60659332: {"fee": 391, "transfer": 217, "mint": 22, "burn": 1},
-    63092982: {"fee": 356, "transfer": 410, "mint": 7},
-    63092983: {"fee": 266, "transfer": 339, "mint": 5},
+    63092982: {"fee": 356, "transfer": 410, "mint": 8},  # one of the mints per DEFINDEX_MINTS
+    63092983: {"fee": 266, "transfer": 339, "mint": 6},
     63092984: {"fee": 317, "transfer": 346, "mint": 2},
     63092985: {"fee": 420, "transfer": 371, "mint": 5},
     63092986: {"fee": 320, "transfer": 402, "mint": 5},
@@ -101,7 +101,7 @@ EXPECTED_COUNTS = {
     63092993: {"fee": 264, "transfer": 257, "mint": 7},
     63092994: {"fee": 264, "transfer": 376, "mint": 19},
     63092995: {"fee": 309, "transfer": 340, "mint": 6},
-    63092996: {"fee": 256, "transfer": 425, "mint": 6, "burn": 1},
+    63092996: {"fee": 256, "transfer": 425, "mint": 7, "burn": 1},
     63092997: {"fee": 244, "transfer": 371, "mint": 10},
     63092998: {"fee": 267, "transfer": 503, "mint": 2},
     63092999: {"fee": 235, "transfer": 356, "mint": 27},
@@ -116,12 +116,23 @@ def test_per_ledger_event_counts(decoded, seq):
     assert dict(Counter(r["event_topic"] for r in rows)) == EXPECTED_COUNTS[seq]
 
 
-def test_custom_token_mint_with_admin_topic_is_not_a_mint(decoded):
-    """CAP-67 mints are [mint, to, asset]; the older [mint, admin, to] layout of custom tokens is
-    not read as a mint to the admin (stellar/go's newest processor drops it the same way)."""
-    events = core_ledger_events(decoded(63092982), PUBNET)
-    reasons = [s.reason for s in events.skipped]
-    assert sum("mint with an admin topic" in r for r in reasons) == 1
+DEFINDEX_SHARES = "CCA2ZJP5BVRXYTQH4FAGHCAUMRYCXVC4CRYC2NXHWMR7TIVX36U7F5HR"  # DeFindex vault share token
+# its admin-first mints, [mint, admin=the contract, to], in V4 meta: (ledger, recipient, raw amount)
+DEFINDEX_MINTS = [(63092982, "GCWOB27XBIE6JYO64PFRBW55QHGWHDQ7B3DFVZNRVVU7RYL7PIP77HLQ", "122616059"),
+                  (63092983, "GC3S56AK6TGJVVM2WPW6S6RBOHVYKFZGXVJUXDCYBW7P5JOK3AZYEA2W", "2852992716"),
+                  (63092996, "GBZDALDH44QO65RSH2YQ3TMJ4IS3D5AV4LTWV4YUCSM3G4BZFSGTSQST", "943200315")]
+
+
+@pytest.mark.parametrize("events_from", ["core", "operations"])
+def test_custom_token_admin_first_mint_goes_to_its_recipient(decoded, events_from):
+    """A custom token's older mint layout inside V4 meta: the recipient is the `to` topic (not the
+    admin, as stellar/go reports it), the amount exact, no asset; neither view skips it."""
+    for seq, recipient, amount in DEFINDEX_MINTS:
+        rows, events = token_transfer_rows(decoded(seq), PUBNET, events_from)
+        mints = [r for r in rows if r["contract_id"] == DEFINDEX_SHARES and r["event_topic"] == "mint"]
+        assert [(m["from"], m["to"], m["amount_raw"], m["asset"]) for m in mints] == [(None, recipient, amount, "")]
+        assert mints[0]["amount"] == int(amount) / 10**7
+        assert not [s for s in events.skipped if "admin" in s.reason]
 
 
 def test_refunds_come_last_from_protocol_23(decoded):

@@ -197,7 +197,7 @@ def test_filters_by_type_asset_and_account(decoded):
     rows, _ = token_transfer_rows(ledger, PUBNET)
     table = pa.Table.from_pylist(rows, schema=TOKEN_TRANSFERS)
     mints = EventFilter.of(event_types=["mint"]).apply(table)
-    assert set(mints["event_topic"].to_pylist()) == {"mint"} and mints.num_rows == 7
+    assert set(mints["event_topic"].to_pylist()) == {"mint"} and mints.num_rows == 8
     native = EventFilter.of(assets=["native"]).apply(table)
     assert set(native["asset"].to_pylist()) == {"native"}
     account = rows[0]["from"]

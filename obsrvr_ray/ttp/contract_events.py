@@ -5,7 +5,8 @@ Two topic layouts exist. Since CAP-67 (TransactionMetaV4) a SAC writes
   burn:     [burn, from, asset]                   clawback: [clawback, from, asset]
 with data either an i128 amount or a map {amount: i128, to_muxed_id: u64|bytes|string|void}.
 Before it (TransactionMetaV3) mint and clawback carried the admin first
-([mint, admin, to, asset], [clawback, admin, from, asset]) and data was a bare i128.
+([mint, admin, to, asset], [clawback, admin, from, asset]) and data was a bare i128. Custom
+tokens may keep that admin-first layout in V4 meta: the third topic, an address, tells it.
 The trailing asset string marks a SAC event only when the asset's SAC id equals the emitting
 contract; anything else is a custom token, kept with no asset and named by its contract.
 
@@ -93,6 +94,14 @@ def _sac_asset(topics: tuple[tuple, ...], expected: int, contract: str, passphra
     return found[0]
 
 
+def _admin_first(topics: tuple[tuple, ...]) -> bool:
+    """A mint or clawback in the older layout, [fn, admin, party, ...]: its third topic is an
+    address, where CAP-67's is the asset string or nothing. Custom tokens built on older SDKs
+    still emit it inside TransactionMetaV4 (the DeFindex vault share token in pubnet ledger
+    63092982); the party is the third topic, not the admin (stellar/go reports the admin)."""
+    return len(topics) >= 3 and topics[2][0] == _ADDRESS
+
+
 def parse_token_event(
     event: tuple, *, v4_layout: bool, passphrase: str, tx_index: int, tx_hash: str, op_index: int
 ) -> Event:
@@ -118,19 +127,18 @@ def parse_token_event(
         if len(topics) < 3:
             raise MalformedEvent("transfer with fewer than 3 topics")
         from_, to = address(topics[1]), address(topics[2])
-    elif v4_layout:
-        if fn in (MINT, CLAWBACK) and len(topics) >= 3 and topics[2][0] != _STRING:
-            raise MalformedEvent(f"{fn} with an admin topic in a CAP-67 event")
-        party = address(topics[1])
-        from_, to = (None, party) if fn == MINT else (party, None)
     elif fn == BURN:
         from_, to = address(topics[1]), None
+    elif v4_layout and not _admin_first(topics):
+        party = address(topics[1])
+        from_, to = (None, party) if fn == MINT else (party, None)
     else:
         if len(topics) < 3:
             raise MalformedEvent(f"{fn} with fewer than 3 topics")
         address(topics[1])  # the admin: must be an address, not a party to the movement
         party = address(topics[2])
         from_, to = (None, party) if fn == MINT else (party, None)
+        v4_layout = False  # the SAC check below counts the older layout's topics
     expected = (_SAC_TOPICS_V4 if v4_layout else _SAC_TOPICS_V3)[fn]
     asset = _sac_asset(topics, expected, contract, passphrase)
     return Event(fn, amount, asset, contract, tx_index, tx_hash, op_index, from_, to, muxed)
