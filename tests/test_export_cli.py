@@ -5,6 +5,7 @@ than the RPC node keeps, and one object of an S3 lake failing while the rest com
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import subprocess
 import sys
@@ -69,10 +70,18 @@ def feed():
 
 
 def start_follow(feed: RpcServer, out: Path) -> subprocess.Popen:
+    """The child dumps every thread's stack on SIGABRT (faulthandler), for a hang's diagnosis."""
     return subprocess.Popen(
         [sys.executable, "-m", "obsrvr_ray", "export", "token-transfers", "--source", feed.url, "--start", "2",
          "--out", str(out), "--flush-every", "3"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+
+
+def signal_state(pid: int) -> str:
+    """The blocked, ignored and caught signal masks of a process (/proc/PID/status)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(line.replace("\t", "") for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
 def wait_for_parts(out: Path, count: int, timeout: float = 60) -> None:
@@ -105,9 +114,18 @@ def test_export_without_end_follows_until_interrupted(feed, tmp_path):
     try:
         stdout, stderr = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        proc.kill()  # no process outlives the test
-        proc.communicate()
-        raise
+        # What the hang was: the child's signal masks beside the test process's own (a SIGINT
+        # blocked or ignored is inherited), then every thread's stack (SIGABRT, faulthandler).
+        state = f"child {signal_state(proc.pid)}; pytest {signal_state(os.getpid())}"
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # no process outlives the test
+            _, stderr = proc.communicate()
+        diagnosis = f"no exit 60 s after SIGINT; {state}\n{stderr[-6000:]}"
+        (REPO / ".pytest-export-hang.txt").write_text(diagnosis)
+        pytest.fail(diagnosis)
     assert proc.returncode == 130, stdout + stderr
     assert "export token-transfers" in stdout and "0 failed" in stdout
     seqs = covered(out)
