@@ -10,6 +10,7 @@ snapshot's last ledger.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ MAX_PAGE = 1000
 SPLIT_FILES_OVER = 8 << 20  # bytes: a file this large is read by row group (compaction makes them)
 _LEDGER_COLUMN = {"ledgers": "sequence", "transactions": "ledger_sequence", "token_transfers": "ledger_sequence"}
 ORDER = [("ledger_sequence", "ascending"), ("event_index", "ascending")]
+MAX_LEDGER = 2**32 - 1  # ledger sequences are uint32
+MAX_EVENT_INDEX = 2**63 - 1  # event_index is int64
+AMOUNT_MIN, AMOUNT_MAX = -(2**127), 2**127 - 1  # i128: the widest amount an event carries
 
 
 def encode_cursor(ledger: int, event_index: int) -> str:
@@ -37,13 +41,47 @@ def encode_cursor(ledger: int, event_index: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[int, int]:
+    """The position a cursor names; ConfigError for anything encode_cursor cannot have made (numbers
+    beyond the columns' types included: they would overflow the comparisons pushed down to Arrow)."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ledger, index = text.split(":")
-        return int(ledger), int(index)
+        ledger, index = (int(part) for part in text.split(":"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"invalid cursor {cursor!r}") from exc
-AMOUNT_MIN, AMOUNT_MAX = -(2**127), 2**127 - 1  # i128: the widest amount an event carries
+        raise ConfigError(f"invalid cursor {_shown(cursor)}") from exc
+    if not (0 <= ledger <= MAX_LEDGER and 0 <= index <= MAX_EVENT_INDEX):
+        raise ConfigError(f"invalid cursor {_shown(cursor)}: its position is out of range")
+    return ledger, index
+
+
+def _shown(value: object) -> str:
+    """A request's value quoted in an error message, cut short (a message stays one readable line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ---- request parameters: one validation for REST queries, Flight tickets and WebSocket subscriptions.
+# Each refuses a value of the wrong type or range with a one-line ConfigError naming the field.
+def ledger_of(name: str, value: object) -> int | None:
+    """A ledger sequence (a JSON integer or its decimal text), or None when not given."""
+    if value is None:
+        return None
+    number = value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = int(value)
+    if number is None or not 1 <= number <= MAX_LEDGER:
+        raise ConfigError(f"{name} must be a ledger sequence, an integer from 1 to {MAX_LEDGER} "
+                          f"(got {_shown(value)})")
+    return number
+
+
+def strings_of(name: str, value: object) -> list[str]:
+    """A list of strings (or one string); as in REST's query parameters, an item may hold several
+    values separated by commas."""
+    items = [] if value is None else [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{name} must be a list of strings (got {_shown(value)})")
+    return [v.strip() for item in items for v in item.split(",") if v.strip()]
 
 
 def min_amount_of(value: object) -> int | None:
@@ -52,6 +90,8 @@ def min_amount_of(value: object) -> int | None:
     if value is None:
         return None
     try:
+        if isinstance(value, bool | float):  # int() would take true as 1 and cut 1.5 to 1
+            raise TypeError(value)
         amount = int(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError("min_amount must be an integer (base units, e.g. stroops)") from exc
@@ -75,6 +115,8 @@ class TransferQuery:
         if not 1 <= self.limit <= MAX_PAGE:
             raise ConfigError(f"limit must be between 1 and {MAX_PAGE}")
         min_amount_of(self.min_amount)
+        if self.cursor is not None:
+            decode_cursor(self.cursor)  # a bad cursor is the request's fault, refused before any read
 
     def expression(self) -> ds.Expression | None:
         """The part of the filter pyarrow can push down to files and row groups."""

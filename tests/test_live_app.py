@@ -18,6 +18,7 @@ timeout, 4 queued frames, 1 s before a full queue drops the subscriber), so the 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -540,6 +541,35 @@ def test_the_websocket_and_flight_refuse_the_same_credentials(live):
 
 def _flight_options(headers: dict[str, str]) -> flight.FlightCallOptions:
     return flight.FlightCallOptions(headers=[(k.lower().encode(), v.encode()) for k, v in headers.items()])
+
+
+def test_bad_input_through_the_serve_proxy_is_refused_in_one_line(live):
+    """tests/test_serve_bad_input.py in detail; here, the same refusals through Ray Serve's proxy."""
+    headers = {"X-API-Key": live.role_keys["reader"]}
+
+    def get(path: str, **kw) -> requests.Response:
+        return requests.get(f"{live.base}{path}", verify=str(live.tls.ca_cert), timeout=30, **kw)
+
+    assert get("/health/live", headers={"X-Padding": "a" * 65536}).status_code == 431
+    overflow = base64.urlsafe_b64encode(f"{2**64}:0".encode()).decode()
+    r = get("/v1/token-transfers", params={"cursor": overflow}, headers=headers)
+    assert r.status_code == 422 and r.json()["detail"].startswith("invalid cursor"), r.text
+    assert get("/v1/token-transfers", params={"limit": 1}, headers=headers).status_code == 200
+
+    with live.subscribe(source="127.0.0.9", ping=False) as sub:
+        sub.send({"action": "nope"})
+        error = json.loads(sub.recv(30))
+        assert error["type"] == "error" and "nope" in error["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                sub.recv(30)
+        assert closed.value.rcvd.code == 1008
+
+    ticket = flight.Ticket(json.dumps({"table": "token_transfers", "start_ledger": "abc"}).encode())
+    with pytest.raises(flight.FlightServerError) as refused:
+        live.flight_client().do_get(ticket, options=live.flight_options()).read_all()
+    message = str(refused.value)
+    assert "start_ledger" in message and not any(s in message for s in ("Traceback", 'File "', ".py", "\n"))
 
 
 def test_rate_limit_answers_429(live):

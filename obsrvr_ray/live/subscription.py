@@ -7,10 +7,13 @@ Frames: JSON text {"type": "events", "ledger": N, "events": [row, ...]} or, for 
 binary Arrow IPC stream per ledger (its schema carries the ledger in metadata). Control
 messages ({"type": "subscribed" | "error" | "pong" | "closing", ...}) are always JSON.
 
+The first message must be the subscribe; a field it does not know is refused (with an error
+frame, then close code 1008), so a misspelt filter never widens the stream.
 Then, from the client: {"action": "ping"} (answered with a pong; any message resets the idle
 timeout) and, with a `window`, {"action": "ack", "ledger": N} once it has read the frames up to
 ledger N. With a window the server sends at most that many event frames beyond the last ack,
-and a client that stops acknowledging fills its queue and is dropped as a slow consumer.
+and a client that stops acknowledging fills its queue and is dropped as a slow consumer. Any
+other message gets an error frame naming what is expected, and the subscription goes on.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.query import min_amount_of
+from obsrvr_ray.query import ledger_of, min_amount_of, strings_of
 from obsrvr_ray.ttp.filters import EventFilter
 
 FORMATS = ("json", "arrow")
+FIELDS = ("action", "event_types", "assets", "accounts", "min_amount", "format", "from_ledger", "window")
 MAX_WINDOW = 10_000
 _EXACT = pa.decimal256(76, 0)
 
@@ -41,28 +45,22 @@ class Subscription:
 
     @classmethod
     def parse(cls, message: dict) -> Subscription:
-        """Validated; ConfigError names the field that is wrong."""
-        def strings(key: str) -> list[str]:
-            value = message.get(key) or []
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{key} must be a list of strings")
-            return value
-
+        """Validated by the functions that check REST's query parameters and Flight's tickets;
+        ConfigError names the field that is wrong."""
+        unknown = sorted(set(message) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"unknown subscribe fields {', '.join(unknown)[:200]}: it takes {', '.join(FIELDS)}")
         fmt = message.get("format", "json")
         if fmt not in FORMATS:
             raise ConfigError(f"format must be one of {FORMATS}")
         min_amount = min_amount_of(message.get("min_amount"))
-        from_ledger = message.get("from_ledger")
-        if from_ledger is not None and (not isinstance(from_ledger, int) or from_ledger < 1):
-            raise ConfigError("from_ledger must be a positive integer")
+        from_ledger = ledger_of("from_ledger", message.get("from_ledger"))
         window = message.get("window")
         if window is not None and (isinstance(window, bool) or not isinstance(window, int)
                                    or not 1 <= window <= MAX_WINDOW):
             raise ConfigError(f"window must be an integer from 1 to {MAX_WINDOW} (frames sent before an ack)")
-        return cls(EventFilter.of(strings("event_types"), strings("assets"), strings("accounts")), min_amount, fmt,
-                   from_ledger, window)
+        lists = (strings_of(key, message.get(key)) for key in ("event_types", "assets", "accounts"))
+        return cls(EventFilter.of(*lists), min_amount, fmt, from_ledger, window)
 
     def select(self, rows: pa.Table) -> pa.Table:
         rows = self.filter.apply(rows)

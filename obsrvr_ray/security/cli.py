@@ -54,7 +54,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    record = _store(args).revoke(args.key_id)
+    record = _store(args).revoke(args.key_id, last_admin=args.last_admin)
     print(f"revoked {_details(record.public(utcnow()))}", file=sys.stderr)
     return 0
 
@@ -94,6 +94,9 @@ def add_keys_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
 
     revoke = keys_sub.add_parser("revoke", parents=[common], help="stop a key working")
     revoke.add_argument("key_id")
+    revoke.add_argument("--last-admin", action="store_true",
+                        help="revoke it even when it is the last active admin key (the admin API then refuses "
+                             "every key until `keys create --roles admin`)")
     revoke.set_defaults(func=cmd_revoke)
 
     rotate = keys_sub.add_parser("rotate", parents=[common], help="new secret for a key (same id and roles); "

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from obsrvr_ray.security.apikeys import ApiKey, hash_key, key_id_of, new_key_id, new_secret
 from obsrvr_ray.security.errors import AuthenticationError, KeyStateError, KeyStoreError, UnknownKey
-from obsrvr_ray.security.policy import check_roles
+from obsrvr_ray.security.policy import ADMIN, check_roles
 
 FORMAT_VERSION = 1
 T = TypeVar("T")
@@ -163,15 +163,22 @@ class KeyStore:
                 raise UnknownKey(f"no API key {key_id!r}")
             return self._with_usage(self._keys[key_id])
 
-    def revoke(self, key_id: str) -> ApiKey:
-        """Stop a key working for good (revoking twice keeps the first time)."""
+    def revoke(self, key_id: str, *, last_admin: bool = False) -> ApiKey:
+        """Stop a key working for good (revoking twice keeps the first time). The last active admin
+        key is refused unless `last_admin`: without one, nobody could manage keys through the admin
+        API any more (the CLI, beside the file, can revoke it on purpose, e.g. when it leaked)."""
         now = self.clock()
 
         def mark(keys: dict[str, ApiKey]) -> ApiKey:
             if key_id not in keys:
                 raise UnknownKey(f"no API key {key_id!r}")
-            if keys[key_id].revoked_at is None:
-                keys[key_id] = replace(keys[key_id], revoked_at=now)
+            record = keys[key_id]
+            if record.revoked_at is None:
+                admins = [k for k in keys.values() if ADMIN in k.roles and k.state(now) == "active"]
+                if not last_admin and [k.key_id for k in admins] == [key_id]:
+                    raise KeyStateError(f"API key {key_id} is the last active admin key: create another admin key "
+                                        "first (`obsrvr-ray keys revoke --last-admin` revokes it anyway)")
+                keys[key_id] = replace(record, revoked_at=now)
             return keys[key_id]
 
         return self._mutate(mark)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,17 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.metrics import ApiMetrics
 from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
-from obsrvr_ray.query import AMOUNT_MAX, AMOUNT_MIN, MAX_PAGE, TableReader, TransferQuery
+from obsrvr_ray.query import (
+    AMOUNT_MAX,
+    AMOUNT_MIN,
+    MAX_LEDGER,
+    MAX_PAGE,
+    TableReader,
+    TransferQuery,
+    ledger_of,
+    min_amount_of,
+    strings_of,
+)
 from obsrvr_ray.serve.console import console_router
 from obsrvr_ray.serve.security import websocket_subprotocol
 from obsrvr_ray.table.tableset import parse_as_of
@@ -98,12 +109,7 @@ def _jsonable(rows: list[dict]) -> list[dict]:
     return rows
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
 _EVENT_TYPES = "one of " + ", ".join(KINDS)
-MAX_LEDGER = 2**32 - 1  # ledger sequences are uint32
 
 
 def transfer_query(
@@ -120,9 +126,10 @@ def transfer_query(
     limit: int = Query(100, ge=1, le=MAX_PAGE),
 ) -> TransferQuery:
     try:
-        return TransferQuery(start_ledger, end_ledger, since, until,
-                             EventFilter.of(_split(event_type), _split(asset), _split(account)), min_amount, cursor,
-                             limit)
+        return TransferQuery(ledger_of("start_ledger", start_ledger), ledger_of("end_ledger", end_ledger), since,
+                             until, EventFilter.of(strings_of("event_type", event_type), strings_of("asset", asset),
+                                                   strings_of("account", account)),
+                             min_amount_of(min_amount), cursor, limit)
     except ConfigError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
@@ -310,12 +317,15 @@ class Subscriber:
     async def run(self) -> None:
         await self.ws.accept(subprotocol=websocket_subprotocol(self.ws))
         try:
-            message = await asyncio.wait_for(self.ws.receive_json(), self.settings.ws_subscribe_timeout)
-            self.subscription = Subscription.parse(message if isinstance(message, dict) else {})
+            message = await self._receive(self.settings.ws_subscribe_timeout)
+            if not isinstance(message, dict) or message.get("action") != "subscribe":
+                raise ConfigError('the first message must be a JSON object {"action": "subscribe", ...}, '
+                                  f"not {json.dumps(message)[:80]}")
+            self.subscription = Subscription.parse(message)
         except TimeoutError:
             await self._close(1008, "no subscribe message in time", "idle")
             return
-        except (ConfigError, ValueError) as exc:
+        except ConfigError as exc:
             await self.ws.send_text(control("error", message=str(exc)))
             await self._close(1008, f"bad subscription: {exc}", "bad_request")
             return
@@ -344,26 +354,44 @@ class Subscriber:
 
     async def _listen(self) -> None:
         """Any message keeps a connection alive (silence longer than the idle timeout ends it); pings
-        are answered, acks open the window. Never blocks on the queue, so acks are always read."""
+        are answered, acks open the window, anything else gets an error frame. Never blocks on the
+        queue, so acks are always read."""
         while True:
             remaining = self.settings.ws_idle_timeout - (time.monotonic() - self.last_heard)
             if remaining <= 0:
                 await self._close(1000, "idle timeout", "idle")
                 return
             try:
-                message = await asyncio.wait_for(self.ws.receive_json(), remaining)
+                message = await self._receive(remaining)
             except TimeoutError:
+                continue
+            except ConfigError as exc:
+                self.last_heard = time.monotonic()
+                self._reply(control("error", message=str(exc)))
                 continue
             self.last_heard = time.monotonic()
             action = message.get("action") if isinstance(message, dict) else None
             if action == "ping":
-                # A full queue is a subscriber about to be dropped as slow: no pong is owed.
-                with contextlib.suppress(asyncio.QueueFull):
-                    self.queue.put_nowait((None, control("pong", ledger=self.last_sent)))
+                self._reply(control("pong", ledger=self.last_sent))
             elif action == "ack" and isinstance(message.get("ledger"), int):
                 while self.unacked and self.unacked[0] <= message["ledger"]:
                     self.unacked.popleft()
                 self.acked.set()
+            else:  # answered, and the subscription goes on
+                self._reply(control("error", message='expected {"action": "ping"} or {"action": "ack", "ledger": N} '
+                                    f"(already subscribed), not {json.dumps(message)[:80]}"))
+
+    async def _receive(self, timeout: float) -> object:
+        """The client's next message, parsed; ConfigError when it is not JSON text."""
+        try:
+            return await asyncio.wait_for(self.ws.receive_json(), timeout)
+        except (ValueError, KeyError, TypeError) as exc:  # not JSON, or a binary frame
+            raise ConfigError("messages must be JSON text frames") from exc
+
+    def _reply(self, frame: str) -> None:
+        # A full queue is a subscriber about to be dropped as slow: no answer is owed.
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait((None, frame))
 
     async def _write(self) -> None:
         window = self.subscription.window

@@ -178,8 +178,52 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+MAX_HEADER_BYTES = 16 * 1024  # all of a request's header lines
+MAX_HEADER_LINE = 8 * 1024  # one header line
+
+
+class HeaderLimitMiddleware:
+    """Refuses requests (and WebSocket handshakes) whose headers exceed `max_total` bytes in all
+    or `max_line` in one line, with 431 Request Header Fields Too Large.
+
+    Ray Serve's proxy (uvicorn with httptools) sets no limit of its own and Ray 2.60 offers no
+    setting for one (HTTPOptions.middlewares was removed), so the app enforces it: nothing it
+    does then depends on headers of any size. A standalone uvicorn with `http="h11"` can also
+    stop them while reading (`h11_max_incomplete_event_size`).
+    """
+
+    def __init__(self, app: ASGIApp, *, max_total: int = MAX_HEADER_BYTES, max_line: int = MAX_HEADER_LINE) -> None:
+        self.app = app
+        self.max_total = max_total
+        self.max_line = max_line
+
+    def _refusal(self, scope: Scope) -> str | None:
+        lines = [len(name) + len(value) + 4 for name, value in scope.get("headers") or ()]  # "name: value\r\n"
+        if sum(lines) > self.max_total:
+            return f"request headers too large: {sum(lines)} bytes, at most {self.max_total} are accepted"
+        if any(n > self.max_line for n in lines):
+            return f"a request header line is too large: at most {self.max_line} bytes are accepted"
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope) if scope["type"] in ("http", "websocket") else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse({"detail": refusal}, status_code=431)
+        if scope["type"] == "http":
+            await response(scope, receive, send)
+            return
+        websocket = WebSocket(scope, receive, send)
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(code=1008, reason=refusal[:120])
+
+
 def install_security(app: FastAPI, settings: SecuritySettings) -> FastAPI:
-    """Add CORS (when origins are configured) and the security headers; call before the app serves.
+    """Add CORS (when origins are configured), the header size limit and the security headers;
+    call before the app serves.
 
     The headers middleware goes outermost so CORS preflights and refusals get the headers too.
     Credentials travel in headers, never cookies, so CORS does not allow credentials.
@@ -189,6 +233,7 @@ def install_security(app: FastAPI, settings: SecuritySettings) -> FastAPI:
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", API_KEY_HEADER, "Content-Type"],
                            expose_headers=["Retry-After", "WWW-Authenticate"], max_age=600)
+    app.add_middleware(HeaderLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, tls=settings.tls_enabled, hsts_max_age=settings.hsts_max_age)
     return app
 
