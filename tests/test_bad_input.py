@@ -130,7 +130,8 @@ def test_an_object_holding_another_ledger_yields_each_ledger_once(real_ledgers, 
         clean[table] = pq.read_table(tmp_path / f"clean-{table}.parquet")
     key = config.batch_key(63092998)
     (tmp_path / "lake" / key).write_bytes((tmp_path / "lake" / config.batch_key(63092999)).read_bytes())
-    for table, unique in (("token-transfers", ["ledger_sequence", "event_index"]), ("transactions", ["transaction_hash"])):
+    keys = {"token-transfers": ["ledger_sequence", "event_index"], "transactions": ["transaction_hash"]}
+    for table, unique in keys.items():
         out_file = tmp_path / f"{table}.parquet"
         rc, out = export_table(capsys, table, tmp_path / "lake", out_file)
         assert rc == 1
