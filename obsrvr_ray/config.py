@@ -75,6 +75,7 @@ class BackfillConfig:
     progress_interval: float = 10.0
     log_level: str = "INFO"
     retry_failed: bool = False
+    reset_settings: bool = False
     verify_output: bool = False
 
     @property
@@ -265,6 +266,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(s.flag, dest=s.attr, action=actions[s.cli], default=None, help=s.help)
     parser.add_argument("--retry-failed", action="store_true",
                         help="read again only the ledgers recorded as failed (all of the output's without a range)")
+    parser.add_argument("--reset-settings", action="store_true",
+                        help="record these settings over the ones the output was written with; allowed only while "
+                        "no ledger of it was written (every one failed, e.g. the source named the wrong network), "
+                        "and with --retry-failed reads those ledgers again")
     parser.add_argument("--verify-output", action="store_true",
                         help="after the run, audit the tables: every row once, row counts equal to what the chunks "
                         "committed")
@@ -338,7 +343,8 @@ def from_arguments(args: argparse.Namespace) -> BackfillConfig:
         if given is None:
             continue
         values[s.attr] = given if isinstance(given, bool) else s.check(s.flag, given)
-    config = replace(BackfillConfig(), **values, retry_failed=args.retry_failed, verify_output=args.verify_output)
+    config = replace(BackfillConfig(), **values, retry_failed=args.retry_failed,
+                     reset_settings=args.reset_settings, verify_output=args.verify_output)
     return validate(config)
 
 

@@ -109,7 +109,15 @@ def stream_ledgers(
     its link is checked too (a backfill chunk links to the chunk before it)."""
     if checker is None and chain_check:
         checker = ChainChecker()
+    previous: tuple[int, str] | None = None  # the last named ledger and its origin
     for record in records:
+        if record.sequence is not None:
+            # Every path to rows passes here: a source that broke its contract (one record per
+            # ledger, in order) must stop the range rather than write a ledger's rows twice.
+            if previous is not None and record.sequence <= previous[0]:
+                raise RuntimeError(f"ledger {record.sequence} ({record.origin}) came after ledger {previous[0]} "
+                                   f"({previous[1]}): a source must yield each ledger once, in order")
+            previous = record.sequence, record.origin
         if on_record is not None:
             on_record(record.sequence)
         try:

@@ -16,6 +16,7 @@ from deltalake import write_deltalake
 from prometheus_client.parser import text_string_to_metric_families
 
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
+from obsrvr_ray.chunks.output import reset_settings
 from obsrvr_ray.chunks.plan import Grid, Segment, WorkUnit, plan, plan_retries
 from obsrvr_ray.chunks.process import ChunkSettings, build_commit, commit_chunk
 from obsrvr_ray.chunks.raw import read_unit, records_to_table
@@ -33,7 +34,7 @@ from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import open_source
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
-from obsrvr_ray.table.tableset import Shape, TableSet
+from obsrvr_ray.table.tableset import SettingsChanged, Shape, TableSet
 from tests.helpers import read_jsonl
 
 # --- ranges and planning ----------------------------------------------------------------------
@@ -215,6 +216,23 @@ def test_an_output_refuses_rows_made_with_other_settings(tmp_path):
     tables.ensure(Shape({"partition_by": ["date"]}), ("token_transfers",))
     with pytest.raises(ConfigError, match=r"partition_by: \['date'\] there, \['hour'\] now"):
         tables.ensure(Shape({"partition_by": ["hour"]}, ("hour",)), ("token_transfers",))
+
+
+def test_settings_are_reset_only_while_nothing_is_written_and_never_the_layout(tmp_path):
+    tables = TableSet(TableLocation(str(tmp_path)))
+    tables.ensure(Shape({"network_passphrase": "a", "partition_by": ["date"]}), ("token_transfers",))
+    moved = Shape({"network_passphrase": "a", "partition_by": ["hour"]}, ("hour",))
+    with pytest.raises(SettingsChanged) as changed:
+        tables.ensure(moved, ("token_transfers",))
+    with pytest.raises(ConfigError, match="partition_by lay the output out, so --reset-settings cannot apply"):
+        reset_settings(tables, moved, changed.value, asked=True)
+    corrected = Shape({"network_passphrase": "b", "partition_by": ["date"]})
+    with pytest.raises(SettingsChanged) as changed:
+        tables.ensure(corrected, ("token_transfers",))
+    with pytest.raises(ConfigError, match="rerun with --reset-settings --retry-failed"):
+        reset_settings(tables, corrected, changed.value, asked=False)
+    reset_settings(tables, corrected, changed.value, asked=True)
+    tables.ensure(corrected, ("token_transfers",))  # recorded now
 
 
 def test_s3_exclusive_create_and_rename(s3_endpoint):

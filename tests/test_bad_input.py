@@ -8,6 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from stellar_sdk import xdr as X
@@ -15,10 +16,12 @@ from stellar_sdk import xdr as X
 from obsrvr_ray.cli import main
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import LocalStore
+from obsrvr_ray.pipeline import RunReport, stream_ledgers
 from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.lake_layout import LakeConfig
-from tests.conftest import free_port
+from tests.conftest import CONSECUTIVE, free_port
 
 SEQS = range(63092987, 63092992)  # five consecutive real ledgers
 BAD = 63092989
@@ -113,6 +116,51 @@ def test_wrong_network_passphrase(good, tmp_path, capsys):
     assert f"ledger {BAD}" in out and "wrong network passphrase" in out
     assert "Test SDF Network ; September 2015" in out
     assert produced(tmp_path / "tx.parquet") == set()
+
+
+def test_an_object_holding_another_ledger_yields_each_ledger_once(real_ledgers, tmp_path, capsys):
+    """The object of 63092999 copied over that of 63092998: 63092998 fails, naming the object and
+    why, and 63092999 comes out once, in both tables."""
+    ledgers = {s: real_ledgers[s] for s in CONSECUTIVE}
+    config = build_lake(tmp_path / "lake", ledgers)
+    clean = {}
+    for table in ("token-transfers", "transactions"):
+        rc, out = export_table(capsys, table, tmp_path / "lake", tmp_path / f"clean-{table}.parquet")
+        assert rc == 0, out
+        clean[table] = pq.read_table(tmp_path / f"clean-{table}.parquet")
+    key = config.batch_key(63092998)
+    (tmp_path / "lake" / key).write_bytes((tmp_path / "lake" / config.batch_key(63092999)).read_bytes())
+    keys = {"token-transfers": ["ledger_sequence", "event_index"], "transactions": ["transaction_hash"]}
+    for table, unique in keys.items():
+        out_file = tmp_path / f"{table}.parquet"
+        rc, out = export_table(capsys, table, tmp_path / "lake", out_file)
+        assert rc == 1
+        assert "19 ok, 1 failed" in out
+        assert (f"ledger 63092998 ({tmp_path / 'lake' / key}) [validate]: object {key} holds ledger 63092999, "
+                "outside its range 63092998-63092998") in out
+        rows = pq.read_table(out_file)
+        assert rows.group_by(unique).aggregate([]).num_rows == rows.num_rows  # no row twice
+        expected = clean[table].filter(pc.not_equal(clean[table]["ledger_sequence"], 63092998))
+        assert rows.sort_by([(c, "ascending") for c in unique]).equals(
+            expected.sort_by([(c, "ascending") for c in unique]))
+
+
+def export_table(capsys, table: str, lake: Path, out: Path) -> tuple[int, str]:
+    rc = main(["export", table, "--source", str(lake), "--start", str(CONSECUTIVE[0]),
+               "--end", str(CONSECUTIVE[-1]), "--out", str(out)])
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+def test_a_ledger_a_source_repeats_stops_the_range_rather_than_write_it_twice(good):
+    """Every path to rows (export, backfill chunks, the follower) streams through stream_ledgers:
+    a source breaking its contract is a bug, and raises naming the ledger and both origins."""
+    first, second = SEQS[0], SEQS[1]
+    records = [LedgerRecord(first, "a", data=good[first]), LedgerRecord(second, "b", data=good[second]),
+               LedgerRecord(second, "c", data=good[second])]
+    report = RunReport(source="test", start=first, end=second)
+    with pytest.raises(RuntimeError, match=f"ledger {second} \\(c\\) came after ledger {second} \\(b\\)"):
+        list(stream_ledgers(records, PUBNET, report))
 
 
 def relink(meta: bytes, previous_hash: bytes) -> bytes:

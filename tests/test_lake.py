@@ -8,7 +8,7 @@ from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.ledger.codec import ZSTD_MAGIC, zstd_compress, zstd_decompress
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
-from obsrvr_ray.sinks.lake import LakeWriter, read_ledger_file
+from obsrvr_ray.sinks.lake import LakeWriter, encode_batch, read_ledger_file
 from obsrvr_ray.sources.lake import LakeSource
 from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
 from tests.conftest import CONSECUTIVE, LEDGERS_DIR
@@ -93,3 +93,48 @@ def test_lake_on_s3_compatible_server(real_ledgers, s3_endpoint):
     records = list(source.records(CONSECUTIVE[0], CONSECUTIVE[-1]))
     assert [r.data for r in records] == [real_ledgers[s] for s in CONSECUTIVE]
     assert records[0].origin.startswith("s3://lake-test/pubnet/ledgers/FC3E15FF--63040000-63103999/")
+
+
+@pytest.fixture
+def batched_lake(real_ledgers, tmp_path) -> tuple[LocalStore, LakeConfig]:
+    """Batches of 4 of the consecutive real ledgers, 63092984-63092999."""
+    config = LakeConfig(network_passphrase=PUBNET, ledgers_per_batch=4, batches_per_partition=2)
+    store = LocalStore(tmp_path)
+    writer = LakeWriter(store, config)
+    writer.write_config()
+    writer.write((s, real_ledgers[s]) for s in range(63092984, 63093000))
+    return store, config
+
+
+def read_each_once(store: LocalStore) -> list:
+    records = list(LakeSource(store).records(63092984, 63092999))
+    assert [r.sequence for r in records] == list(range(63092984, 63093000))  # each ledger once, in order
+    return records
+
+
+def test_an_object_holding_another_objects_ledgers_fails_whole(batched_lake, real_ledgers):
+    """A copied object would pass off the ledgers of another as its own: they would come out twice."""
+    store, config = batched_lake
+    key = config.batch_key(63092988)
+    store.put(key, store.get(config.batch_key(63092992)))
+    records = read_each_once(store)
+    bad = [r for r in records if not r.ok]
+    assert [r.sequence for r in bad] == list(range(63092988, 63092992))
+    assert all(r.error.origin == store.describe(key) and r.error.stage == "validate" for r in bad)
+    assert bad[0].error.cause == (f"object {key} holds ledger 63092992, 63092993, 63092994, 63092995, "
+                                  "outside its range 63092988-63092991")
+    assert all(r.data == real_ledgers[r.sequence] for r in records if r.ok)
+
+
+@pytest.mark.parametrize(("held", "cause"), [
+    ((63092988, 63092988, 63092990, 63092991), "holds ledger 63092988 twice"),  # the batch header is right
+    ((63092988, 63092989, 63092991, 63092990), "holds its ledgers out of order"),
+    ((63092988, 63092989, 63092990, 63093000), "holds ledger 63093000, outside its range 63092988-63092991"),
+])
+def test_an_object_whose_ledgers_contradict_its_key_fails_whole(batched_lake, real_ledgers, held, cause):
+    store, config = batched_lake
+    key = config.batch_key(63092988)
+    store.put(key, zstd_compress(encode_batch(63092988, [real_ledgers[s] for s in held])))
+    bad = [r for r in read_each_once(store) if not r.ok]
+    assert [r.sequence for r in bad] == list(range(63092988, 63092992))
+    assert {r.error.cause for r in bad} == {f"object {key} {cause}"}

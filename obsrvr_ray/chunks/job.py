@@ -63,6 +63,11 @@ def resolve(config: BackfillConfig) -> Job:
 SHARED_SETTINGS = ("layout", "network_passphrase", "tables", "partition_by", "events_from", "event_types",
                    "included_assets", "accounts", "analytics", "top_transfers")
 
+# The settings that lay the output out (its tables' partitions, its files): fixed once it exists.
+# The others decide which rows are made and what they hold: --reset-settings may change those
+# while no ledger has been written with them.
+LAYOUT_SETTINGS = ("layout", "partition_by", "formats", "compression", "max_rows_per_file")
+
 
 def output_shape(settings: ChunkSettings, writer: str = "backfill") -> Shape:
     """The shape an output written with these settings records and checks."""

@@ -25,7 +25,7 @@ import ray
 
 from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
 from obsrvr_ray.chunks.job import Job, output_shape, resolve
-from obsrvr_ray.chunks.output import chunk_failures, plan_failed, write_analytics
+from obsrvr_ray.chunks.output import chunk_failures, plan_failed, reset_settings, write_analytics
 from obsrvr_ray.chunks.plan import Watermark, WorkUnit, plan
 from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, Placement
 from obsrvr_ray.chunks.report import BackfillReport
@@ -40,7 +40,7 @@ from obsrvr_ray.ranges import Range, normalize, overlaps, size
 from obsrvr_ray.resilience import RetryPolicy
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
-from obsrvr_ray.table.tableset import TableSet
+from obsrvr_ray.table.tableset import SettingsChanged, TableSet
 
 log = logging.getLogger("obsrvr_ray.backfill")
 
@@ -301,7 +301,13 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
     settings = job.settings
     store = open_store(config.out, settings.output.s3)
     tables = TableSet(TableLocation(config.out, settings.output.s3), settings.output.compression)
-    tables.ensure(output_shape(settings), settings.tables)
+    shape = output_shape(settings)
+    try:
+        tables.ensure(shape, settings.tables)
+    except SettingsChanged as changed:
+        reset_settings(tables, shape, changed, asked=config.reset_settings)
+        log_event(log, "settings_reset", changed={k: {"was": was, "now": now}
+                                                  for k, (was, now) in changed.differ.items()})
     committed = tables.committed()
     requested = config.ranges or normalize(committed)
     report = BackfillReport(job.source_description, network_name(settings.extract.passphrase), store.url,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from collections.abc import Iterator
 
-from obsrvr_ray.errors import DecodeError, LedgerError, SourceError
+from obsrvr_ray.errors import DecodeError, LedgerError, SourceError, ValidationError
 from obsrvr_ray.ledger.codec import decompress
-from obsrvr_ray.ledger.decode import split_batch
+from obsrvr_ray.ledger.decode import peek_sequence, split_batch
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord, ordered_prefetch
@@ -81,26 +82,21 @@ class LakeSource:
         raise missing
 
     def fetch_batch(self, batch: tuple[int, int]) -> list[LedgerRecord]:
-        """All records of one batch object; a failure becomes an error record per ledger."""
+        """One record per ledger of one batch object; a failure of the object (unreadable, or
+        content other than its key names) becomes an error record for every ledger of its range."""
         b_start, b_end = batch
         key = self.config.batch_key(b_start, legacy_extension=bool(self._legacy_ext))
         try:
             key, raw = self._get_batch_object(b_start)
             origin = self.store.describe(key)
             parts = split_batch(decompress(raw, origin=origin, sequence=b_start), origin=origin)
+            check_content(key, batch, parts, origin)
         except LedgerError as exc:
             return [
                 LedgerRecord(seq, exc.origin or self.store.describe(key), error=_for_ledger(exc, seq))
                 for seq in range(b_start, b_end + 1)
             ]
-        records = [LedgerRecord(seq, origin, data=data) for seq, data in parts]
-        found = {seq for seq, _ in parts}
-        for seq in range(b_start, b_end + 1):
-            if seq not in found:
-                err = DecodeError(f"batch {key} does not contain ledger {seq}", sequence=seq, origin=origin)
-                records.append(LedgerRecord(seq, origin, error=err))
-        records.sort(key=lambda r: r.sequence)
-        return records
+        return [LedgerRecord(seq, origin, data=data) for seq, data in parts]
 
     def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
         if end is not None:
@@ -136,6 +132,44 @@ class LakeSource:
 
     def close(self) -> None:
         return None
+
+
+def check_content(key: str, batch: tuple[int, int], parts: list[tuple[int, bytes]], origin: str) -> None:
+    """An object must hold exactly the ledgers its key names, once each and in order, by its batch
+    header and by each ledger's own header. Otherwise a copied or misplaced object would pass off
+    another object's ledgers as its own, and they would come out twice."""
+    b_start, b_end = batch
+    named = list(range(b_start, b_end + 1))
+    batched = [seq for seq, _ in parts]
+    held = [_held_sequence(seq, data, origin) for seq, data in parts]
+    if batched == named and held == named:
+        return
+    outside = sorted({*batched, *held} - set(named))
+    twice = sorted(seq for seq, n in Counter(held).items() if n > 1)
+    missing = sorted(set(named) - set(held))
+    if outside:
+        why = f"holds ledger {_listed(outside)}, outside its range {b_start}-{b_end}"
+    elif twice:
+        why = f"holds ledger {_listed(twice)} twice"
+    elif missing:
+        why = f"lacks ledger {_listed(missing)} of its range {b_start}-{b_end}"
+    else:
+        why = "holds its ledgers out of order"
+    raise ValidationError(f"object {key} {why}", origin=origin)
+
+
+def _held_sequence(position: int, data: bytes, origin: str) -> int:
+    """The sequence a LedgerCloseMeta's own header states; an unreadable one is left to its
+    ledger's decode to report (the position the batch gives it stands)."""
+    try:
+        return peek_sequence(data, origin=origin)
+    except DecodeError:
+        return position
+
+
+def _listed(sequences: list[int]) -> str:
+    shown = ", ".join(map(str, sequences[:5]))
+    return shown + (f" and {len(sequences) - 5} more" if len(sequences) > 5 else "")
 
 
 def _for_ledger(exc: LedgerError, sequence: int) -> LedgerError:

@@ -78,6 +78,16 @@ class TableError(ObsrvrError):
     not resolve)."""
 
 
+class SettingsChanged(ConfigError):
+    """A writer's settings differ from the ones the output records: {setting: (recorded, now)}."""
+
+    def __init__(self, root: str, differ: dict[str, tuple[object, object]]) -> None:
+        self.differ = differ
+        detail = "; ".join(f"{k}: {there!r} there, {now!r} now" for k, (there, now) in differ.items())
+        self.what = f"{root}: this output was written with other settings ({detail})"
+        super().__init__(f"{self.what}; use the same settings or another output path")
+
+
 @dataclass(frozen=True)
 class ChunkCommit:
     """What one chunk generation adds: rows per data table, analytics partials, the chunk's
@@ -203,11 +213,17 @@ class TableSet:
         same_kind = recorded.get("writer", shape.writer) == shape.writer
         keys = set(recorded) | set(wanted) if same_kind or shape.shared is None else set(shape.shared)
         keys.discard("writer")
-        differ = [k for k in sorted(keys) if recorded.get(k) != wanted.get(k)]
+        differ = {k: (recorded.get(k), wanted.get(k)) for k in sorted(keys) if recorded.get(k) != wanted.get(k)}
         if differ:
-            detail = "; ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
-            raise ConfigError(f"{self.location.root}: this output was written with other settings ({detail}); "
-                              "use the same settings or another output path")
+            raise SettingsChanged(self.location.root, differ)
+
+    def record_settings(self, shape: Shape) -> None:
+        """Record `shape` as the output's settings, replacing the ones it was created with (the
+        caller decides when that is sound: see chunks.output.reset_settings)."""
+        table = self.table(CHUNKS_TABLE)
+        if table is None:
+            raise TableError(f"{self.uri(CHUNKS_TABLE)} is not a Delta table: the output was not created (ensure)")
+        table.alter.set_table_description(shape.describe())
 
     def partitioned_by(self, name: str) -> tuple[str, ...]:
         table = self.table(name)
