@@ -54,6 +54,11 @@ TABLES = ("ledgers", "transactions", "token_transfers")
 
 @pytest.fixture(scope="module")
 def chain() -> dict[int, bytes]:
+    return read_chain()
+
+
+def read_chain() -> dict[int, bytes]:
+    """The first COUNT real testnet ledgers by sequence (read in place)."""
     out: dict[int, bytes] = {}
     for path in conftest.testnet_ledger_files()[:COUNT]:
         out.update(read_ledger_file(path))
