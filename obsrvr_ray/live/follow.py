@@ -163,17 +163,18 @@ class Follower:
         self.status.lag = max(0, behind) if behind is not None else None
         flushed = not self._complete or self._flush()
         if broken is not None:
-            self._chain_broken(broken, self._mask(self.rpc.url))
+            self._chain_broken(*broken)
         elif flushed:
             self.status.state = "live" if (behind is not None and behind <= 0) else "catching_up"
             self.status.last_error = None
             self.status.chain_broken_at = None
         return len(records)
 
-    def _linked(self, records: list[LedgerRecord]) -> tuple[list[LedgerRecord], ChainBreak | None]:
+    def _linked(self, records: list[LedgerRecord]) -> tuple[list[LedgerRecord], tuple[ChainBreak, str] | None]:
         """The records up to the first ledger that does not link to the last good ledger (that
-        ledger from the data lake instead, when the lake's links), and the break found, if any.
-        The last good ledger moves on over the records returned."""
+        ledger from the data lake instead, when the lake's links), and the break found with the
+        origin of the ledger that does not link, if any. The last good ledger moves on over the
+        records returned."""
         linked = []
         for record in records:
             header = header_only(record)
@@ -181,10 +182,11 @@ class Follower:
                 header = None  # another ledger's bytes: it fails on its own, and nothing links to it
             if header is not None and self._link is not None and self._link[0] == header.sequence - 1 \
                     and header.previous_hash != self._link[1]:
-                record = self._relink_from_lake(header.sequence)
-                if record is None:
-                    return linked, ChainBreak(self._link[0], header.sequence, self._link[1], header.previous_hash)
-                header = header_only(record)
+                relinked = self._relink_from_lake(header.sequence)
+                if relinked is None:
+                    found = ChainBreak(self._link[0], header.sequence, self._link[1], header.previous_hash)
+                    return linked, (found, record.origin)
+                record, header = relinked, header_only(relinked)
             linked.append(record)
             self._link = (header.sequence, header.hash) if header is not None else None
         return linked, None
@@ -204,9 +206,10 @@ class Follower:
         """Hold at the last good ledger: nothing from the ledger that does not link on is kept."""
         self.status.state = CHAIN_BROKEN
         self.status.chain_broken_at = found.current
-        lake = "; the data lake's does not link either" if self.fallback is not None else ""
-        self.status.last_error = (f"chain broken at {found.current}: {found.describe()} (from {origin}{lake}); "
-                                  f"holding at ledger {found.previous} until ledger {found.current} links to it")
+        lake = f"; the data lake has no ledger {found.current} that links either" if self.fallback is not None else ""
+        self.status.last_error = self._mask(
+            f"chain broken at {found.current}: {found.describe()} (from {origin}{lake}); "
+            f"holding at ledger {found.previous} until a ledger {found.current} links to it")
 
     def _fetch(self, start: int, limit: int) -> tuple[list[LedgerRecord], int | None]:
         try:
