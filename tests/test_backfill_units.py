@@ -70,6 +70,18 @@ def test_a_retry_reads_only_the_failed_ledgers_and_links_them_to_their_predecess
                                                                      (150, 150, True)]
 
 
+def test_units_next_to_what_the_output_holds_link_to_it():
+    """A run extending the output (or retrying its first ledger) checks the chain into the
+    output's ledger before it, as it does between its own chunks."""
+    held = {(90, 99): 0}
+    first, second = plan(((100, 119),), held, Grid(10))
+    assert [(s.start, s.link) for u in (first, second) for s in u.segments] == [(100, True), (110, True)]
+    (alone,) = plan(((100, 109),), {}, Grid(10))
+    assert not alone.segments[0].link  # nothing before it: the output's first ledger
+    (retry,) = plan_retries(((100, 109),), {(100, 109): (0, [100, 105])}, normalize([(90, 99), (100, 109)]))
+    assert [(s.start, s.end, s.link) for s in retry.segments] == [(100, 100, True), (105, 105, True)]
+
+
 def test_the_hash_chain_is_checked_into_a_chunk_from_the_ledger_before_it():
     from obsrvr_ray.sandbox.generator import generate_ledgers
 

@@ -632,6 +632,22 @@ def test_health_and_metrics(live):
             assert f'\n{name}{{dependency="{dependency}"}}' in metrics, (name, dependency)
 
 
+def test_readiness_answers_within_a_second_while_the_follower_restarts(live):
+    """Kubernetes probes give up after 1 s: while the Follower replica restarts, /health/ready
+    answers 503 within that bound instead of waiting for the follower (issue 15 saw over 5 s)."""
+    live.ready_status()
+    _kill_follower()
+    codes, took = [], []
+    deadline = time.monotonic() + 120
+    while not (503 in codes and codes[-1] == 200) and time.monotonic() < deadline:
+        began = time.monotonic()
+        codes.append(live.get("/health/ready", key=None).status_code)
+        took.append(time.monotonic() - began)
+        time.sleep(0.2)
+    assert 503 in codes and codes[-1] == 200, codes
+    assert max(took) < 1.0, sorted(took)[-5:]
+
+
 def test_openapi_fuzz_finds_no_server_errors(live):
     import schemathesis
     from hypothesis import HealthCheck, given, settings

@@ -5,7 +5,8 @@ ledger is there exactly once), and holds the newest ledgers' transfers for subsc
 (RecentLedgers).
 
 Its position is the dataset itself: a restarted follower resumes after the last committed
-ledger.
+ledger, and links the first ledger it reads to that ledger's hash in the ledgers table (so a
+node that came back on another chain is caught across a restart too).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from obsrvr_ray.chunks.job import output_shape
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract_records
 from obsrvr_ray.errors import Failure
-from obsrvr_ray.live.follow import Follower
+from obsrvr_ray.live.follow import Follower, Link
 from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.pipeline import rows_to_table
+from obsrvr_ray.query import TableReader
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
@@ -76,6 +78,16 @@ def resume_point(config: FollowerConfig) -> int:
     return config.start if last is None else max(config.start, last + 1)
 
 
+def resume_link(config: FollowerConfig, resume: int) -> Link | None:
+    """The dataset's ledger before `resume` as (sequence, header hash), for the hash chain; None
+    when the dataset has no ledgers table or no row of it (nothing yet, or a failed ledger)."""
+    if "ledgers" not in config.settings.tables:
+        return None
+    output = config.settings.output
+    row = TableReader(output.location, output.s3).ledger(resume - 1)
+    return (resume - 1, bytes.fromhex(row["ledger_hash"])) if row is not None else None
+
+
 class FollowerService:
     """Everything the actor does, without Ray (tests run it in-process too)."""
 
@@ -92,9 +104,11 @@ class FollowerService:
         fallback = open_source(config.lake, config.lake_options) if config.lake else None
         lake_bulkhead = getattr(fallback, "bulkhead", None)  # a data lake's (open_source gives it one)
         bulkheads = {"rpc": rpc.bulkhead, **({"lake": lake_bulkhead} if lake_bulkhead is not None else {})}
-        self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=resume_point(config),
+        start = resume_point(config)
+        self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=start,
                                  fallback=fallback, commit_every=config.commit_every,
-                                 poll_interval=config.poll_interval, bulkheads=bulkheads)
+                                 poll_interval=config.poll_interval, bulkheads=bulkheads,
+                                 link=resume_link(config, start))
         self._thread = threading.Thread(target=self.follower.run, name="follower", daemon=True)
         self.maintenance = MaintenanceStatus()
         self._maintainer = threading.Thread(target=self._maintain, name="table-maintenance", daemon=True)

@@ -13,7 +13,7 @@ from obsrvr_ray.chunks.plan import WorkUnit, plan_retries
 from obsrvr_ray.chunks.process import ChunkSettings, is_ledger_failure
 from obsrvr_ray.errors import ConfigError, Failure
 from obsrvr_ray.objectstore import ObjectStore
-from obsrvr_ray.ranges import Range, contains, overlaps
+from obsrvr_ray.ranges import Range, contains, normalize, overlaps
 from obsrvr_ray.sinks.layout import ANALYTICS, write_analytics_exports
 from obsrvr_ray.table.tableset import CHUNKS_TABLE, LARGEST_PARTIALS, VOLUME_PARTIALS, SettingsChanged, Shape, TableSet
 
@@ -40,7 +40,7 @@ def plan_failed(committed: dict[Range, int], failures: dict[Range, list[Failure]
                  if is_ledger_failure(f) and f.sequence is not None and contains(requested, f.sequence)]
         retry[chunk] = (committed[chunk], [f.sequence for f in again])
         carried[chunk] = tuple(f for f in found if f not in again)
-    return plan_retries(requested, retry), carried
+    return plan_retries(requested, retry, normalize(committed)), carried
 
 
 def ledgers_written(tables: TableSet) -> int:

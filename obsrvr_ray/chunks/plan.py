@@ -17,8 +17,9 @@ from obsrvr_ray.ranges import Range, contains, normalize, range_key, runs, size,
 
 @dataclass(frozen=True)
 class Segment:
-    """Consecutive ledgers to process. `link`: the ledger before `start` belongs to the job, so
-    the first ledger's previousLedgerHash is checked against it (the hash chain across chunks)."""
+    """Consecutive ledgers to process. `link`: the ledger before `start` belongs to the job or is
+    already in the output (an earlier run's, the live follower's), so the first ledger's
+    previousLedgerHash is checked against it (the hash chain across chunks and across runs)."""
 
     start: int
     end: int
@@ -67,18 +68,27 @@ class Grid:
 
 def plan(requested: tuple[Range, ...], committed: Iterable[Range], grid: Grid) -> list[WorkUnit]:
     """Units for every requested ledger that no committed chunk holds."""
+    held = normalize(committed)
     return [
-        WorkUnit(cell, 0, (Segment(cell[0], cell[1], contains(requested, cell[0] - 1)),))
-        for cell in grid.cells(subtract(requested, committed))
+        WorkUnit(cell, 0, (Segment(cell[0], cell[1], linked(cell[0], requested, held)),))
+        for cell in grid.cells(subtract(requested, held))
     ]
 
 
-def plan_retries(requested: tuple[Range, ...], failed: dict[Range, tuple[int, list[int]]]) -> list[WorkUnit]:
+def linked(start: int, requested: tuple[Range, ...], held: tuple[Range, ...]) -> bool:
+    """Whether ledgers from `start` are checked into the ledger before it: the job asks for that
+    ledger, or the output holds it (a run that extends the output links to what it holds)."""
+    return contains(requested, start - 1) or contains(held, start - 1)
+
+
+def plan_retries(requested: tuple[Range, ...], failed: dict[Range, tuple[int, list[int]]],
+                 held: tuple[Range, ...] = ()) -> list[WorkUnit]:
     """One unit per chunk with failed ledgers ({chunk: (latest generation, failed sequences)}):
-    only those ledgers are read again, as the chunk's next generation."""
+    only those ledgers are read again, as the chunk's next generation. `held`: the output's
+    committed chunks (normalized)."""
     units = []
     for chunk, (generation, sequences) in sorted(failed.items()):
-        segments = tuple(Segment(a, b, contains(requested, a - 1)) for a, b in runs(sequences))
+        segments = tuple(Segment(a, b, linked(a, requested, held)) for a, b in runs(sequences))
         if segments:
             units.append(WorkUnit(chunk, generation + 1, segments))
     return units

@@ -15,6 +15,14 @@ Plain Python: obsrvr_ray/actors/follower.py runs it in a thread, inside the Serv
   ever skipped silently: a ledger no source has is recorded as a failure of its chunk.
 - Faults: RPC errors back off with jitter (the client's breaker stops hammering a dead node);
   the status says degraded, readiness turns false, and the loop keeps trying.
+- The hash chain: each ledger's previousLedgerHash must be the hash of the last good ledger
+  before it (at start, the dataset's last committed ledger, whose hash the ledgers table holds).
+  A ledger that does not link (the node restarted on another chain, a fork) stops the follower
+  at the last good ledger: nothing from it on is published or committed, the state is
+  chain_broken (readiness false, a metric, an alert), and the loop keeps polling; the data lake
+  is asked for that ledger too. It goes on once a ledger links again. Only a ledger whose header
+  cannot be read (a failure recorded as such) is not linked: the ledger after it has nothing to
+  be checked against.
 - The status is shown by the API (/health, /metrics): error texts in it have the parts of the
   RPC URL that may hold a credential (user info, path, query) masked.
 """
@@ -31,8 +39,10 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from obsrvr_ray.chunks.process import header_only
 from obsrvr_ray.errors import SourceError
 from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.ledger.validate import ChainBreak
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerRecord, LedgerSource
 from obsrvr_ray.sources.rpc import MAX_PAGE, RpcClient, RpcError, parse_window
@@ -47,7 +57,9 @@ class Extracted(Protocol):
 Extract = Callable[[list[LedgerRecord]], Extracted]
 Commit = Callable[[list[Extracted]], None]
 Publish = Callable[[int, pa.Table], None]
+Link = tuple[int, bytes]  # a good ledger's sequence and header hash: what the next ledger must link to
 MASK = "***"
+CHAIN_BROKEN = "chain_broken"
 
 
 def url_masker(url: str) -> Callable[[str], str]:
@@ -74,7 +86,7 @@ def url_masker(url: str) -> Callable[[str], str]:
 
 @dataclass
 class FollowerStatus:
-    state: str = "starting"  # starting, catching_up, live, degraded, stopped
+    state: str = "starting"  # starting, catching_up, live, degraded, chain_broken, stopped
     next_ledger: int | None = None  # the next ledger to process
     committed_through: int | None = None
     network_latest: int | None = None
@@ -85,6 +97,7 @@ class FollowerStatus:
     gaps_filled: int = 0
     lake_fallbacks: int = 0
     failures: int = 0
+    chain_broken_at: int | None = None  # the ledger that does not link to the last good one, while stopped there
     breaker: str = "closed"
     bulkheads: dict[str, dict[str, int]] = field(default_factory=dict)  # per dependency: in_use, limit, rejected
 
@@ -96,7 +109,7 @@ class Follower:
     def __init__(self, rpc: RpcClient, extract: Extract, commit: Commit, publish: Publish, *, start: int,
                  fallback: LedgerSource | None = None, commit_every: int = 12, poll_interval: float = 1.0,
                  page_size: int = MAX_PAGE, max_backoff: float = 30.0,
-                 bulkheads: Mapping[str, Bulkhead] | None = None) -> None:
+                 bulkheads: Mapping[str, Bulkhead] | None = None, link: Link | None = None) -> None:
         self.rpc = rpc
         self.bulkheads = dict(bulkheads) if bulkheads is not None else {"rpc": rpc.bulkhead}
         self._mask = url_masker(rpc.url)
@@ -111,6 +124,7 @@ class Follower:
         self.status = FollowerStatus(next_ledger=start)
         self._pending: list[Extracted] = []  # pages of the current, incomplete cell
         self._complete = False  # the pending pages fill their cell: to commit before reading on
+        self._link = link  # the last good ledger, when known (None after a ledger without a readable header)
         self._failures = 0
         self._stop = threading.Event()
         self._observe()
@@ -134,6 +148,7 @@ class Follower:
         self._failures = 0
         self.status.network_latest = latest
         self._observe()
+        records, broken = self._linked(records)
         if records:
             batch = self.extract(records)
             for seq in sorted(batch.transfers):
@@ -146,10 +161,55 @@ class Follower:
             self.status.last_progress = time.time()
         behind = (latest - self.status.next_ledger + 1) if latest is not None else None
         self.status.lag = max(0, behind) if behind is not None else None
-        if not self._complete or self._flush():
+        flushed = not self._complete or self._flush()
+        if broken is not None:
+            self._chain_broken(*broken)
+        elif flushed:
             self.status.state = "live" if (behind is not None and behind <= 0) else "catching_up"
             self.status.last_error = None
+            self.status.chain_broken_at = None
         return len(records)
+
+    def _linked(self, records: list[LedgerRecord]) -> tuple[list[LedgerRecord], tuple[ChainBreak, str] | None]:
+        """The records up to the first ledger that does not link to the last good ledger (that
+        ledger from the data lake instead, when the lake's links), and the break found with the
+        origin of the ledger that does not link, if any. The last good ledger moves on over the
+        records returned."""
+        linked = []
+        for record in records:
+            header = header_only(record)
+            if header is not None and header.sequence != record.sequence:
+                header = None  # another ledger's bytes: it fails on its own, and nothing links to it
+            if header is not None and self._link is not None and self._link[0] == header.sequence - 1 \
+                    and header.previous_hash != self._link[1]:
+                relinked = self._relink_from_lake(header.sequence)
+                if relinked is None:
+                    found = ChainBreak(self._link[0], header.sequence, self._link[1], header.previous_hash)
+                    return linked, (found, record.origin)
+                record, header = relinked, header_only(relinked)
+            linked.append(record)
+            self._link = (header.sequence, header.hash) if header is not None else None
+        return linked, None
+
+    def _relink_from_lake(self, seq: int) -> LedgerRecord | None:
+        """The lake's ledger `seq` when it links to the last good ledger (the node serves another
+        chain, the lake the one the dataset holds); else None."""
+        if self.fallback is None:
+            return None
+        record = self._from_lake(seq, "its ledger does not link to the last good ledger")
+        header = header_only(record)
+        if header is None or header.sequence != seq or header.previous_hash != self._link[1]:
+            return None
+        return record
+
+    def _chain_broken(self, found: ChainBreak, origin: str) -> None:
+        """Hold at the last good ledger: nothing from the ledger that does not link on is kept."""
+        self.status.state = CHAIN_BROKEN
+        self.status.chain_broken_at = found.current
+        lake = f"; the data lake has no ledger {found.current} that links either" if self.fallback is not None else ""
+        self.status.last_error = self._mask(
+            f"chain broken at {found.current}: {found.describe()} (from {origin}{lake}); "
+            f"holding at ledger {found.previous} until a ledger {found.current} links to it")
 
     def _fetch(self, start: int, limit: int) -> tuple[list[LedgerRecord], int | None]:
         try:

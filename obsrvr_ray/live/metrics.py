@@ -33,6 +33,9 @@ class FollowerCollector:
                                      status.get("lake_fallbacks", 0)),
             "circuit_breaker_state": ("RPC circuit breaker: 0 closed, 1 half open, 2 open",
                                       BREAKER_STATES.get(status.get("breaker", "closed"), 0)),
+            "follower_chain_broken_ledger": ("The ledger whose previous-ledger hash does not match the last good "
+                                             "ledger, while the follower holds before it; 0 when the chain links",
+                                             status.get("chain_broken_at") or 0),
             "follower_up": ("1 when the follower answered the scrape", 1 if status else 0),
             "table_maintenance_runs_total": ("Scheduled compact/retain/vacuum runs completed",
                                              (status.get("maintenance") or {}).get("runs", 0)),

@@ -91,6 +91,7 @@ class Guard(Protocol):
 @dataclass(frozen=True)
 class ApiSettings:
     ready_lag: int = 5  # ready while the follower is at most this many ledgers behind the network
+    ready_timeout: float = 0.5  # seconds /health/ready waits for the follower's status (probes time out at 1 s)
     ws_max_connections: int = 1000
     ws_max_per_ip: int = 20
     ws_idle_timeout: float = 300.0  # seconds without a message from the client
@@ -232,11 +233,16 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
         """Liveness probe: no credentials, no details."""
         return {"status": "alive"}
 
-    async def readiness() -> tuple[bool, str, dict | None]:
-        status = await live.status()
+    async def readiness(timeout: float | None = None) -> tuple[bool, str, dict | None]:
+        try:
+            status = await asyncio.wait_for(live.status(), timeout)
+        except TimeoutError:  # restarting, overloaded: a probe must not wait for it
+            return False, f"follower not answering within {timeout} s", None
         last_status["value"] = status
         if status is None:
             return False, "the live follower does not answer", None
+        if status.get("chain_broken_at") is not None:  # the ledger number only: no error text in probes
+            return False, f"chain broken at {status['chain_broken_at']}", status
         if status.get("state") in ("starting", "degraded", "stopped"):
             return False, f"the follower is {status['state']}", status
         lag = status.get("lag")
@@ -248,15 +254,16 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
     async def health_ready() -> JSONResponse:
         """Readiness probe (503 until the follower is within `ready_lag` ledgers of the network): no
         credentials, so no details; /health has them."""
-        ready, reason, _ = await readiness()
+        ready, reason, _ = await readiness(settings.ready_timeout)
         return JSONResponse({"ready": ready, "reason": reason}, status_code=200 if ready else 503)
 
     @app.get("/health", tags=["health"], dependencies=[Depends(guard.require("monitor"))])
     async def health() -> dict:
         """The follower's full status (its last error with credentials in the RPC URL masked)."""
         ready, reason, status = await readiness()
-        if status is not None and status.get("last_error"):
-            reason = f"{reason}: {status['last_error']}"
+        error = (status or {}).get("last_error")
+        if error:  # "chain broken at N: ..." already begins with its reason
+            reason = error if error.startswith(reason) else f"{reason}: {error}"
         return {"alive": True, "ready": ready, "reason": reason, "follower": status,
                 "dataset_last_ledger": await dataset_last(), "websocket_connections": subscribers.total}
 
