@@ -1,7 +1,7 @@
 """The backfill's hash chain across chunk boundaries, on a real Ray cluster over a lake of real
 testnet ledgers that switches to another chain at a chunk boundary (the ledgers from there on
 rewritten to link among themselves, tests/test_live_chain.py): the first ledger of the other
-chain is a failure naming it and the cause, whether the boundary lies inside one run or between
+chain is a failure naming it and the cause, and the rest of its chunk fails with it, whether the boundary lies inside one run or between
 a run and the one that extends its output (the ledger before the new range is in the output, so
 the chain is checked into it), with either engine."""
 
@@ -43,9 +43,14 @@ def failures(out: Path) -> list[tuple[int, str, str]]:
 
 
 def assert_broken_at_the_switch(out: Path) -> None:
-    (found,) = failures(out)
-    assert found[:2] == (SWITCH, "validate")
-    assert found[2].startswith(f"hash chain broken between ledger {SWITCH - 1} and ledger {SWITCH}")
+    """The ledger that does not link fails, and so does every later ledger of its chunk: nothing
+    past the break is committed there (the chunk after it links to its own ledger before, read
+    from the source)."""
+    found = failures(out)
+    assert [f[:2] for f in found] == [(seq, "validate") for seq in range(SWITCH, SWITCH + CHUNK)]
+    assert found[0][2].startswith(f"chain broken at {SWITCH}: hash chain broken between ledger {SWITCH - 1} "
+                                  f"and ledger {SWITCH}")
+    assert all(f[2].startswith(f"chain broken at {SWITCH}: ledger {f[0]} comes after the break") for f in found[1:])
 
 
 def test_a_break_at_a_chunk_boundary_inside_a_run_is_the_failure_of_that_ledger(ray_head, switched_lake, tmp_path):

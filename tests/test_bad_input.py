@@ -173,14 +173,17 @@ def relink(meta: bytes, previous_hash: bytes) -> bytes:
 
 
 def test_broken_hash_chain(good, tmp_path, capsys):
+    """A ledger that does not link never becomes the link: it and every ledger after it fail
+    ("chain broken at N"), so nothing past the break is written; the ledgers before it are."""
     good[BAD] = relink(good[BAD], b"\x11" * 32)
     build_lake(tmp_path / "lake", good)
     rc, out = export(capsys, str(tmp_path / "lake"), tmp_path / "tx.parquet")
     assert rc == 1
-    assert f"hash chain broken between ledger {BAD - 1} and ledger {BAD}" in out
-    # the next ledger links to the real ledger BAD, not to the replacement
-    assert f"hash chain broken between ledger {BAD} and ledger {BAD + 1}" in out
-    assert produced(tmp_path / "tx.parquet") == set(SEQS) - {BAD, BAD + 1}
+    assert f"chain broken at {BAD}: hash chain broken between ledger {BAD - 1} and ledger {BAD}" in out
+    for later in range(BAD + 1, SEQS[-1] + 1):
+        assert f"ledger {later}" in out and f"chain broken at {BAD}: ledger {later} comes after the break" in out
+    assert f"{BAD - SEQS[0]} ok, {SEQS[-1] - BAD + 1} failed" in out
+    assert produced(tmp_path / "tx.parquet") == set(range(SEQS[0], BAD))
 
 
 def test_unreachable_s3(tmp_path, capsys):

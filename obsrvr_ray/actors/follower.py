@@ -22,7 +22,8 @@ from obsrvr_ray.chunks.job import output_shape
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract_records
 from obsrvr_ray.errors import Failure
-from obsrvr_ray.live.follow import Follower, Link
+from obsrvr_ray.ledger.validate import Link
+from obsrvr_ray.live.follow import Follower
 from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.query import TableReader

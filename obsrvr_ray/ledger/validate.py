@@ -45,17 +45,54 @@ def chain_breaks(ledgers: Iterable[Ledger]) -> list[ChainBreak]:
     return breaks
 
 
-class ChainChecker:
-    """Checks links as ledgers of a range stream by; a gap (a ledger that failed or is missing)
-    is reported where it happened, so only consecutive neighbours are compared here."""
+Link = tuple[int, bytes]  # a good ledger's sequence and header hash: what the next ledger must link to
 
-    def __init__(self) -> None:
-        self._last: Ledger | None = None
+
+class ChainChecker:
+    """The hash chain of a stream of ledgers: each ledger is checked into the last good ledger.
+
+    A ledger that does not link never becomes the link. The ledgers after it cannot link to the
+    last good one either, so they fail with it ("chain broken at N") until one links again:
+    nothing past a break is kept (the live follower holds there and polls; a backfill chunk or an
+    export fails the rest of its range, and a retry reads those ledgers again). A ledger that
+    failed for another reason (unreadable, missing) is a gap: the ledger after it has nothing to
+    be checked against and starts the chain again, and the gap is reported where it happened.
+    `link`: the last good ledger before the stream, when known (the dataset's last ledger)."""
+
+    def __init__(self, link: Link | None = None) -> None:
+        self._link = link
+        self._broken: ChainBreak | None = None  # the first break, while nothing has linked since
+
+    def link_break(self, ledger: Ledger) -> ChainBreak | None:
+        """The break `ledger` makes with the last good ledger, if any; the chain does not move."""
+        if self._link is None:
+            return None
+        sequence, hash_ = self._link
+        if ledger.sequence != sequence + 1 and self._broken is None:
+            return None  # a gap: nothing to check against
+        if ledger.sequence == sequence + 1 and ledger.previous_hash == hash_:
+            return None
+        return ChainBreak(sequence, ledger.sequence, hash_, ledger.previous_hash)
+
+    def accept(self, ledger: Ledger) -> None:
+        """`ledger` linked (or starts the chain): the next one links to it."""
+        self._link, self._broken = (ledger.sequence, ledger.hash), None
+
+    def forget(self) -> None:
+        """A ledger without a readable header: the next one has nothing to link to."""
+        self._link, self._broken = None, None
 
     def check(self, ledger: Ledger) -> None:
-        previous, self._last = self._last, ledger
-        if previous is None or ledger.sequence != previous.sequence + 1:
+        """Accept `ledger`, or raise the ValidationError naming the break that stops it."""
+        found = self.link_break(ledger)
+        if found is None:
+            self.accept(ledger)
             return
-        found = link_break(previous, ledger)
-        if found is not None:
-            raise ValidationError(found.describe(), sequence=ledger.sequence, origin=ledger.origin)
+        if self._broken is None:
+            self._broken = found
+            cause = found.describe()
+        else:
+            cause = (f"ledger {ledger.sequence} comes after the break, and nothing is kept past it until a ledger "
+                     f"{self._broken.current} links to ledger {self._broken.previous}")
+        raise ValidationError(f"chain broken at {self._broken.current}: {cause}", sequence=ledger.sequence,
+                              origin=ledger.origin)

@@ -42,7 +42,7 @@ import pyarrow as pa
 from obsrvr_ray.chunks.process import header_only
 from obsrvr_ray.errors import SourceError
 from obsrvr_ray.ledger.codec import b64decode
-from obsrvr_ray.ledger.validate import ChainBreak
+from obsrvr_ray.ledger.validate import ChainBreak, ChainChecker, Link
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerRecord, LedgerSource
 from obsrvr_ray.sources.rpc import MAX_PAGE, RpcClient, RpcError, parse_window
@@ -57,7 +57,6 @@ class Extracted(Protocol):
 Extract = Callable[[list[LedgerRecord]], Extracted]
 Commit = Callable[[list[Extracted]], None]
 Publish = Callable[[int, pa.Table], None]
-Link = tuple[int, bytes]  # a good ledger's sequence and header hash: what the next ledger must link to
 MASK = "***"
 CHAIN_BROKEN = "chain_broken"
 
@@ -124,7 +123,7 @@ class Follower:
         self.status = FollowerStatus(next_ledger=start)
         self._pending: list[Extracted] = []  # pages of the current, incomplete cell
         self._complete = False  # the pending pages fill their cell: to commit before reading on
-        self._link = link  # the last good ledger, when known (None after a ledger without a readable header)
+        self._chain = ChainChecker(link)  # the last good ledger, when known
         self._failures = 0
         self._stop = threading.Event()
         self._observe()
@@ -178,17 +177,18 @@ class Follower:
         linked = []
         for record in records:
             header = header_only(record)
-            if header is not None and header.sequence != record.sequence:
-                header = None  # another ledger's bytes: it fails on its own, and nothing links to it
-            if header is not None and self._link is not None and self._link[0] == header.sequence - 1 \
-                    and header.previous_hash != self._link[1]:
+            if header is None or header.sequence != record.sequence:  # another ledger's bytes fail on their own
+                self._chain.forget()
+                linked.append(record)
+                continue
+            found = self._chain.link_break(header)
+            if found is not None:
                 relinked = self._relink_from_lake(header.sequence)
                 if relinked is None:
-                    found = ChainBreak(self._link[0], header.sequence, self._link[1], header.previous_hash)
                     return linked, (found, record.origin)
                 record, header = relinked, header_only(relinked)
+            self._chain.accept(header)
             linked.append(record)
-            self._link = (header.sequence, header.hash) if header is not None else None
         return linked, None
 
     def _relink_from_lake(self, seq: int) -> LedgerRecord | None:
@@ -198,7 +198,7 @@ class Follower:
             return None
         record = self._from_lake(seq, "its ledger does not link to the last good ledger")
         header = header_only(record)
-        if header is None or header.sequence != seq or header.previous_hash != self._link[1]:
+        if header is None or header.sequence != seq or self._chain.link_break(header) is not None:
             return None
         return record
 
