@@ -84,9 +84,10 @@ def records_until(source, start: int, end: int) -> Iterator[LedgerRecord]:
         yield from source.records(start, latest)
         start = latest + 1
     for record in source.records(start, None):
-        if record.sequence is not None and record.sequence > end:
+        if record.sequence is None or record.sequence <= end:
+            yield record
+        if record.sequence is not None and record.sequence >= end:  # asking for one more would wait for it
             return
-        yield record
 
 
 def resolve_network(args: argparse.Namespace, source) -> str:

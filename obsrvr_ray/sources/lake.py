@@ -67,10 +67,12 @@ class LakeSource:
     def latest(self) -> int | None:
         """The last ledger of the lake's newest object: the first batch object of the first
         partition in the store's order, found with two short listings however large the lake."""
-        return call_with_retry(self._newest, policy=self.retry, breaker=self.breaker, bulkhead=self.bulkhead)
+        config = self.config  # read (and retried) on its own
+        return call_with_retry(lambda: self._newest(config), policy=self.retry, breaker=self.breaker,
+                               bulkhead=self.bulkhead)
 
-    def _newest(self) -> int | None:
-        if self.config.batches_per_partition == 1:  # batch objects at the root, no partitions
+    def _newest(self, config: LakeConfig) -> int | None:
+        if config.batches_per_partition == 1:  # batch objects at the root, no partitions
             return next((last for _, last in layout_names(self.store.children(), partition=False)), None)
         for partition, _ in layout_names(self.store.children(), partition=True):
             for _, last in layout_names(self.store.children(partition), partition=False):
