@@ -138,14 +138,14 @@ def prepared(real_lake):
     source = open_source(str(real_lake))
     settings = ChunkSettings(("token_transfers",), OutputSpec("unused", partition_by=("event_type",)),
                              ExtractOptions(PUBNET))
-    small = list(plan(((26154623, 26154623),), {}, Grid.aligned(4)))[0]
-    pair = list(plan(((63092982, 63092983),), {}, Grid.aligned(4)))[0]
+    small = next(iter(plan(((26154623, 26154623),), {}, Grid.aligned(4))))
+    pair = next(iter(plan(((63092982, 63092983),), {}, Grid.aligned(4))))
     good = read_unit(source, pair)
     broken = good.set_column(3, "data", pa.array([good["data"][0].as_py(), b"\x00\x00\x00\x07junk"],
                                                  pa.large_binary()))
     first = build_commit(pair, broken, settings)
     assert first.failures.num_rows == 1
-    retry = list(plan_retries(((63092982, 63092983),), {pair.chunk: (0, [63092983])}))[0]
+    retry = next(iter(plan_retries(((63092982, 63092983),), {pair.chunk: (0, [63092983])})))
     return [build_commit(small, read_unit(source, small), settings), first,
             build_commit(retry, read_unit(source, retry), settings)]
 
