@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.network import network_name, resolve_passphrase
+from obsrvr_ray.ranges import check_range, check_within, ledger_number
+
+if TYPE_CHECKING:
+    from obsrvr_ray.sources.base import LedgerRecord
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -21,8 +26,10 @@ SOURCE_HELP = (
 
 def add_source_args(p: argparse.ArgumentParser, *, start_required: bool = False) -> None:
     p.add_argument("--source", required=True, help=SOURCE_HELP)
-    p.add_argument("--start", type=int, required=start_required, help="first ledger (default: etl file's first)")
-    p.add_argument("--end", type=int, help="last ledger, inclusive; omit to follow new ledgers until interrupted")
+    p.add_argument("--start", required=start_required, help="first ledger (default: etl file's first)")
+    p.add_argument("--end", help="last ledger, inclusive; omit to follow new ledgers until interrupted")
+    p.add_argument("--wait-for-end", action="store_true",
+                   help="wait for ledgers up to --end the source has not closed yet, instead of refusing them")
     p.add_argument("--network", help="network name (pubnet, testnet, futurenet, standalone, sandbox) or "
                    "passphrase; default: what the source declares, else pubnet")
     p.add_argument("--s3-endpoint-url", help="endpoint of an S3-compatible store (e.g. http://127.0.0.1:9000)")
@@ -49,16 +56,38 @@ def source_from_args(args: argparse.Namespace):
 
 
 def resolve_range(args: argparse.Namespace, source) -> tuple[int, int | None]:
-    start, end = args.start, args.end
+    """The range asked for, checked as every command checks one, and against the newest ledger
+    the source holds (unless --wait-for-end): refused in one line before anything is read."""
+    start = None if args.start is None else ledger_number("--start", args.start)
+    end = None if args.end is None else ledger_number("--end", args.end)
     if start is None:
         if not hasattr(source, "bounds"):
             raise ConfigError("--start is required for this source")
         first, last = source.bounds()
         start = first
         end = last if end is None else end
-    if end is not None and end < start:
-        raise ConfigError(f"--end {end} is before --start {start}")
+    if end is not None:
+        check_range(start, end)
+        if not args.wait_for_end:
+            check_within(((start, end),), source.latest(), source.description)
     return start, end
+
+
+def records_until(source, start: int, end: int) -> Iterator[LedgerRecord]:
+    """[start, end] of the source, waiting for the ledgers it has not closed yet (--wait-for-end):
+    what it holds is read as a range, the rest followed as it comes."""
+    latest = source.latest()
+    if latest is not None and latest >= end:
+        yield from source.records(start, end)
+        return
+    if latest is not None and latest >= start:
+        yield from source.records(start, latest)
+        start = latest + 1
+    for record in source.records(start, None):
+        if record.sequence is None or record.sequence <= end:
+            yield record
+        if record.sequence is not None and record.sequence >= end:  # asking for one more would wait for it
+            return
 
 
 def resolve_network(args: argparse.Namespace, source) -> str:
@@ -99,7 +128,9 @@ def cmd_export(args: argparse.Namespace) -> int:
                    disable=None, dynamic_ncols=True, desc=f"export {args.table}")
         interrupted = False
         try:
-            for ledger in stream_ledgers(source.records(start, end), passphrase, report,
+            records = records_until(source, start, end) if args.wait_for_end and end is not None else \
+                source.records(start, end)
+            for ledger in stream_ledgers(records, passphrase, report,
                                          chain_check=not args.no_chain_check,
                                          on_record=lambda _seq: bar.update(1), decoder=args.decoder):
                 writer.add(ledger, build_rows(table, ledger, options, report))
@@ -153,7 +184,7 @@ def cmd_lake_generate(args: argparse.Namespace) -> int:
     store = open_store(args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
     writer = LakeWriter(store, config)
     writer.write_config()
-    report = writer.write(generate_ledgers(args.ledgers, start=args.start, seed=args.seed,
+    report = writer.write(generate_ledgers(args.ledgers, start=ledger_number("--start", args.start), seed=args.seed,
                                            txs_per_ledger=args.txs_per_ledger))
     print(f"generated {report.ledgers} sandbox ledgers ({report.first}…{report.last}) into {report.objects} "
           f"objects at {store.url} (network sandbox: {SANDBOX!r})")
@@ -207,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "sandbox network passphrase)")
     gen.add_argument("--out", required=True, help="lake root: a directory or s3://bucket/prefix")
     gen.add_argument("--ledgers", type=int, default=100, help="how many consecutive ledgers")
-    gen.add_argument("--start", type=int, default=2, help="first ledger sequence")
+    gen.add_argument("--start", default=2, help="first ledger sequence")
     gen.add_argument("--seed", type=int, default=1, help="same seed, same ledgers")
     gen.add_argument("--txs-per-ledger", type=int, default=12)
     gen.add_argument("--ledgers-per-batch", type=int, default=1)

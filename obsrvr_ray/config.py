@@ -5,7 +5,7 @@ value is reported with the key (or flag) it came from; an unknown key is reporte
 known ones beside it, so a typo never silently falls back to a default. Flags override the file.
 
     source:      {type, url, endpoint_url, region, anonymous, network_passphrase, prefetch}
-    range:       {start_ledger, end_ledger} or {ledgers: "A-B,C"}
+    range:       {start_ledger, end_ledger} or {ledgers: "A-B,C"}, wait_for_end
     processing:  {batch_size, engine, concurrent_readers, events_from, decoder, source_patience, chain_check}
     filters:     {event_types, included_assets, accounts}
     output:      {path, endpoint_url, region, tables, formats, compression, partition_by,
@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.ranges import Range, normalize, parse_ranges
+from obsrvr_ray.ranges import Range, ledger_number, normalize, parse_ranges
 from obsrvr_ray.schema import TABLES
 from obsrvr_ray.sinks.files import FORMATS, PARQUET_COMPRESSIONS
 from obsrvr_ray.sinks.partitioning import check_keys
@@ -49,6 +49,7 @@ class BackfillConfig:
     start: int | None = None
     end: int | None = None
     ledgers: tuple[Range, ...] = ()
+    wait_for_end: bool = False
     batch_size: int = 64
     engine: str = "tasks"
     concurrent_readers: int = 2
@@ -198,10 +199,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("source.network_passphrase", "network", _text, "--network",
             "network name or passphrase; default: what the source declares, else pubnet"),
     Setting("source.prefetch", "prefetch", _integer(1), "--prefetch", "objects each reader fetches at once"),
-    Setting("range.start_ledger", "start", _integer(1), "--start", "first ledger"),
-    Setting("range.end_ledger", "end", _integer(1), "--end", "last ledger, inclusive"),
+    Setting("range.start_ledger", "start", ledger_number, "--start", "first ledger"),
+    Setting("range.end_ledger", "end", ledger_number, "--end", "last ledger, inclusive"),
     Setting("range.ledgers", "ledgers", _ledgers, "--ledgers",
             "ledgers as ranges, e.g. 6154623,63092982-63093001 (instead of --start/--end)"),
+    Setting("range.wait_for_end", "wait_for_end", _boolean, "--wait-for-end",
+            "wait for ledgers the source has not closed yet, instead of refusing a range past its newest", "onoff"),
     Setting("processing.batch_size", "batch_size", _integer(1), "--batch-size",
             "ledgers per chunk, the unit of reading and of commit (rounded up to whole lake batches)"),
     Setting("processing.concurrent_readers", "concurrent_readers", _integer(1), "--concurrent-readers",

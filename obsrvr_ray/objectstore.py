@@ -47,6 +47,12 @@ class ObjectStore(ABC):
         """Keys under the prefix, in lexicographic order."""
 
     @abstractmethod
+    def children(self, prefix: str = "") -> Iterator[str]:
+        """What lies directly under `prefix` (a folder: '' or ending in '/'), in lexicographic
+        order and read lazily: an object's name, or a deeper prefix's name ending in '/'. A
+        caller stopping at the first it wants reads one listing page, however large the store."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object if present."""
 
@@ -103,6 +109,13 @@ class LocalStore(ObjectStore):
                     if key.startswith(prefix):
                         found.append(key)
         yield from sorted(found)
+
+    def children(self, prefix: str = "") -> Iterator[str]:
+        try:
+            entries = list(os.scandir(self.root / prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        yield from sorted(e.name + "/" if e.is_dir() else e.name for e in entries if not _is_partial(e.name))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -282,6 +295,20 @@ class S3Store(ObjectStore):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
             for obj in page.get("Contents", []):
                 yield obj["Key"][strip:]
+
+    def children(self, prefix: str = "") -> Iterator[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        full = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full,
+                                                                              Delimiter="/"):
+                # A page holds a stretch of the listing's order, split into objects and prefixes.
+                names = [o["Key"] for o in page.get("Contents", [])]
+                names += [c["Prefix"] for c in page.get("CommonPrefixes", [])]
+                yield from (name[len(full):] for name in sorted(names))
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._classify(exc, prefix) from exc
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -14,6 +14,44 @@ from obsrvr_ray.errors import ConfigError
 
 Range = tuple[int, int]  # first and last ledger, inclusive
 
+FIRST_LEDGER, LAST_LEDGER = 1, 0xFFFFFFFF  # ledger sequences are 32-bit unsigned; the genesis ledger is 1
+
+
+def ledger_number(name: str, raw: object) -> int:
+    """A ledger sequence given under `name` (a flag or a settings key). Every command checks its
+    ledgers here, so they accept and refuse the same input with the same one-line message, and a
+    sequence no ledger can have is refused before anything is planned or read."""
+    try:
+        value = int(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
+    except ValueError:
+        value = None
+    if value is None or not FIRST_LEDGER <= value <= LAST_LEDGER:
+        raise ConfigError(f"{name}: expected a ledger sequence from {FIRST_LEDGER} to {LAST_LEDGER} "
+                          f"(a 32-bit number), got {raw!r}")
+    return value
+
+
+def check_range(start: int, end: int, *, start_name: str = "--start", end_name: str = "--end") -> None:
+    """Both ends are ledger sequences and the range is not empty."""
+    ledger_number(start_name, start)
+    ledger_number(end_name, end)
+    if end < start:
+        raise ConfigError(f"{end_name} {end} is before {start_name} {start}")
+
+
+def check_within(ranges: tuple[Range, ...], latest: int | None, source: str, *, name: str = "--end",
+                 hint: str = "--wait-for-end") -> None:
+    """Refuse a range reaching past the newest ledger the source holds (`latest`, None when it
+    holds none): such ledgers would only fail one by one, or be waited for without end."""
+    if not ranges:
+        return
+    last = ranges[-1][1]
+    if latest is None:
+        raise ConfigError(f"{name} {last}: {source} holds no ledgers (give {hint} to wait for them)")
+    if last > latest:
+        raise ConfigError(f"{name} {last} is beyond the newest ledger of {source}, {latest} "
+                          f"(give {hint} to wait for ledgers not closed yet)")
+
 
 def range_key(r: Range) -> str:
     """Fixed-width, so keys sort as their ranges do: (63092928, 63092991) -> '0063092928-0063092991'."""
@@ -50,8 +88,8 @@ def parse_ranges(text: str) -> tuple[Range, ...]:
             end = int(last) if sep else start
         except ValueError as exc:
             raise ConfigError(f"ledger range {part!r}: expected N or N-M with ledger numbers") from exc
-        if start < 1:
-            raise ConfigError(f"ledger range {part!r}: ledger numbers start at 1")
+        if not (FIRST_LEDGER <= start <= LAST_LEDGER and FIRST_LEDGER <= end <= LAST_LEDGER):
+            raise ConfigError(f"ledger range {part!r}: ledger sequences are {FIRST_LEDGER} to {LAST_LEDGER}")
         ranges.append((start, end))
     if not ranges:
         raise ConfigError(f"no ledger range in {text!r}")

@@ -1,9 +1,9 @@
 """The backfill's hash chain across chunk boundaries, on a real Ray cluster over a lake of real
 testnet ledgers that switches to another chain at a chunk boundary (the ledgers from there on
 rewritten to link among themselves, tests/test_live_chain.py): the first ledger of the other
-chain is a failure naming it and the cause, and the rest of its chunk fails with it, whether the boundary lies inside one run or between
-a run and the one that extends its output (the ledger before the new range is in the output, so
-the chain is checked into it), with either engine."""
+chain is a failure naming it and the cause, and the rest of its chunk fails with it, whether the
+boundary lies inside one run or between a run and the one that extends its output (the ledger
+before the new range is in the output, so the chain is checked into it), with either engine."""
 
 from __future__ import annotations
 

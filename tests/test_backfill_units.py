@@ -54,17 +54,17 @@ def test_chunks_follow_a_fixed_grid_so_a_rerun_cuts_the_rest_as_the_first_run_wo
     grid = Grid.aligned(100, ledgers_per_batch=8, ledgers_per_partition=64 * 8)  # 100 -> 104: whole batches
     assert grid.size == 104
     requested = ((500, 1400),)
-    full = plan(requested, {}, grid)
+    full = list(plan(requested, {}, grid))
     assert all(u.chunk[1] - u.chunk[0] + 1 <= 104 for u in full)
     assert not any(u.chunk[0] < 512 <= u.chunk[1] and u.chunk[0] != 512 for u in full)  # partition boundary
     assert [u.segments[0].link for u in full] == [False] + [True] * (len(full) - 1)
     done = {full[1].chunk: 0, full[4].chunk: 0}
-    rest = plan(requested, done, grid)
+    rest = list(plan(requested, done, grid))
     assert [u.chunk for u in rest] == [u.chunk for u in full if u.chunk not in done]
 
 
 def test_a_retry_reads_only_the_failed_ledgers_and_links_them_to_their_predecessors():
-    units = plan_retries(((100, 200),), {(100, 163): (0, [100, 120, 121, 150]), (164, 200): (2, [])})
+    units = list(plan_retries(((100, 200),), {(100, 163): (0, [100, 120, 121, 150]), (164, 200): (2, [])}))
     assert units == [WorkUnit((100, 163), 1, units[0].segments)]
     assert [(s.start, s.end, s.link) for s in units[0].segments] == [(100, 100, False), (120, 121, True),
                                                                      (150, 150, True)]
@@ -151,14 +151,14 @@ def prepared(real_lake):
     source = open_source(str(real_lake))
     settings = ChunkSettings(("token_transfers",), OutputSpec("unused", partition_by=("event_type",)),
                              ExtractOptions(PUBNET))
-    small = plan(((26154623, 26154623),), {}, Grid.aligned(4))[0]
-    pair = plan(((63092982, 63092983),), {}, Grid.aligned(4))[0]
+    small = next(iter(plan(((26154623, 26154623),), {}, Grid.aligned(4))))
+    pair = next(iter(plan(((63092982, 63092983),), {}, Grid.aligned(4))))
     good = read_unit(source, pair)
     broken = good.set_column(3, "data", pa.array([good["data"][0].as_py(), b"\x00\x00\x00\x07junk"],
                                                  pa.large_binary()))
     first = build_commit(pair, broken, settings)
     assert first.failures.num_rows == 1
-    retry = plan_retries(((63092982, 63092983),), {pair.chunk: (0, [63092983])})[0]
+    retry = next(iter(plan_retries(((63092982, 63092983),), {pair.chunk: (0, [63092983])})))
     return [build_commit(small, read_unit(source, small), settings), first,
             build_commit(retry, read_unit(source, retry), settings)]
 

@@ -31,11 +31,15 @@ class Job:
     source_description: str
 
 
-def resolve(config: BackfillConfig) -> Job:
-    options = SourceOptions(
+def source_options(config: BackfillConfig) -> SourceOptions:
+    return SourceOptions(
         s3_endpoint_url=config.s3_endpoint_url, s3_region=config.s3_region, anonymous=config.anonymous,
         network_passphrase=resolve_passphrase(config.network) if config.network else None, prefetch=config.prefetch,
     )
+
+
+def resolve(config: BackfillConfig) -> Job:
+    options = source_options(config)
     source = open_source(config.source, options)
     try:
         passphrase = options.network_passphrase or source.network_passphrase or PUBNET

@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from obsrvr_ray.analytics.transfers import EXACT, HOURLY_PARTIAL, LARGEST_PARTIAL, merge
 from obsrvr_ray.chunks.job import LAYOUT_SETTINGS
-from obsrvr_ray.chunks.plan import WorkUnit, plan_retries
+from obsrvr_ray.chunks.plan import Plan, plan_retries
 from obsrvr_ray.chunks.process import ChunkSettings, is_ledger_failure
 from obsrvr_ray.errors import ConfigError, Failure
 from obsrvr_ray.objectstore import ObjectStore
@@ -30,7 +30,7 @@ def chunk_failures(tables: TableSet, requested: tuple[Range, ...]) -> dict[Range
 
 
 def plan_failed(committed: dict[Range, int], failures: dict[Range, list[Failure]], requested: tuple[Range, ...]
-                ) -> tuple[list[WorkUnit], dict[Range, tuple[Failure, ...]]]:
+                ) -> tuple[Plan, dict[Range, tuple[Failure, ...]]]:
     """Retry units for the failed ledgers of the requested range; the chunk's other failures
     (extraction errors, failed ledgers outside the range) are carried into the new generation."""
     retry: dict[Range, tuple[int, list[int]]] = {}

@@ -8,7 +8,8 @@ same names as an uninterrupted run's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from obsrvr_ray.errors import ConfigError
@@ -65,14 +66,50 @@ class Grid:
                 yield cursor, last
                 cursor = last + 1
 
+    def count(self, ranges: Iterable[Range]) -> int:
+        """How many cells `cells` yields, counted without making them: one per range, plus one
+        per grid line (a multiple of the size or of the partition) a range crosses."""
+        def lines(step: int, start: int, end: int) -> int:  # multiples of step in (start, end]
+            return end // step - start // step
 
-def plan(requested: tuple[Range, ...], committed: Iterable[Range], grid: Grid) -> list[WorkUnit]:
+        total = 0
+        for start, end in ranges:
+            total += 1 + lines(self.size, start, end)
+            if self.partition:
+                total += lines(self.partition, start, end) - lines(math.lcm(self.size, self.partition), start, end)
+        return total
+
+
+class Plan:
+    """The units of a run, in order, made one at a time as they are taken: a plan holds ranges,
+    never a unit per chunk, so its memory does not grow with the ledgers it covers."""
+
+    def __init__(self, todo: tuple[Range, ...], units: Callable[[], Iterator[WorkUnit]], count: int) -> None:
+        self.todo = todo  # the ledgers the units read, normalized
+        self._units = units
+        self.count = count
+
+    def __iter__(self) -> Iterator[WorkUnit]:
+        return self._units()
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def ledgers(self) -> int:
+        return size(self.todo)
+
+
+def plan(requested: tuple[Range, ...], committed: Iterable[Range], grid: Grid) -> Plan:
     """Units for every requested ledger that no committed chunk holds."""
     held = normalize(committed)
-    return [
-        WorkUnit(cell, 0, (Segment(cell[0], cell[1], linked(cell[0], requested, held)),))
-        for cell in grid.cells(subtract(requested, held))
-    ]
+    todo = subtract(requested, held)
+
+    def units() -> Iterator[WorkUnit]:
+        for cell in grid.cells(todo):
+            yield WorkUnit(cell, 0, (Segment(cell[0], cell[1], linked(cell[0], requested, held)),))
+
+    return Plan(todo, units, grid.count(todo))
 
 
 def linked(start: int, requested: tuple[Range, ...], held: tuple[Range, ...]) -> bool:
@@ -82,23 +119,25 @@ def linked(start: int, requested: tuple[Range, ...], held: tuple[Range, ...]) ->
 
 
 def plan_retries(requested: tuple[Range, ...], failed: dict[Range, tuple[int, list[int]]],
-                 held: tuple[Range, ...] = ()) -> list[WorkUnit]:
+                 held: tuple[Range, ...] = ()) -> Plan:
     """One unit per chunk with failed ledgers ({chunk: (latest generation, failed sequences)}):
     only those ledgers are read again, as the chunk's next generation. `held`: the output's
-    committed chunks (normalized)."""
+    committed chunks (normalized). (A unit per failed chunk is held: their number is bounded by
+    what the failures table already holds.)"""
     units = []
     for chunk, (generation, sequences) in sorted(failed.items()):
         segments = tuple(Segment(a, b, linked(a, requested, held)) for a, b in runs(sequences))
         if segments:
             units.append(WorkUnit(chunk, generation + 1, segments))
-    return units
+    todo = normalize((s.start, s.end) for u in units for s in u.segments)
+    return Plan(todo, lambda: iter(units), len(units))
 
 
 class Watermark:
     """The highest ledger up to which every planned ledger is committed (chunks finish out of order)."""
 
-    def __init__(self, units: list[WorkUnit]) -> None:
-        self.todo = normalize((s.start, s.end) for u in units for s in u.segments)
+    def __init__(self, todo: tuple[Range, ...]) -> None:
+        self.todo = todo
         self.last = self.todo[-1][1] if self.todo else 0
 
     def add(self, chunk: Range) -> int:

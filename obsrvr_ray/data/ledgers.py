@@ -46,9 +46,8 @@ from ray.data.datasource import Datasource, ReadTask
 
 from obsrvr_ray.chunks.plan import Grid, WorkUnit, plan
 from obsrvr_ray.chunks.raw import RAW_SCHEMA, read_unit
-from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import PUBNET, resolve_passphrase
-from obsrvr_ray.ranges import normalize
+from obsrvr_ray.ranges import check_range
 from obsrvr_ray.sources.base import CLOSE_META, LedgerSource
 from obsrvr_ray.sources.open import SourceOptions, open_source
 
@@ -80,9 +79,8 @@ class LedgerDatasource(Datasource):
     def __init__(self, source: str, start: int, end: int, *, options: SourceOptions | None = None,
                  chunk_size: int = 64, network: str | None = None) -> None:
         super().__init__()
-        if start < 1:
-            raise ConfigError(f"ledger numbers start at 1, got start={start}")
-        requested = normalize([(start, end)])  # raises when end < start
+        check_range(start, end, start_name="start", end_name="end")
+        requested = ((start, end),)
         opts = options or SourceOptions()
         if network:
             opts = replace(opts, network_passphrase=resolve_passphrase(network))
@@ -100,7 +98,7 @@ class LedgerDatasource(Datasource):
         finally:
             opened.close()
         self.source, self.options, self.grid = source, opts, grid
-        self.units: list[WorkUnit] = plan(requested, (), grid)
+        self.units: list[WorkUnit] = list(plan(requested, (), grid))  # Ray Data takes its read tasks up front
 
     def get_name(self) -> str:
         return "Ledgers"

@@ -26,7 +26,7 @@ import ray
 from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
 from obsrvr_ray.chunks.job import Job, output_shape, resolve
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, reset_settings, write_analytics
-from obsrvr_ray.chunks.plan import Watermark, WorkUnit, plan
+from obsrvr_ray.chunks.plan import Plan, Watermark, WorkUnit, plan
 from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, Placement
 from obsrvr_ray.chunks.report import BackfillReport
 from obsrvr_ray.config import BackfillConfig
@@ -37,17 +37,12 @@ from obsrvr_ray.network import network_name
 from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.progress import Progress
 from obsrvr_ray.ranges import Range, normalize, overlaps, size
-from obsrvr_ray.resilience import RetryPolicy
+from obsrvr_ray.sources.horizon import SOURCE_BACKOFF, PatienceNotice
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
 from obsrvr_ray.table.tableset import SettingsChanged, TableSet
 
 log = logging.getLogger("obsrvr_ray.backfill")
-
-# A chunk whose source was unavailable runs again after these delays (full jitter), for as long as
-# --source-patience allows from its first failure; the readers' own retries and circuit breaker
-# come first.
-SOURCE_BACKOFF = RetryPolicy(base_delay=2.0, max_delay=60.0)
 
 
 class StopSignal:
@@ -128,7 +123,7 @@ def connect(address: str | None) -> None:
         ray.init(address="local", logging_level=logging.WARNING, log_to_driver=True)
 
 
-def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure, ...]], report: BackfillReport,
+def execute(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]], report: BackfillReport,
             metrics: BackfillMetrics, progress: Progress, stop: StopSignal) -> None:
     """Run every unit: reads on the reader pool, commits as tasks, at most a window in flight.
     A chunk whose source was unavailable runs again after a backoff; other errors leave it
@@ -137,19 +132,25 @@ def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure,
     window = max(2, 2 * cpus)
     readers = [ChunkReader.remote(job.config.source, job.source_options)
                for _ in range(min(job.config.concurrent_readers, len(units)) or 1)]
-    pending = deque(units)
+    fresh = iter(units)  # units are made as they are submitted: the plan is never held whole
+    pending: deque[WorkUnit] = deque()  # units due again after a source outage
     delayed: list[tuple[float, int, WorkUnit]] = []  # (when, tiebreak, unit)
     attempts: dict[Range, tuple[int, float]] = {}  # chunk -> (transient failures, time of the first)
     in_flight: dict[ray.ObjectRef, WorkUnit] = {}
     turn = 0
-    watermark = Watermark(units)
+    watermark = Watermark(units.todo)
     nodes = NodeWatch()
-    while (pending or delayed or in_flight) and stop.received is None:
+    notice = PatienceNotice("obsrvr-ray backfill")  # an outage is said on the terminal, not only in the logs
+    upcoming = next(fresh, None)
+    while (upcoming is not None or pending or delayed or in_flight) and stop.received is None:
         nodes.poll()
         while delayed and delayed[0][0] <= time.monotonic():
             pending.append(heapq.heappop(delayed)[2])
-        while pending and len(in_flight) < window:
-            unit = pending.popleft()
+        while (pending or upcoming is not None) and len(in_flight) < window:
+            if pending:
+                unit = pending.popleft()
+            else:
+                unit, upcoming = upcoming, next(fresh, None)
             raw = readers[turn % len(readers)].read.remote(unit)
             turn += 1
             in_flight[commit_chunk.remote(unit, raw, job.settings, carried.get(unit.chunk, ()))] = unit
@@ -166,6 +167,7 @@ def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure,
                 attempts[unit.chunk] = (count + 1, since)
                 wait = SOURCE_BACKOFF.delay(count + 1)
                 if time.monotonic() + wait - since <= job.config.source_patience:
+                    notice.unavailable(_original(exc), job.config.source_patience - (time.monotonic() - since))
                     report.retries += 1
                     metrics.chunk_retries.inc()
                     heapq.heappush(delayed, (time.monotonic() + wait, turn, unit))
@@ -182,7 +184,7 @@ def execute(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure,
     nodes.poll(force=True)
 
 
-def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Failure, ...]],
+def execute_data(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]],
                  report: BackfillReport, metrics: BackfillMetrics, progress: Progress, stop: StopSignal) -> None:
     """Run every unit as a Ray Data pipeline: a ChunkDatasource read task per unit (read, decode,
     extract, fused) into the TableDatasink (commit). A source outage that outlasts Ray's task
@@ -191,13 +193,14 @@ def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Fai
     from obsrvr_ray.data.sink import TableDatasink
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    source = ChunkDatasource(job.config.source, job.source_options, job.settings, units, carried)
+    made = list(units)  # Ray Data makes every read task up front
+    source = ChunkDatasource(job.config.source, job.source_options, job.settings, made, carried)
     sink = TableDatasink(job.settings)
-    watermark = Watermark(units)
+    watermark = Watermark(units.todo)
     context = ray.data.DataContext.get_current()
     context.retried_map_errors, context.max_map_retries = True, 3  # a lost source retried; commits are idempotent
     try:
-        ray.data.read_datasource(source, override_num_blocks=len(units), concurrency=max(1, cpus)
+        ray.data.read_datasource(source, override_num_blocks=len(made), concurrency=max(1, cpus)
                                  ).write_datasink(sink)
     except Exception as exc:  # the pipeline stopped: what it committed stays, the rest is for a rerun
         failed = _reason(exc)
@@ -210,16 +213,21 @@ def execute_data(job: Job, units: list[WorkUnit], carried: dict[Range, tuple[Fai
     if failed is not None:  # the sink reports only a run that completed: ask the tables what was committed
         location = job.settings.output
         committed = TableSet(TableLocation(location.location, location.s3)).committed()
-        done |= {u.chunk for u in units if committed.get(u.chunk, -1) >= u.generation}
-    for unit in units:
+        done |= {u.chunk for u in made if committed.get(u.chunk, -1) >= u.generation}
+    for unit in made:
         if unit.chunk not in done and stop.received is None:
             _unfinished(report, metrics, unit, failed or "not run")
     progress.tick()
 
 
+def _original(exc: BaseException) -> BaseException:
+    """The error a Ray task raised (a RayTaskError's `cause`)."""
+    return exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
+
+
 def _reason(exc: BaseException) -> str:
     """The original error of a Ray task error (its `cause`), in one line."""
-    original = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
+    original = _original(exc)
     line = f"{type(original).__name__}: {original}".splitlines()[0]
     return line if len(line) <= 500 else line[:497] + "..."
 
@@ -317,7 +325,7 @@ def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
     else:
         units, carried = plan(requested, committed, job.grid), {}
         report.skipped_chunks = sum(1 for c in committed if overlaps(requested, c))
-    report.planned_chunks, report.planned_ledgers = len(units), sum(u.ledgers for u in units)
+    report.planned_chunks, report.planned_ledgers = len(units), units.ledgers
     log_event(log, "run_started", source=job.source_description, output=store.url, ledgers=size(requested),
               chunks=len(units), ledgers_to_do=report.planned_ledgers, retry_failed=config.retry_failed)
     metrics = BackfillMetrics()

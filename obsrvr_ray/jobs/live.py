@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.ranges import check_range, ledger_number
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                          help="follow a sandbox feed started in the cluster (a ledger every --sandbox-interval s)")
     serve_p.add_argument("--sandbox-interval", type=float, default=5.0)
     serve_p.add_argument("--dataset", help="output dataset: a directory or s3://bucket/prefix")
-    serve_p.add_argument("--start", type=int, help="first ledger when the dataset is empty")
+    serve_p.add_argument("--start", help="first ledger when the dataset is empty")
     serve_p.add_argument("--lake", help="data lake for ledgers older than the RPC node's retention")
     serve_p.add_argument("--network", help="network name or passphrase (default: the RPC node's)")
     serve_p.add_argument("--host", default=None, help="HTTP address (default 127.0.0.1)")
@@ -41,8 +42,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     rpc_sub = rpc_p.add_subparsers(dest="rpc_command", required=True)
     run_p = rpc_sub.add_parser("serve", help="serve getLedgers over HTTP until interrupted")
     run_p.add_argument("--lake", help="serve the ledgers --start..--end of this lake (else a sandbox feed)")
-    run_p.add_argument("--start", type=int)
-    run_p.add_argument("--end", type=int)
+    run_p.add_argument("--start")
+    run_p.add_argument("--end")
     run_p.add_argument("--host", default="127.0.0.1")
     run_p.add_argument("--port", type=int, default=8000)
     run_p.add_argument("--interval", type=float, default=5.0, help="sandbox feed: seconds between ledgers")
@@ -130,9 +131,11 @@ def cmd_rpc_serve(args: argparse.Namespace) -> int:
 
         if args.start is None or args.end is None:
             raise ConfigError("--lake needs --start and --end")
+        start, end = ledger_number("--start", args.start), ledger_number("--end", args.end)
+        check_range(start, end)
         source = LakeSource(LocalStore(args.lake))
         archive = LedgerArchive()
-        archive.add_all(r.data for r in source.records(args.start, args.end) if r.ok)
+        archive.add_all(r.data for r in source.records(start, end) if r.ok)
         server = RpcServer(archive, source.network_passphrase or PUBNET, host=args.host, port=args.port).start()
         window = archive.window()
         print(f"serving getLedgers for ledgers {window} of {args.lake} at {server.url}", flush=True)

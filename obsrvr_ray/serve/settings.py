@@ -29,6 +29,7 @@ from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import resolve_passphrase
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
+from obsrvr_ray.ranges import ledger_number
 from obsrvr_ray.security.settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings
 from obsrvr_ray.serve.deployments import LiveAppConfig
@@ -119,7 +120,8 @@ def live_config_from_args(args: Mapping) -> LiveAppConfig:
                              extract=ExtractOptions(passphrase, decoder=args.get("decoder", "fast")))
     resilience = resilience_of(args.get("resilience") or {})
     follower = FollowerConfig(
-        rpc_url=str(args["rpc_url"]), settings=settings, start=int(args.get("start", 2)), lake=args.get("lake"),
+        rpc_url=str(args["rpc_url"]), settings=settings, start=ledger_number("start", args.get("start", 2)),
+        lake=args.get("lake"),
         lake_options=SourceOptions(s3_endpoint_url=args.get("s3_endpoint_url"), s3_region=args.get("s3_region"),
                                    network_passphrase=passphrase, max_concurrent=resilience["lake_max_concurrent"],
                                    bulkhead_wait=resilience["bulkhead_wait"]),

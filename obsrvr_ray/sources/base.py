@@ -44,6 +44,11 @@ class LedgerSource(Protocol):
     def network_passphrase(self) -> str | None:
         """The network the source declares (lake config, RPC getNetwork), if it declares one."""
 
+    def latest(self) -> int | None:
+        """The newest ledger the source holds now (None when it holds none), found cheaply: a
+        range is checked against it before anything is planned, so a range past it is refused
+        at once instead of failing, or being waited for, ledger by ledger."""
+
     def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
         """Records for every ledger of [start, end] (or from start on when end is None)."""
 

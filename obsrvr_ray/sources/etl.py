@@ -53,6 +53,9 @@ class EtlSource:
             raise SourceError("no rows", origin=str(self.path))
         return min(ledgers), max(ledgers)
 
+    def latest(self) -> int | None:
+        return max(self._load(), default=None)
+
     def records(self, start: int, end: int | None) -> Iterator[LedgerRecord]:
         ledgers = self._load()
         yield from self._bad_lines

@@ -13,7 +13,7 @@ from obsrvr_ray.ledger.decode import peek_sequence, split_batch
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord, ordered_prefetch
-from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
+from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig, layout_names
 
 
 class LakeSource:
@@ -64,6 +64,21 @@ class LakeSource:
             return self.config.network_passphrase
         except SourceError:  # unreadable manifest: reported per ledger by records()
             return None
+
+    def latest(self) -> int | None:
+        """The last ledger of the lake's newest object: the first batch object of the first
+        partition in the store's order, found with two short listings however large the lake."""
+        config = self.config  # read (and retried) on its own
+        return call_with_retry(lambda: self._newest(config), policy=self.retry, breaker=self.breaker,
+                               bulkhead=self.bulkhead)
+
+    def _newest(self, config: LakeConfig) -> int | None:
+        if config.batches_per_partition == 1:  # batch objects at the root, no partitions
+            return next((last for _, last in layout_names(self.store.children(), partition=False)), None)
+        for partition, _ in layout_names(self.store.children(), partition=True):
+            for _, last in layout_names(self.store.children(partition), partition=False):
+                return last
+        return None
 
     def _get_batch_object(self, batch_start: int) -> tuple[str, bytes]:
         order = [False, True] if self._legacy_ext is not True else [True, False]

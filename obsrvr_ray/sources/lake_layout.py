@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from obsrvr_ray.errors import ConfigError
@@ -82,15 +84,27 @@ class LakeConfig:
             return f"{_MAX - p_start:08X}--{p_start}-{p_end}/{name}{ext}"
         return f"{name}{ext}"
 
-    def batches(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Batch ranges covering [start, end], in order."""
-        out = []
+    def batches(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """Batch ranges covering [start, end], in order, made as they are read (a range can be
+        the whole history: never a list of it)."""
         seq = start
         while seq <= end:
             b_start, b_end = self.batch_range(seq)
-            out.append((b_start, b_end))
+            yield b_start, b_end
             seq = b_end + 1
-        return out
+
+
+_NAME = re.compile(r"^([0-9A-F]{8})--(\d+)(?:-(\d+))?(/|\.xdr\.zstd?)?$")
+
+
+def layout_names(names: Iterable[str], *, partition: bool) -> Iterator[tuple[str, int]]:
+    """The names of a galexie listing that are partitions (`partition`) or batch objects, each
+    with the last ledger it holds, in the listing's order. Names start with 0xFFFFFFFF minus their
+    first ledger, so in a store's lexicographic order the newest comes first."""
+    for name in names:
+        found = _NAME.match(name)
+        if found and (found.group(4) == "/") == partition and int(found.group(1), 16) == _MAX - int(found.group(2)):
+            yield name, int(found.group(3) or found.group(2))
 
 
 PUBNET_PUBLIC_LAKE = "s3://aws-public-blockchain/v1.1/stellar/ledgers/pubnet"

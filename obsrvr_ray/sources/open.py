@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import LocalStore, ObjectStore, S3Options, S3Store
@@ -48,7 +49,10 @@ def open_source(spec: str, options: SourceOptions | None = None) -> LedgerSource
     opts = options or SourceOptions()
     kind = source_kind(spec)
     if kind == "etl":
-        return EtlSource(spec.removeprefix("etl:"), opts.network_passphrase)
+        path = Path(spec.removeprefix("etl:"))
+        if not path.is_file():  # said once here, not once per ledger asked of it
+            raise ConfigError(f"stellar-etl export {path}: no such file")
+        return EtlSource(path, opts.network_passphrase)
     limit = opts.max_concurrent or max(1, opts.prefetch)
     if kind == "rpc":
         return RpcSource(spec, headers=dict(opts.rpc_headers) or None,
@@ -64,7 +68,10 @@ def open_source(spec: str, options: SourceOptions | None = None) -> LedgerSource
             anonymous=public if opts.anonymous is None else opts.anonymous,
         )
         return _lake(S3Store(bucket, prefix, s3), opts, limit)
-    return _lake(LocalStore(spec.removeprefix("file://")), opts, limit)
+    root = Path(spec.removeprefix("file://"))
+    if not root.is_dir():  # said once here, not once per ledger asked of it
+        raise ConfigError(f"data lake {root}: no such directory")
+    return _lake(LocalStore(root), opts, limit)
 
 
 def _lake(store: ObjectStore, opts: SourceOptions, limit: int) -> LakeSource:

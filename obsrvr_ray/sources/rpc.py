@@ -26,6 +26,21 @@ def parse_window(message: str) -> tuple[int, int] | None:
     return (int(found.group(1)), int(found.group(2))) if found else None
 
 
+def _why(exc: BaseException) -> str:
+    """The system's reason under requests' wrappers ('connection refused'), else the error itself."""
+    seen, todo = set(), [exc]
+    while todo:
+        cause = todo.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[0].lower() + cause.strerror[1:]
+        todo += [cause.__cause__, cause.__context__, getattr(cause, "reason", None),
+                 *(a for a in cause.args if isinstance(a, BaseException))]
+    return f"{type(exc).__name__}: {exc}"
+
+
 class RpcError(SourceError):
     """A JSON-RPC error object returned by the node."""
 
@@ -65,7 +80,7 @@ class RpcClient:
         try:
             resp = self.session.post(self.url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise TransientSourceError(f"RPC unreachable: {type(exc).__name__}: {exc}", origin=self.url) from exc
+            raise TransientSourceError(f"RPC unreachable ({_why(exc)})", origin=self.url) from exc
         if resp.status_code == 429 or resp.status_code >= 500:
             raise TransientSourceError(f"RPC {method} answered HTTP {resp.status_code}", origin=self.url)
         if resp.status_code != 200:
@@ -92,6 +107,9 @@ class RpcClient:
 
     def get_network(self) -> dict:
         return self.call("getNetwork")
+
+    def get_latest_ledger(self) -> dict:
+        return self.call("getLatestLedger")
 
     def get_ledgers(self, *, start: int | None = None, cursor: str | None = None, limit: int = MAX_PAGE) -> dict:
         params: dict[str, Any] = {"pagination": {"limit": limit}, "xdrFormat": "base64"}
@@ -122,6 +140,13 @@ class RpcSource:
             except SourceError:  # the node is down: reported per ledger by records()
                 return None
         return self._passphrase
+
+    def latest(self) -> int | None:
+        """The node's latestLedger (getLatestLedger)."""
+        try:
+            return int(self.client.get_latest_ledger()["sequence"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SourceError(f"getLatestLedger answered without a ledger sequence: {exc!r}", origin=self.url) from exc
 
     def _origin(self, seq: int) -> str:
         return f"{self.url} getLedgers {seq}"
