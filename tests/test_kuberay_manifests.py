@@ -1,23 +1,28 @@
-"""The kuberay/ manifests, checked offline.
+"""The kuberay/ manifests, checked offline on what `kubectl apply` would send.
 
-Every RayJob/RayService/RayCluster document validates against the v1 schema of KubeRay v1.7.0's
-CRDs (../shared/data/kuberay-crds) in strict mode: `additionalProperties: false` on every object
-schema that lists properties, so a misspelt field fails here instead of being pruned by the API
-server. The rules a schema cannot say (the CRDs' CEL rules, KubeRay's controller validation) are
-checked as Python. Then each manifest is held against the code it runs: the backfill's own
-settings parser, the live app's builder and Ray Serve's config schema, what the Ray autoscaler
-reads from the cluster spec, and the metric names the alert rules use.
+The sources an operator applies are the backfill's file and, per region, the live app's kustomize
+overlay (kuberay/overlays/<region> over kuberay/base), rendered here by `kubectl kustomize` (.ci/run
+installs kubectl). Every RayJob/RayService they hold validates against the v1 schema of KubeRay
+v1.7.0's CRDs (../shared/data/kuberay-crds) in strict mode: `additionalProperties: false` on every
+object schema that lists properties (unless it preserves unknown fields), so a misspelt field fails
+here instead of being pruned by the API server. The rules a schema cannot say (the CRDs' CEL rules,
+KubeRay's controller validation) are checked as Python. Then each manifest is held against the code
+it runs: the backfill's own settings parser, the live app's builder and Ray Serve's config schema,
+what the Ray autoscaler reads from the cluster spec, and the metric names the alert rules use.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import difflib
+import functools
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,40 +35,45 @@ CRD_DIR = SHARED / "kuberay-crds"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml",
              "RayService": "ray.io_rayservices.yaml"}
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: a CRD loads in ~0.4 s, not ~1.5 s
-BASE_LIVE = KUBERAY / "rayservice-live.yaml"
-REGION_FILES = sorted((KUBERAY / "multi-region").glob("*.yaml"))
+BACKFILL = "rayjob-backfill.yaml"
+OVERLAYS = sorted(p.parent.relative_to(KUBERAY).as_posix() for p in KUBERAY.glob("overlays/*/kustomization.yaml"))
+SOURCES = [BACKFILL, *OVERLAYS]  # each holds one Ray cluster
+PLACEHOLDER = "set-by-overlay"  # the base's value for what each region sets
 MANAGED_BY = ("ray.io/kuberay-operator", "kueue.x-k8s.io/multikueue")
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")  # at most 63 characters
 MAX_NAME = {"RayCluster": 53, "RayJob": 47, "RayService": 47}  # KubeRay appends 6 chars to name the cluster
 REGION_LABEL = "obsrvr.io/region"
 ROLE_ARN = "eks.amazonaws.com/role-arn"
 
 
-def load_docs(path: Path) -> list[dict]:
-    return [d for d in yaml.load_all(path.read_text(), Loader=LOADER) if d]
+@functools.cache
+def manifest_text(source: str) -> str:
+    """A manifest file's text, or what `kubectl kustomize` renders from a kustomization directory."""
+    path = KUBERAY / source
+    if not path.is_dir():
+        return path.read_text()
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl not found: it renders kuberay/'s kustomizations (.ci/run installs the package when absent)"
+    done = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, f"kubectl kustomize kuberay/{source} failed: {done.stderr}"
+    return done.stdout
 
 
-def manifest_files() -> list[Path]:
-    return sorted(KUBERAY.rglob("*.yaml"))
+def documents(source: str) -> list[dict]:
+    """The objects of a source, parsed afresh, so a test may change them."""
+    return [d for d in yaml.load_all(manifest_text(source), Loader=LOADER) if d]
 
 
-def ray_documents() -> list[tuple[Path, dict]]:
-    return [(p, d) for p in manifest_files() for d in load_docs(p) if d.get("kind") in CRD_FILES]
-
-
-RAY_DOCS = ray_documents()
-LIVE_FILES = [BASE_LIVE, *REGION_FILES]
-
-
-def doc_id(item: tuple[Path, dict]) -> str:
-    path, doc = item
-    return f"{path.relative_to(KUBERAY)}:{doc['kind']}/{doc['metadata']['name']}"
-
-
-def one(path: Path, kind: str) -> dict:
-    found = [d for d in load_docs(path) if d["kind"] == kind]
-    assert len(found) == 1, f"{path.name}: expected one {kind}, found {len(found)}"
+def one(source: str, kind: str) -> dict:
+    found = [d for d in documents(source) if d["kind"] == kind]
+    assert len(found) == 1, f"{source}: expected one {kind}, found {len(found)}"
     return found[0]
+
+
+def ray_doc(source: str) -> dict:
+    (doc,) = [d for d in documents(source) if d["kind"] in CRD_FILES]
+    return doc
 
 
 def cluster_spec(doc: dict) -> dict:
@@ -113,14 +123,29 @@ def autoscaler_view(doc: dict) -> dict:
     return _derive_autoscaling_config_from_ray_cr(cr)["available_node_types"]
 
 
+def test_the_sources_hold_every_ray_cluster_in_kuberay():
+    """A Ray manifest that no source renders would escape every check below."""
+    assert {"overlays/us-east-2", "overlays/eu-west-1", "overlays/ap-southeast-1"} <= set(OVERLAYS)
+    on_disk = {p.relative_to(KUBERAY).as_posix() for p in KUBERAY.rglob("*.yaml")
+               for d in yaml.load_all(p.read_text(), Loader=LOADER) if d and d.get("kind") in CRD_FILES}
+    assert on_disk == {BACKFILL, "base/rayservice-live.yaml"}
+    assert ray_doc(BACKFILL)["kind"] == "RayJob"
+    for overlay in OVERLAYS:
+        assert sorted((d["kind"], d["metadata"]["name"]) for d in documents(overlay)) == [
+            ("ConfigMap", "obsrvr-live-region"), ("RayService", "obsrvr-live"),
+            ("Service", "obsrvr-live-flight"), ("ServiceAccount", "obsrvr-live")], overlay
+
+
 # --- schema validation -------------------------------------------------------------------------
 
 
 def strict(schema: Any) -> Any:
     """additionalProperties: false on every object schema that has properties and no
-    additionalProperties, as `kubeconform -strict` does (in place)."""
+    additionalProperties, as `kubectl apply`'s strict field validation and `kubeconform -strict`
+    do, except where the CRD keeps unknown fields (in place)."""
     if isinstance(schema, dict):
-        if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema:
+        if (schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
             schema["additionalProperties"] = False
         for key, value in schema.items():
             if key == "properties":
@@ -136,13 +161,13 @@ def strict(schema: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def validators() -> dict:
-    """One strict Draft 7 validator per kind in kuberay/, each CRD loaded once."""
+    """One strict Draft 7 validator per kind the sources hold, each CRD loaded once."""
     import jsonschema
 
     if not CRD_DIR.is_dir():
         pytest.skip(f"KubeRay CRDs not found under {CRD_DIR} (set OBSRVR_SHARED_DATA)")
     out = {}
-    for kind in sorted({d["kind"] for _, d in RAY_DOCS}):
+    for kind in sorted({ray_doc(s)["kind"] for s in SOURCES}):
         crd = yaml.load((CRD_DIR / CRD_FILES[kind]).read_text(), Loader=LOADER)
         schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"]
         out[kind] = jsonschema.Draft7Validator(strict(schema))
@@ -153,23 +178,15 @@ def schema_errors(validator, doc: dict) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
 
 
-def test_the_manifests_hold_a_rayjob_and_a_rayservice_per_region():
-    kinds = [(p.relative_to(KUBERAY).as_posix(), d["kind"]) for p, d in RAY_DOCS]
-    assert ("rayjob-backfill.yaml", "RayJob") in kinds
-    assert ("rayservice-live.yaml", "RayService") in kinds
-    assert len(REGION_FILES) >= 2
-    assert all((f"multi-region/{p.name}", "RayService") in kinds for p in REGION_FILES)
-
-
-@pytest.mark.parametrize("item", RAY_DOCS, ids=doc_id)
-def test_ray_documents_validate_against_the_kuberay_crds_strictly(validators, item):
-    _path, doc = item
+@pytest.mark.parametrize("source", SOURCES)
+def test_ray_documents_validate_against_the_kuberay_crds_strictly(validators, source):
+    doc = ray_doc(source)
     assert doc["apiVersion"] == "ray.io/v1"
     assert schema_errors(validators[doc["kind"]], doc) == []
 
 
 def test_strict_mode_catches_what_kubernetes_would_prune_or_reject(validators):
-    doc = copy.deepcopy(one(BASE_LIVE, "RayService"))
+    doc = one(OVERLAYS[0], "RayService")
     spec = doc["spec"]["rayClusterConfig"]
     spec["enableInTreeAutoscalling"] = spec.pop("enableInTreeAutoscaling")  # a typo the API server drops
     ray_container(spec["headGroupSpec"])["readinesProbe"] = {}
@@ -182,9 +199,11 @@ def test_strict_mode_catches_what_kubernetes_would_prune_or_reject(validators):
 # --- what the schema cannot say ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("item", RAY_DOCS, ids=doc_id)
-def test_rules_of_the_api_server_and_the_kuberay_controller(item):
-    _path, doc = item
+@pytest.mark.parametrize("source", SOURCES)
+def test_rules_of_the_api_server_and_the_kuberay_controller(source):
+    for obj in documents(source):  # the API server's rule for every object's label values
+        assert all(LABEL_VALUE.match(v) for v in obj["metadata"].get("labels", {}).values()), obj["metadata"]
+    doc = ray_doc(source)
     kind, name, spec = doc["kind"], doc["metadata"]["name"], cluster_spec(doc)
     assert DNS1035.match(name) and len(name) <= MAX_NAME[kind], f"{kind} name {name!r}"
     # CEL: spec.managedBy (on the CR and on the embedded cluster spec)
@@ -221,18 +240,17 @@ def test_rules_of_the_api_server_and_the_kuberay_controller(item):
         assert tuple(map(int, spec["rayVersion"].split("."))) >= (2, 52, 0), "token auth needs Ray >= 2.52"
 
 
-@pytest.mark.parametrize("item", RAY_DOCS, ids=doc_id)
-def test_clusters_run_this_projects_image_and_ray(item):
-    _path, doc = item
-    spec = cluster_spec(doc)
+@pytest.mark.parametrize("source", SOURCES)
+def test_clusters_run_this_projects_image_and_ray(source):
+    spec = cluster_spec(ray_doc(source))
     assert spec["rayVersion"] == pinned_ray()
     images = {c["image"] for _, g in groups(spec) for c in g["template"]["spec"]["containers"]}
     assert images == {f"ghcr.io/obsrvr/obsrvr-ray:{project()['version']}"}
 
 
-@pytest.mark.parametrize("item", RAY_DOCS, ids=doc_id)
-def test_clusters_autoscale_in_tree_around_an_idle_head(item):
-    _path, doc = item
+@pytest.mark.parametrize("source", SOURCES)
+def test_clusters_autoscale_in_tree_around_an_idle_head(source):
+    doc = ray_doc(source)
     spec = cluster_spec(doc)
     assert spec["enableInTreeAutoscaling"] is True
     assert spec["autoscalerOptions"]["version"] == "v2" and spec["autoscalerOptions"]["idleTimeoutSeconds"] > 0
@@ -247,10 +265,10 @@ def test_clusters_autoscale_in_tree_around_an_idle_head(item):
             assert nodes[group_name]["max_workers"] == group["maxReplicas"]
 
 
-@pytest.mark.parametrize("item", RAY_DOCS, ids=doc_id)
-def test_ray_token_auth_comes_from_the_operators_secret(item):
-    _path, doc = item
-    spec = cluster_spec(doc)
+@pytest.mark.parametrize("source", SOURCES)
+def test_ray_token_auth_comes_from_the_operators_secret(source):
+    assert all(d["kind"] != "Secret" for d in documents(source)), "Secrets are created by the operator"
+    spec = cluster_spec(ray_doc(source))
     auth = spec["authOptions"]
     assert auth["mode"] == "token" and auth["secretName"]
     for group_name, group in groups(spec):
@@ -262,13 +280,12 @@ def test_ray_token_auth_comes_from_the_operators_secret(item):
         assert token["valueFrom"]["secretKeyRef"] == {"name": auth["secretName"], "key": "auth_token"}
 
 
-@pytest.mark.parametrize("path", [KUBERAY / "rayjob-backfill.yaml", *LIVE_FILES], ids=lambda p: p.name)
-def test_every_pod_reaches_s3_through_the_irsa_service_account(path):
-    (account,) = [d for d in load_docs(path) if d["kind"] == "ServiceAccount"]
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_pod_reaches_s3_through_the_irsa_service_account(source):
+    account = one(source, "ServiceAccount")
     arn = account["metadata"]["annotations"][ROLE_ARN]
     assert arn.startswith("arn:aws:iam::") and "REPLACE" in arn
-    (doc,) = [d for d in load_docs(path) if d["kind"] in CRD_FILES]
-    for group_name, group in groups(cluster_spec(doc)):
+    for group_name, group in groups(cluster_spec(ray_doc(source))):
         assert group["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"], group_name
 
 
@@ -279,8 +296,7 @@ def test_the_rayjob_runs_the_backfill_with_settings_its_parser_accepts(tmp_path)
     from obsrvr_ray.config import add_arguments, from_arguments
     from obsrvr_ray.sources.lake_layout import PUBNET_PUBLIC_LAKE
 
-    path = KUBERAY / "rayjob-backfill.yaml"
-    job, configmap = one(path, "RayJob"), one(path, "ConfigMap")
+    job, configmap = one(BACKFILL, "RayJob"), one(BACKFILL, "ConfigMap")
     assert job["spec"]["submissionMode"] == "K8sJobMode"
     assert job["spec"]["shutdownAfterJobFinishes"] is True and job["spec"]["ttlSecondsAfterFinished"] > 0
     argv = shlex.split(job["spec"]["entrypoint"])
@@ -312,7 +328,43 @@ def test_the_rayjob_runs_the_backfill_with_settings_its_parser_accepts(tmp_path)
     assert head["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(config.metrics_port)
 
 
-# --- the live RayService ----------------------------------------------------------------------
+# --- the live RayService, per region -----------------------------------------------------------
+
+
+def region_neutral(docs: list[dict]) -> list[dict]:
+    """The documents without the values that differ by region, in a stable order."""
+    for doc in docs:
+        doc["metadata"].get("labels", {}).pop(REGION_LABEL, None)
+        if doc["kind"] == "ServiceAccount":
+            doc["metadata"]["annotations"].pop(ROLE_ARN)
+        if doc["kind"] == "ConfigMap":
+            doc["data"] = sorted(doc["data"])
+        if doc["kind"] == "RayService":
+            config = serve_config(doc)
+            for key in ("rpc_url", "dataset"):
+                the_app(config)["args"].pop(key)
+            doc["spec"]["serveConfigV2"] = config
+    return sorted(docs, key=lambda d: (d["kind"], d["metadata"]["name"]))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_overlay_is_the_base_with_its_regions_values(overlay):
+    from obsrvr_ray.sources.lake_layout import PUBNET_PUBLIC_LAKE
+
+    region = overlay.removeprefix("overlays/")
+    docs = documents(overlay)
+    assert PLACEHOLDER not in json.dumps(docs), f"{overlay} leaves a value of the base unset"
+    # Nothing else differs: this also holds components/region to the lines of serveConfigV2 it replaces.
+    got, want = (yaml.safe_dump(region_neutral(d)).splitlines() for d in (copy.deepcopy(docs), documents("base")))
+    assert got == want, "\n".join(difflib.unified_diff(want, got, "base", overlay, lineterm=""))
+
+    assert {d["metadata"]["labels"][REGION_LABEL] for d in docs} == {region}
+    assert one(overlay, "ConfigMap")["data"] == {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    assert one(overlay, "ServiceAccount")["metadata"]["annotations"][ROLE_ARN].endswith(f"-{region}")
+    args = the_app(serve_config(one(overlay, "RayService")))["args"]
+    assert region in args["rpc_url"] and region in args["dataset"].removeprefix("s3://").split("/")[0]
+    assert "s3_region" not in args  # it would send the lake's reads (us-east-2) to this region
+    assert args["lake"] == PUBNET_PUBLIC_LAKE
 
 
 @pytest.fixture
@@ -329,8 +381,8 @@ def unknown_keys(mapping: dict, model) -> set[str]:
     return set(mapping) - known
 
 
-@pytest.mark.parametrize("path", LIVE_FILES, ids=lambda p: p.name)
-def test_serve_config_is_one_ray_serve_accepts_without_ignoring_a_key(path):
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_serve_config_is_one_ray_serve_accepts_without_ignoring_a_key(overlay):
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import (
         DeploymentSchema,
@@ -340,7 +392,7 @@ def test_serve_config_is_one_ray_serve_accepts_without_ignoring_a_key(path):
         ServeDeploySchema,
     )
 
-    config = serve_config(one(path, "RayService"))
+    config = serve_config(one(overlay, "RayService"))
     ServeDeploySchema.model_validate(config)  # what the dashboard checks when KubeRay deploys it
     # Serve ignores unknown keys (forward compatibility), so a typo would pass: look for them.
     assert unknown_keys(config, ServeDeploySchema) == set()
@@ -371,13 +423,13 @@ def deployments_of(application) -> dict:
     return found
 
 
-@pytest.mark.parametrize("path", LIVE_FILES, ids=lambda p: p.name)
-def test_serve_args_build_the_live_app(path, clean_env):
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_serve_args_build_the_live_app(overlay, clean_env):
     from obsrvr_ray.network import PUBNET
     from obsrvr_ray.serve.deployments import build
     from obsrvr_ray.serve.settings import live_config_from_args
 
-    app = the_app(serve_config(one(path, "RayService")))
+    app = the_app(serve_config(one(overlay, "RayService")))
     args = app["args"]
     assert args["network"]  # else building the app would ask the RPC node (getNetwork)
     live = live_config_from_args(args)
@@ -402,9 +454,9 @@ def secret_mounts(container: dict, volumes: list[dict]) -> dict[str, str]:
             if m["name"] in secrets}
 
 
-@pytest.mark.parametrize("path", LIVE_FILES, ids=lambda p: p.name)
-def test_the_files_the_app_and_serve_read_are_mounted_from_secrets_on_every_node(path):
-    service = one(path, "RayService")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_files_the_app_and_serve_read_are_mounted_from_secrets_on_every_node(overlay):
+    service = one(overlay, "RayService")
     config = serve_config(service)
     http, security = config["http_options"], the_app(config)["args"]["security"]
     # Serve's HTTPS and the app's Flight TLS serve one certificate.
@@ -421,9 +473,9 @@ def test_the_files_the_app_and_serve_read_are_mounted_from_secrets_on_every_node
         assert port(container, "serve") == http["port"]
 
 
-@pytest.mark.parametrize("path", LIVE_FILES, ids=lambda p: p.name)
-def test_readiness_follows_serves_health_over_https(path):
-    service = one(path, "RayService")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_readiness_follows_serves_health_over_https(overlay):
+    service = one(overlay, "RayService")
     http = serve_config(service)["http_options"]
     assert http.get("ssl_certfile")
     # KubeRay checks the head's proxy over plain HTTP: with TLS on, the head stays out of the Service.
@@ -443,11 +495,11 @@ def fits(need: dict[str, float], have: dict[str, float]) -> bool:
     return all(have.get(name, 0) >= amount for name, amount in need.items() if amount > 0)
 
 
-@pytest.mark.parametrize("path", LIVE_FILES, ids=lambda p: p.name)
-def test_replicas_land_on_workers_and_flight_on_its_own_pod(path):
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_replicas_land_on_workers_and_flight_on_its_own_pod(overlay):
     from obsrvr_ray.serve import deployments as code
 
-    service = one(path, "RayService")
+    service = one(overlay, "RayService")
     app = the_app(serve_config(service))
     nodes = autoscaler_view(service)
     workers = {name: node for name, node in nodes.items() if name != "headgroup"}
@@ -463,7 +515,7 @@ def test_replicas_land_on_workers_and_flight_on_its_own_pod(path):
     custom = set(flight["ray_actor_options"]["resources"])
     (home,) = [name for name, node in workers.items() if custom <= set(node["resources"])]
     assert workers[home]["min_workers"] == workers[home]["max_workers"] == flight["num_replicas"] == 1
-    flight_service = next(d for d in load_docs(path) if d["kind"] == "Service")
+    flight_service = one(overlay, "Service")
     selector = flight_service["spec"]["selector"].items()
     for group_name, group in groups(cluster_spec(service)):
         labels = group["template"]["metadata"]["labels"].items()
@@ -471,67 +523,6 @@ def test_replicas_land_on_workers_and_flight_on_its_own_pod(path):
     (service_port,) = flight_service["spec"]["ports"]
     home_group = dict(groups(cluster_spec(service)))[home]
     assert port(ray_container(home_group), service_port["targetPort"]) == app["args"]["flight_port"]
-
-
-def region_neutral(docs: list[dict]) -> list[dict]:
-    """The documents without the values that differ by region."""
-    out = copy.deepcopy(docs)
-    for doc in out:
-        doc["metadata"].get("labels", {}).pop(REGION_LABEL, None)
-        if doc["kind"] == "ServiceAccount":
-            doc["metadata"]["annotations"].pop(ROLE_ARN)
-        if doc["kind"] == "ConfigMap":
-            doc["data"] = sorted(doc["data"])
-        if doc["kind"] == "RayService":
-            config = serve_config(doc)
-            for key in ("rpc_url", "dataset"):
-                the_app(config)["args"].pop(key)
-            doc["spec"]["serveConfigV2"] = config
-    return out
-
-
-def first_difference(a: Any, b: Any, where: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            found = first_difference(a.get(key), b.get(key), f"{where}/{key}")
-            if found:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = first_difference(x, y, f"{where}/{i}")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{where}: {a!r} != {b!r}"
-
-
-def region_of(docs: list[dict]) -> str:
-    (configmap,) = [d for d in docs if d["kind"] == "ConfigMap"]
-    return configmap["data"]["AWS_DEFAULT_REGION"]
-
-
-@pytest.mark.parametrize("path", LIVE_FILES, ids=lambda p: p.name)
-def test_each_region_file_is_the_base_with_only_its_regions_values(path):
-    base, docs = load_docs(BASE_LIVE), load_docs(path)
-    region = region_of(docs)
-    assert region == ("us-east-2" if path == BASE_LIVE else path.stem)
-    assert region_of(base) == "us-east-2"
-    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [(d["kind"], d["metadata"]["name"]) for d in base]
-    difference = first_difference(region_neutral(base), region_neutral(docs))
-    assert difference is None, f"{path.name} differs from rayservice-live.yaml beyond its region's values: {difference}"
-
-    assert {d["metadata"]["labels"][REGION_LABEL] for d in docs} == {region}
-    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
-    assert configmap["data"] == {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
-    account = next(d for d in docs if d["kind"] == "ServiceAccount")
-    assert account["metadata"]["annotations"][ROLE_ARN].endswith(f"-{region}")
-    args = the_app(serve_config(next(d for d in docs if d["kind"] == "RayService")))["args"]
-    assert region in args["rpc_url"] and region in args["dataset"].removeprefix("s3://").split("/")[0]
-    assert "s3_region" not in args  # it would send the lake's reads (us-east-2) to this region
-    from obsrvr_ray.sources.lake_layout import PUBNET_PUBLIC_LAKE
-
-    assert args["lake"] == PUBNET_PUBLIC_LAKE
 
 
 # --- monitoring and alerts ---------------------------------------------------------------------
@@ -555,14 +546,14 @@ def exported_metric_names() -> set[str]:
 
 
 def monitor_components() -> set[str]:
-    docs = load_docs(KUBERAY / "monitoring.yaml")
-    endpoints = [e for d in docs for e in d["spec"].get("endpoints", []) + d["spec"].get("podMetricsEndpoints", [])]
+    endpoints = [e for d in documents("monitoring.yaml")
+                 for e in d["spec"].get("endpoints", []) + d["spec"].get("podMetricsEndpoints", [])]
     return {r["replacement"] for e in endpoints for r in e.get("relabelings", [])
             if r["targetLabel"] == "obsrvr_component"}
 
 
 def test_alert_rules_use_the_metrics_the_code_exports():
-    (rule_doc,) = load_docs(KUBERAY / "alerts.yaml")
+    (rule_doc,) = documents("alerts.yaml")
     assert (rule_doc["apiVersion"], rule_doc["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     exported = exported_metric_names()
     rules = [r for g in rule_doc["spec"]["groups"] for r in g["rules"]]
@@ -582,9 +573,10 @@ def test_alert_rules_use_the_metrics_the_code_exports():
     assert len({r["alert"] for r in rules}) == len(rules)
 
 
-def test_monitors_point_at_what_the_manifests_expose():
-    docs = {d["metadata"]["name"]: d for d in load_docs(KUBERAY / "monitoring.yaml")}
-    service = one(BASE_LIVE, "RayService")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_monitors_point_at_what_the_manifests_expose(overlay):
+    docs = {d["metadata"]["name"]: d for d in documents("monitoring.yaml")}
+    service = one(overlay, "RayService")
     http = serve_config(service)["http_options"]
 
     live = docs["obsrvr-live"]
@@ -595,8 +587,7 @@ def test_monitors_point_at_what_the_manifests_expose():
     assert (endpoint["port"], endpoint["path"]) == ("serve", "/metrics")
     assert endpoint["scheme"] == ("https" if http.get("ssl_certfile") else "http")
 
-    job = one(KUBERAY / "rayjob-backfill.yaml", "RayJob")
-    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]
+    head = one(BACKFILL, "RayJob")["spec"]["rayClusterSpec"]["headGroupSpec"]
     driver = docs["obsrvr-backfill-driver"]
     selector = dict(driver["spec"]["selector"]["matchLabels"])
     assert selector.pop("ray.io/node-type") == "head"  # KubeRay's label on head pods
@@ -606,7 +597,7 @@ def test_monitors_point_at_what_the_manifests_expose():
 
     nodes = docs["obsrvr-ray-nodes"]
     selector = nodes["spec"]["selector"]["matchLabels"].items()
-    for _path, doc in RAY_DOCS:
+    for doc in (service, ray_doc(BACKFILL)):
         for group_name, group in groups(cluster_spec(doc)):
             assert selector <= group["template"]["metadata"]["labels"].items(), group_name
             port(ray_container(group), nodes["spec"]["podMetricsEndpoints"][0]["port"])
@@ -643,7 +634,6 @@ def test_no_secret_is_committed(path):
     for what, pattern in SECRET_PATTERNS.items():
         assert not pattern.search(text), f"{path.name} holds {what}"
     if path.suffix == ".yaml":
-        assert all(d.get("kind") != "Secret" for d in load_docs(path)), "Secrets are created by the operator"
-        for doc in load_docs(path):
-            found = json.dumps(doc)
-            assert '"name": "RAY_AUTH_TOKEN", "value"' not in found
+        for doc in [d for d in yaml.load_all(text, Loader=LOADER) if d]:
+            assert doc.get("kind") != "Secret", "Secrets are created by the operator"
+            assert '"name": "RAY_AUTH_TOKEN", "value"' not in json.dumps(doc)

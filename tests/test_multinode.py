@@ -262,7 +262,7 @@ def test_the_rayjob_gives_the_autoscaler_what_it_needs():
     fixes its window (2 x the cluster's CPUs) when it starts, so the CPUs of `minReplicas`
     workers must make enough demand to reach `maxReplicas`."""
     from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
-    from tests.test_kuberay_manifests import KUBERAY, autoscaler_view, one
+    from tests.test_kuberay_manifests import BACKFILL, autoscaler_view, one
 
     task = commit_chunk._default_options
     assert task["num_cpus"] == 1 and not task.get("resources") and not task.get("num_gpus")
@@ -271,7 +271,7 @@ def test_the_rayjob_gives_the_autoscaler_what_it_needs():
     assert reader["num_cpus"] == 0 and reader["scheduling_strategy"] == "SPREAD"
     assert reader["max_restarts"] > 0 and reader["max_task_retries"] == -1
 
-    job = one(KUBERAY / "rayjob-backfill.yaml", "RayJob")
+    job = one(BACKFILL, "RayJob")
     spec = job["spec"]["rayClusterSpec"]
     assert spec["enableInTreeAutoscaling"] is True and spec["autoscalerOptions"]["idleTimeoutSeconds"] > 0
     nodes = autoscaler_view(job)
