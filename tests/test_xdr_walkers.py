@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -159,3 +162,23 @@ def test_meta_scan_accepts_and_rejects_what_skipping_does(sandbox_ledger, real_l
         assert lazy_outcome(lazy, damaged) == walk_outcome(walker, damaged)
 
     run()
+
+
+def test_the_schema_is_built_once_when_threads_ask_for_it_at_once():
+    """A lake read decodes in its prefetch threads: their first calls at once get one schema, built
+    once (several builds at once ran ast.parse concurrently, which fails in CPython 3.11)."""
+    code = """
+import threading
+from obsrvr_ray.xdr.schema import load_schema
+start, got = threading.Barrier(8), []
+def ask():
+    start.wait()
+    got.append(id(load_schema()))
+threads = [threading.Thread(target=ask) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(got), len(set(got)))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["8", "1"]

@@ -13,6 +13,7 @@ import ast
 import enum
 import inspect
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -200,9 +201,19 @@ def _read_type(name: str, cls: type) -> XdrType:
     return UnionType(name, cls, disc_attr, disc, arms, attrs)
 
 
-@cache
+_BUILDING = threading.Lock()
+
+
 def load_schema() -> dict[str, XdrType]:
-    """Every XDR type stellar-sdk defines, by class name."""
+    """Every XDR type stellar-sdk defines, by class name. Built once per process, under a lock:
+    a lake read decodes in its prefetch threads, and `ast.parse` run by several threads at once
+    fails in CPython 3.11 ("AST constructor recursion depth mismatch")."""
+    with _BUILDING:
+        return _build_schema()
+
+
+@cache
+def _build_schema() -> dict[str, XdrType]:
     out: dict[str, XdrType] = {}
     for name in X.__all__ if hasattr(X, "__all__") else dir(X):
         cls = getattr(X, name, None)
