@@ -2,9 +2,8 @@
 
 Chunk boundaries sit on a fixed grid (`ranges.Grid`: multiples of the chunk size in whole
 objects of the source, cut again at its partition boundaries), never on where a run happened to
-start or stop. So a rerun after a
-crash cuts the remaining ledgers exactly as the first run would have, and its files carry the
-same names as an uninterrupted run's.
+start or stop. So a rerun after a crash cuts the remaining ledgers exactly as the first run would
+have, and its files carry the same names as an uninterrupted run's.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ class LedgerSource(Protocol):
 
     A source says what a run needs to know before it reads (its network, the grid of its objects,
     its newest ledger), so planners ask it rather than look inside it. Every source has every
-    member. Workers open their own copy from a `sources.open.SourceSpec`.
+    member. Workers open their own copy from a `sources.open.SourceSpec`. `end=None` follows new
+    ledgers until the caller stops iterating.
     """
 
     description: str
