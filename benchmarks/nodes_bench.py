@@ -321,7 +321,6 @@ def chunk_cpu(lake: Path, ledgers: str, batch_size: int, tables: str, out: Path)
     from obsrvr_ray.chunks.process import process_unit
     from obsrvr_ray.chunks.raw import read_unit
     from obsrvr_ray.config import add_arguments, from_arguments
-    from obsrvr_ray.sources.open import open_source
     from obsrvr_ray.table.location import TableLocation
     from obsrvr_ray.table.tableset import TableSet
 
@@ -334,7 +333,7 @@ def chunk_cpu(lake: Path, ledgers: str, batch_size: int, tables: str, out: Path)
     job = resolve(config)
     TableSet(TableLocation(str(out))).ensure(output_shape(job.settings), job.settings.tables)
     units = list(cut(config.ranges, {}, job.grid))
-    source = open_source(config.source, job.source_options)
+    source = job.source.open()
     began = time.process_time()
     raws = [read_unit(source, unit) for unit in units]
     read = time.process_time() - began
@@ -362,7 +361,6 @@ def ledger_costs(work: Path, shared: Path, rounds: int = 5) -> dict:
     from obsrvr_ray.chunks.process import build_commit
     from obsrvr_ray.chunks.raw import read_unit
     from obsrvr_ray.config import add_arguments, from_arguments
-    from obsrvr_ray.sources.open import open_source
 
     lake = real_lake(work, shared)
     run = "63092982-63093001"
@@ -373,7 +371,7 @@ def ledger_costs(work: Path, shared: Path, rounds: int = 5) -> dict:
         config = from_arguments(parser.parse_args(["--source", str(lake), "--ledgers", "1", "--out",
                                                    str(work / "unused"), "--tables", tables]))
         job = resolve(config)
-        source = open_source(str(lake), job.source_options)
+        source = job.source.open()
         ledgers = {}
         for seq in sorted(int(k) for k in json.loads((work / "real-lake" / ".sequences").read_text())):
             unit = WorkUnit((seq, seq), 0, (Segment(seq, seq, False),))
@@ -427,7 +425,6 @@ def commit_growth(work: Path, lake: Path, chunks: int = 800, after: int = 100) -
     from obsrvr_ray.chunks.process import process_unit
     from obsrvr_ray.chunks.raw import read_unit
     from obsrvr_ray.config import add_arguments, from_arguments
-    from obsrvr_ray.sources.open import open_source
     from obsrvr_ray.table.location import TableLocation
     from obsrvr_ray.table.maintenance import compact
     from obsrvr_ray.table.tableset import TableSet
@@ -441,7 +438,7 @@ def commit_growth(work: Path, lake: Path, chunks: int = 800, after: int = 100) -
                                                    "--out", str(out), "--batch-size", "1"]))
         job = resolve(config)
         TableSet(TableLocation(str(out))).ensure(output_shape(job.settings), job.settings.tables)
-        source = open_source(config.source, job.source_options)
+        source = job.source.open()
         seconds = []
         for unit in cut(config.ranges, {}, job.grid):
             raw = read_unit(source, unit)

@@ -60,12 +60,11 @@ def resolve_range(args: argparse.Namespace, source) -> tuple[int, int | None]:
     the source holds (unless --wait-for-end): refused in one line before anything is read."""
     start = None if args.start is None else ledger_number("--start", args.start)
     end = None if args.end is None else ledger_number("--end", args.end)
-    if start is None:
-        if not hasattr(source, "bounds"):
+    if start is None:  # from the source's first ledger to its last (an etl file's)
+        start = source.earliest()
+        if start is None:
             raise ConfigError("--start is required for this source")
-        first, last = source.bounds()
-        start = first
-        end = last if end is None else end
+        end = source.latest() if end is None else end
     if end is not None:
         check_range(start, end)
         if not args.wait_for_end:

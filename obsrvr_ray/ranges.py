@@ -8,7 +8,9 @@ exactly which of them are still to do, so set arithmetic on ranges is kept in on
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from obsrvr_ray.errors import ConfigError
 
@@ -137,3 +139,52 @@ def contains(ranges: tuple[Range, ...], sequence: int) -> bool:
 def runs(sequences: Iterable[int]) -> tuple[Range, ...]:
     """Consecutive sequences grouped into ranges."""
     return normalize((s, s) for s in set(sequences))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Fixed cells over the ledger sequences: `size` ledgers from each multiple of it, cut again
+    at each multiple of `partition`. A source declares the grid of its objects (a galexie lake:
+    its batch files, within its partitions; one ledger each for the others); a plan's chunks are
+    whole cells of that grid (`chunks`), so each chunk is read from its own objects and no object
+    is fetched by two chunks. Cells never depend on where a run starts or stops."""
+
+    size: int  # ledgers per cell
+    partition: int | None = None  # cells never cross a multiple of this
+
+    @classmethod
+    def aligned(cls, batch_size: int, ledgers_per_batch: int = 1, ledgers_per_partition: int | None = None) -> Grid:
+        """Round the chunk size up to whole lake batches, so no batch object is read twice."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive number of ledgers, got {batch_size}")
+        batches = -(-batch_size // ledgers_per_batch)
+        return cls(batches * ledgers_per_batch, ledgers_per_partition)
+
+    def chunks(self, chunk_size: int) -> Grid:
+        """The grid of chunks of about `chunk_size` ledgers over this one: rounded up to whole
+        cells, never crossing its partitions."""
+        return Grid.aligned(chunk_size, self.size, self.partition)
+
+    def cells(self, ranges: Iterable[Range]) -> Iterator[Range]:
+        for start, end in ranges:
+            cursor = start
+            while cursor <= end:
+                last = (cursor // self.size + 1) * self.size - 1
+                if self.partition:
+                    last = min(last, (cursor // self.partition + 1) * self.partition - 1)
+                last = min(last, end)
+                yield cursor, last
+                cursor = last + 1
+
+    def count(self, ranges: Iterable[Range]) -> int:
+        """How many cells `cells` yields, counted without making them: one per range, plus one
+        per grid line (a multiple of the size or of the partition) a range crosses."""
+        def lines(step: int, start: int, end: int) -> int:  # multiples of step in (start, end]
+            return end // step - start // step
+
+        total = 0
+        for start, end in ranges:
+            total += 1 + lines(self.size, start, end)
+            if self.partition:
+                total += lines(self.partition, start, end) - lines(math.lcm(self.size, self.partition), start, end)
+        return total

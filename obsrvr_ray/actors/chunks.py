@@ -30,7 +30,7 @@ from obsrvr_ray.chunks.plan import WorkUnit
 from obsrvr_ray.chunks.process import ChunkResult, ChunkSettings, Placement, process_unit
 from obsrvr_ray.chunks.raw import read_unit
 from obsrvr_ray.errors import Failure
-from obsrvr_ray.sources.open import SourceOptions, open_source
+from obsrvr_ray.sources.open import SourceSpec
 
 RESTARTS = 3  # process deaths survived per reader and per task
 READ_INFO = b"obsrvr.read"  # schema metadata key of a read's placement
@@ -59,8 +59,8 @@ def _restarted() -> bool:
 # spent before Ray restarts it elsewhere. Once its restarts are used up it is dead and they fail.
 @ray.remote(num_cpus=0, max_restarts=RESTARTS, max_task_retries=-1, scheduling_strategy="SPREAD")
 class ChunkReader:
-    def __init__(self, source: str, options: SourceOptions) -> None:
-        self.source = open_source(source, options)
+    def __init__(self, source: SourceSpec) -> None:
+        self.source = source.open()
         self.restarted = _restarted()
 
     def read(self, unit: WorkUnit) -> pa.Table:

@@ -103,8 +103,9 @@ class FollowerService:
                         bulkhead=Bulkhead(f"rpc {config.rpc_url}", limit=config.rpc_max_concurrent,
                                           max_wait=config.bulkhead_wait))
         fallback = open_source(config.lake, config.lake_options) if config.lake else None
-        lake_bulkhead = getattr(fallback, "bulkhead", None)  # a data lake's (open_source gives it one)
-        bulkheads = {"rpc": rpc.bulkhead, **({"lake": lake_bulkhead} if lake_bulkhead is not None else {})}
+        bulkheads = {"rpc": rpc.bulkhead}
+        if fallback is not None and fallback.bulkhead is not None:
+            bulkheads["lake"] = fallback.bulkhead
         start = resume_point(config)
         self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=start,
                                  fallback=fallback, commit_every=config.commit_every,

@@ -1,19 +1,20 @@
-"""What a backfill run needs, resolved once from its settings: where to read, how to cut the
-ledgers into chunks, and what every chunk task writes."""
+"""What a backfill run needs, resolved once from its settings and its source: where to read,
+how to cut the ledgers into chunks, and what every chunk task writes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from obsrvr_ray.chunks.plan import Grid
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
+from obsrvr_ray.ranges import Grid
 from obsrvr_ray.sinks.layout import OutputSpec
-from obsrvr_ray.sources.open import SourceOptions, open_source
+from obsrvr_ray.sources.horizon import PatienceNotice, check_reach
+from obsrvr_ray.sources.open import SourceOptions, SourceSpec
 from obsrvr_ray.ttp.filters import EventFilter
 
 if TYPE_CHECKING:
@@ -25,9 +26,9 @@ class Job:
     """Everything a run needs besides the output's state."""
 
     config: BackfillConfig
-    source_options: SourceOptions
+    source: SourceSpec  # what each reader opens
     settings: ChunkSettings
-    grid: Grid
+    grid: Grid  # the chunks: whole objects of the source
     source_description: str
 
 
@@ -39,13 +40,16 @@ def source_options(config: BackfillConfig) -> SourceOptions:
 
 
 def resolve(config: BackfillConfig) -> Job:
-    options = source_options(config)
-    source = open_source(config.source, options)
+    """The run's job, from one opening of its source: the source must hold the requested ledgers
+    (or, with wait_for_end, is waited for until it does; refused in one line otherwise, before
+    anything is planned or written), and declares the network and the grid of its objects."""
+    spec = SourceSpec(config.source, source_options(config))
+    source = spec.open()
     try:
-        passphrase = options.network_passphrase or source.network_passphrase or PUBNET
-        lake = getattr(source, "config", None)  # a data lake: chunks follow its batches and partitions
-        grid = (Grid.aligned(config.batch_size, lake.ledgers_per_batch, lake.ledgers_per_partition) if lake
-                else Grid.aligned(config.batch_size))
+        check_reach(source, config.ranges, wait=config.wait_for_end, patience=config.source_patience,
+                    notice=PatienceNotice("obsrvr-ray backfill"))
+        passphrase = spec.options.network_passphrase or source.network_passphrase or PUBNET
+        grid = source.grid.chunks(config.batch_size)
         description = source.description
     finally:
         source.close()
@@ -58,7 +62,7 @@ def resolve(config: BackfillConfig) -> Job:
         filter=EventFilter.of(config.event_types, config.included_assets, config.accounts),
     )
     settings = ChunkSettings(config.tables, output, extract, config.chain_check, config.analytics, config.top_transfers)
-    return Job(config, options, settings, grid, description)
+    return Job(config, spec, settings, grid, description)
 
 
 # The settings that shape the rows every writer appends: a live follower and a backfill writing

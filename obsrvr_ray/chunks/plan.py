@@ -1,19 +1,17 @@
 """Cut the ledgers still to do into chunks: the unit that is read, written and committed whole.
 
-Chunk boundaries sit on a fixed grid (multiples of the chunk size, cut again at the lake's
-partition boundaries), never on where a run happened to start or stop. So a rerun after a
-crash cuts the remaining ledgers exactly as the first run would have, and its files carry the
-same names as an uninterrupted run's.
+Chunk boundaries sit on a fixed grid (`ranges.Grid`: multiples of the chunk size in whole
+objects of the source, cut again at its partition boundaries), never on where a run happened to
+start or stop. So a rerun after a crash cuts the remaining ledgers exactly as the first run would
+have, and its files carry the same names as an uninterrupted run's.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.ranges import Range, contains, normalize, range_key, runs, size, subtract
+from obsrvr_ray.ranges import Grid, Range, contains, normalize, range_key, runs, size, subtract
 
 
 @dataclass(frozen=True)
@@ -40,44 +38,6 @@ class WorkUnit:
     @property
     def ledgers(self) -> int:
         return size((s.start, s.end) for s in self.segments)
-
-
-@dataclass(frozen=True)
-class Grid:
-    size: int  # ledgers per chunk, a multiple of the lake's ledgers per batch
-    partition: int | None = None  # chunks never cross a multiple of this (the lake's partitions)
-
-    @classmethod
-    def aligned(cls, batch_size: int, ledgers_per_batch: int = 1, ledgers_per_partition: int | None = None) -> Grid:
-        """Round the chunk size up to whole lake batches, so no batch object is read twice."""
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive number of ledgers, got {batch_size}")
-        batches = -(-batch_size // ledgers_per_batch)
-        return cls(batches * ledgers_per_batch, ledgers_per_partition)
-
-    def cells(self, ranges: Iterable[Range]) -> Iterator[Range]:
-        for start, end in ranges:
-            cursor = start
-            while cursor <= end:
-                last = (cursor // self.size + 1) * self.size - 1
-                if self.partition:
-                    last = min(last, (cursor // self.partition + 1) * self.partition - 1)
-                last = min(last, end)
-                yield cursor, last
-                cursor = last + 1
-
-    def count(self, ranges: Iterable[Range]) -> int:
-        """How many cells `cells` yields, counted without making them: one per range, plus one
-        per grid line (a multiple of the size or of the partition) a range crosses."""
-        def lines(step: int, start: int, end: int) -> int:  # multiples of step in (start, end]
-            return end // step - start // step
-
-        total = 0
-        for start, end in ranges:
-            total += 1 + lines(self.size, start, end)
-            if self.partition:
-                total += lines(self.partition, start, end) - lines(math.lcm(self.size, self.partition), start, end)
-        return total
 
 
 class Plan:

@@ -24,7 +24,7 @@ from obsrvr_ray.chunks.process import ChunkSettings, build_commit
 from obsrvr_ray.chunks.raw import read_unit
 from obsrvr_ray.data.ledgers import worker_source
 from obsrvr_ray.errors import Failure
-from obsrvr_ray.sources.open import SourceOptions
+from obsrvr_ray.sources.open import SourceSpec
 from obsrvr_ray.table.tableset import ChunkCommit
 
 _TABLE_FIELDS = ("ledgers", "transactions", "token_transfers", "failures", "volume", "largest")
@@ -82,10 +82,10 @@ def commits_of(block: pa.Table) -> Iterator[tuple[ChunkCommit, float]]:
 class ChunkDatasource(Datasource):
     """One read task per work unit, each yielding the unit's commit as one row."""
 
-    def __init__(self, source: str, options: SourceOptions, settings: ChunkSettings, units: list[WorkUnit],
+    def __init__(self, source: SourceSpec, settings: ChunkSettings, units: list[WorkUnit],
                  carried: Mapping[tuple[int, int], tuple[Failure, ...]] | None = None) -> None:
         super().__init__()
-        self.source, self.options, self.settings, self.units = source, options, settings, units
+        self.source, self.settings, self.units = source, settings, units
         self.carried = dict(carried or {})
 
     def get_name(self) -> str:
@@ -101,13 +101,13 @@ class ChunkDatasource(Datasource):
                 for unit in self.units]
 
     def _reader(self, unit: WorkUnit) -> Callable[[], Iterator[pa.Table]]:
-        source, options, settings, carried = self.source, self.options, self.settings, self.carried.get(unit.chunk, ())
+        source, settings, carried = self.source, self.settings, self.carried.get(unit.chunk, ())
 
         def read_chunk() -> Iterator[pa.Table]:
             import time
 
             began = time.monotonic()
-            commit = build_commit(unit, read_unit(worker_source(source, options), unit), settings, carried)
+            commit = build_commit(unit, read_unit(worker_source(source), unit), settings, carried)
             yield commit_row(commit, time.monotonic() - began)
 
         return read_chunk

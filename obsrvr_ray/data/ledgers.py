@@ -44,12 +44,12 @@ from ray.data import Dataset
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from obsrvr_ray.chunks.plan import Grid, WorkUnit, plan
+from obsrvr_ray.chunks.plan import WorkUnit, plan
 from obsrvr_ray.chunks.raw import RAW_SCHEMA, read_unit
 from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.ranges import check_range
 from obsrvr_ray.sources.base import CLOSE_META, LedgerSource
-from obsrvr_ray.sources.open import SourceOptions, open_source
+from obsrvr_ray.sources.open import SourceOptions, SourceSpec
 
 # The rows of `read_ledgers`: the backfill's raw ledgers (chunks.raw.RAW_SCHEMA), one per ledger,
 # with what the extraction needs to check the hash chain and decode them on its own.
@@ -72,8 +72,9 @@ LEDGER_BYTES = 1 << 20
 class LedgerDatasource(Datasource):
     """The ledgers [start, end] of a source, one read task per chunk of the backfill's grid.
 
-    The source is opened once here, on the driver, to learn its network and (for a data lake) its
-    object layout; each read task opens it again in its worker process (one per process, reused).
+    The source is opened once here, on the driver, to learn what it declares (its network, the
+    grid of its objects); each read task opens its own from the `SourceSpec`, in its worker
+    process (one per process, reused).
     """
 
     def __init__(self, source: str, start: int, end: int, *, options: SourceOptions | None = None,
@@ -84,21 +85,17 @@ class LedgerDatasource(Datasource):
         opts = options or SourceOptions()
         if network:
             opts = replace(opts, network_passphrase=resolve_passphrase(network))
-        opened = open_source(source, opts)
+        self.source = SourceSpec(source, opts)
+        opened = self.source.open()
         try:
             # As the backfill (chunks.job.resolve): an explicit network wins, then the source's own.
             self.network_passphrase = opts.network_passphrase or opened.network_passphrase or PUBNET
-            lake = getattr(opened, "config", None)  # a data lake: chunks follow its objects and partitions
-            grid = (Grid.aligned(chunk_size, lake.ledgers_per_batch, lake.ledgers_per_partition) if lake
-                    else Grid.aligned(chunk_size))
+            self.grid = opened.grid.chunks(chunk_size)
             self.description = opened.description
-            # A lake yields a row for every ledger of a range (an error row for one it lacks), so
-            # a chunk's row count is known before reading; an etl file holds the ledgers it holds.
-            self.exact_counts = lake is not None
+            self.exact_counts = opened.every_ledger  # a chunk's row count known before reading
         finally:
             opened.close()
-        self.source, self.options, self.grid = source, opts, grid
-        self.units: list[WorkUnit] = list(plan(requested, (), grid))  # Ray Data takes its read tasks up front
+        self.units: list[WorkUnit] = list(plan(requested, (), self.grid))  # Ray Data takes its read tasks up front
 
     def get_name(self) -> str:
         return "Ledgers"
@@ -114,7 +111,7 @@ class LedgerDatasource(Datasource):
             metadata = BlockMetadata(num_rows=unit.ledgers if self.exact_counts else None,
                                      size_bytes=_rows(unit) * LEDGER_BYTES,
                                      exec_stats=None, input_files=None)
-            read = _chunk_reader(self.source, self.options, self.network_passphrase, unit, first=index == 0)
+            read = _chunk_reader(self.source, self.network_passphrase, unit, first=index == 0)
             tasks.append(ReadTask(read, metadata, schema=LEDGER_ROWS, per_task_row_limit=per_task_row_limit))
         return tasks
 
@@ -143,15 +140,15 @@ def _rows(unit: WorkUnit) -> int:
 
 
 @functools.lru_cache(maxsize=4)
-def worker_source(spec: str, options: SourceOptions) -> LedgerSource:
+def worker_source(spec: SourceSpec) -> LedgerSource:
     """One source per worker process (its clients, breaker and bulkhead), reused across chunks."""
-    return open_source(spec, options)
+    return spec.open()
 
 
-def _chunk_reader(spec: str, options: SourceOptions, passphrase: str, unit: WorkUnit, *,
+def _chunk_reader(spec: SourceSpec, passphrase: str, unit: WorkUnit, *,
                   first: bool) -> Callable[[], Iterator[pa.Table]]:
     def read_chunk() -> Iterator[pa.Table]:
-        yield ledger_rows(read_unit(worker_source(spec, options), unit), unit, passphrase, keep_unnamed=first)
+        yield ledger_rows(read_unit(worker_source(spec), unit), unit, passphrase, keep_unnamed=first)
 
     return read_chunk
 

@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from obsrvr_ray.config import BackfillConfig, add_arguments, from_arguments
+from obsrvr_ray.config import add_arguments, from_arguments
 from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.logs import setup_json_logging
 
@@ -36,25 +36,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def cmd_backfill(args: argparse.Namespace) -> int:
     config = from_arguments(args)
     setup_json_logging(config.log_level)
-    check_source(config)
+    from obsrvr_ray.chunks.job import resolve
+
+    job = resolve(config)  # the source is checked to hold the range before Ray starts or anything is written
     from obsrvr_ray.jobs.driver import run  # imports Ray: only once the settings are known to be good
 
-    return run(config)
-
-
-def check_source(config: BackfillConfig) -> None:
-    """The source exists and holds the requested ledgers (or, with --wait-for-end, until it
-    does): refused in one line before Ray starts or anything is planned or written."""
-    from obsrvr_ray.chunks.job import source_options
-    from obsrvr_ray.sources.horizon import PatienceNotice, check_reach
-    from obsrvr_ray.sources.open import open_source
-
-    source = open_source(config.source, source_options(config))
-    try:
-        check_reach(source, config.ranges, wait=config.wait_for_end, patience=config.source_patience,
-                    notice=PatienceNotice("obsrvr-ray backfill"))
-    finally:
-        source.close()
+    return run(job)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,12 +24,11 @@ from typing import TextIO
 import ray
 
 from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
-from obsrvr_ray.chunks.job import Job, output_shape, resolve
+from obsrvr_ray.chunks.job import Job, output_shape
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, reset_settings, write_analytics
 from obsrvr_ray.chunks.plan import Plan, Watermark, WorkUnit, plan
 from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, Placement
 from obsrvr_ray.chunks.report import BackfillReport
-from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.errors import Failure, TransientSourceError
 from obsrvr_ray.logs import log_event
 from obsrvr_ray.metrics import BackfillMetrics
@@ -130,7 +129,7 @@ def execute(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]], re
     uncommitted and reported."""
     cpus = int(ray.cluster_resources().get("CPU", 1))
     window = max(2, 2 * cpus)
-    readers = [ChunkReader.remote(job.config.source, job.source_options)
+    readers = [ChunkReader.remote(job.source)
                for _ in range(min(job.config.concurrent_readers, len(units)) or 1)]
     fresh = iter(units)  # units are made as they are submitted: the plan is never held whole
     pending: deque[WorkUnit] = deque()  # units due again after a source outage
@@ -194,7 +193,7 @@ def execute_data(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     made = list(units)  # Ray Data makes every read task up front
-    source = ChunkDatasource(job.config.source, job.source_options, job.settings, made, carried)
+    source = ChunkDatasource(job.source, job.settings, made, carried)
     sink = TableDatasink(job.settings)
     watermark = Watermark(units.todo)
     context = ray.data.DataContext.get_current()
@@ -304,9 +303,9 @@ def _unfinished(report: BackfillReport, metrics: BackfillMetrics, unit: WorkUnit
     log_event(log, "chunk_not_committed", logging.ERROR, chunk=unit.chunk_id, error=why)
 
 
-def run(config: BackfillConfig, stdout: TextIO = sys.stdout) -> int:
-    job = resolve(config)
-    settings = job.settings
+def run(job: Job, stdout: TextIO = sys.stdout) -> int:
+    """Run a resolved job (chunks.job.resolve: its source opened once, on the driver)."""
+    config, settings = job.config, job.settings
     store = open_store(config.out, settings.output.s3)
     tables = TableSet(TableLocation(config.out, settings.output.s3), settings.output.compression)
     shape = output_shape(settings)

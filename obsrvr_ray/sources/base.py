@@ -12,6 +12,8 @@ from obsrvr_ray.errors import LedgerError
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.ledger.from_etl import ledger_from_etl_lines
 from obsrvr_ray.ledger.model import Ledger
+from obsrvr_ray.ranges import Grid
+from obsrvr_ray.resilience import Bulkhead
 
 T = TypeVar("T")
 
@@ -35,7 +37,10 @@ class LedgerRecord:
 class LedgerSource(Protocol):
     """A ledger range in, one LedgerRecord per ledger out, in sequence order.
 
-    `end=None` follows new ledgers until the caller stops iterating.
+    A source says what a run needs to know before it reads (its network, the grid of its objects,
+    its newest ledger), so planners ask it rather than look inside it. Every source has every
+    member. Workers open their own copy from a `sources.open.SourceSpec`. `end=None` follows new
+    ledgers until the caller stops iterating.
     """
 
     description: str
@@ -43,6 +48,25 @@ class LedgerSource(Protocol):
     @property
     def network_passphrase(self) -> str | None:
         """The network the source declares (lake config, RPC getNetwork), if it declares one."""
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of the objects the source reads whole (a lake's batch files and partitions;
+        one ledger for a source of single ledgers). A plan's chunks are whole cells of it, so
+        each chunk is read on its own and no object is fetched for two chunks."""
+
+    @property
+    def every_ledger(self) -> bool:
+        """Whether records(start, end) yields exactly one record per ledger of the range (an
+        error record for a ledger it lacks), so a chunk's row count is known before reading."""
+
+    @property
+    def bulkhead(self) -> Bulkhead | None:
+        """The bound on calls in flight to the source, for metrics (None: it makes no calls)."""
+
+    def earliest(self) -> int | None:
+        """The oldest ledger the source holds, when it can tell without searching (a file it
+        reads whole); None when it cannot, and a range must then name its start."""
 
     def latest(self) -> int | None:
         """The newest ledger the source holds now (None when it holds none), found cheaply: a

@@ -8,11 +8,16 @@ from pathlib import Path
 
 from obsrvr_ray.errors import DecodeError, SourceError
 from obsrvr_ray.network import PUBNET
+from obsrvr_ray.ranges import Grid
 from obsrvr_ray.sources.base import ETL, LedgerRecord
 
 
 class EtlSource:
     """Lines are grouped by `ledger_sequence`; the file's line order is the apply order."""
+
+    grid = Grid(1)  # read whole, once
+    every_ledger = False  # it holds the ledgers it holds
+    bulkhead = None  # a local file: no calls to bound
 
     def __init__(self, path: str | Path, network_passphrase: str | None = None) -> None:
         self.path = Path(path)
@@ -47,11 +52,12 @@ class EtlSource:
             self._ledgers = ledgers
         return self._ledgers
 
-    def bounds(self) -> tuple[int, int]:
+    def earliest(self) -> int:
+        """The file's first ledger; a file without any ledger row is refused."""
         ledgers = self._load()
         if not ledgers:
             raise SourceError("no rows", origin=str(self.path))
-        return min(ledgers), max(ledgers)
+        return min(ledgers)
 
     def latest(self) -> int | None:
         return max(self._load(), default=None)

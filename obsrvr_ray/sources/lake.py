@@ -11,12 +11,15 @@ from obsrvr_ray.errors import DecodeError, LedgerError, SourceError, ValidationE
 from obsrvr_ray.ledger.codec import decompress
 from obsrvr_ray.ledger.decode import peek_sequence, split_batch
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore
+from obsrvr_ray.ranges import Grid
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord, ordered_prefetch
 from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig, layout_names
 
 
 class LakeSource:
+    every_ledger = True  # an error record for a ledger whose object is missing or bad
+
     def __init__(
         self,
         store: ObjectStore,
@@ -64,6 +67,15 @@ class LakeSource:
             return self.config.network_passphrase
         except SourceError:  # unreadable manifest: reported per ledger by records()
             return None
+
+    @property
+    def grid(self) -> Grid:
+        """Its batch objects, within its partitions."""
+        return Grid(self.config.ledgers_per_batch, self.config.ledgers_per_partition)
+
+    def earliest(self) -> None:
+        """Not told: the oldest object is the last of every listing, which means listing all."""
+        return None
 
     def latest(self) -> int | None:
         """The last ledger of the lake's newest object: the first batch object of the first

@@ -35,6 +35,20 @@ class SourceOptions:
     bulkhead_wait: float = 30.0  # seconds a call waits for a free slot before it fails
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """A source as a worker opens it: the `--source` string and its options, small, picklable
+    and hashable. The driver opens it once to learn what the source declares (network, grid,
+    newest ledger); each worker process opens its own, with its own clients, circuit breaker and
+    bulkhead, and keeps it across the chunks it reads."""
+
+    location: str
+    options: SourceOptions = SourceOptions()
+
+    def open(self) -> LedgerSource:
+        return open_source(self.location, self.options)
+
+
 def source_kind(spec: str) -> str:
     if spec.startswith("etl:"):
         return "etl"

@@ -12,6 +12,7 @@ import requests
 
 from obsrvr_ray.errors import DecodeError, SourceError, TransientSourceError
 from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.ranges import Grid
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord
 
@@ -124,6 +125,9 @@ class RpcClient:
 
 
 class RpcSource:
+    grid = Grid(1)  # pages start at any ledger
+    every_ledger = False  # what a page holds is the node's to say
+
     def __init__(self, url: str, *, poll_interval: float = 2.0, page_size: int = MAX_PAGE, **client_kw: Any):
         self.client = RpcClient(url, **client_kw)
         self.url = url
@@ -140,6 +144,15 @@ class RpcSource:
             except SourceError:  # the node is down: reported per ledger by records()
                 return None
         return self._passphrase
+
+    @property
+    def bulkhead(self) -> Bulkhead:
+        return self.client.bulkhead
+
+    def earliest(self) -> None:
+        """Not told: getHealth's oldestLedger understates a node that serves older ledgers from
+        a data lake, and only a getLedgers answer shows its window."""
+        return None
 
     def latest(self) -> int | None:
         """The node's latestLedger (getLatestLedger)."""
