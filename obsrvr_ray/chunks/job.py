@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from obsrvr_ray.chunks.plan import Grid
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.config import BackfillConfig
-from obsrvr_ray.network import PUBNET, resolve_passphrase
+from obsrvr_ray.network import resolve_network, resolve_passphrase
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.sinks.layout import OutputSpec
@@ -42,7 +42,7 @@ def resolve(config: BackfillConfig) -> Job:
     options = source_options(config)
     source = open_source(config.source, options)
     try:
-        passphrase = options.network_passphrase or source.network_passphrase or PUBNET
+        passphrase = resolve_network(config.network, source.network_passphrase)
         lake = getattr(source, "config", None)  # a data lake: chunks follow its batches and partitions
         grid = (Grid.aligned(config.batch_size, lake.ledgers_per_batch, lake.ledgers_per_partition) if lake
                 else Grid.aligned(config.batch_size))

@@ -46,7 +46,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from obsrvr_ray.chunks.plan import Grid, WorkUnit, plan
 from obsrvr_ray.chunks.raw import RAW_SCHEMA, read_unit
-from obsrvr_ray.network import PUBNET, resolve_passphrase
+from obsrvr_ray.network import resolve_network, resolve_passphrase
 from obsrvr_ray.ranges import check_range
 from obsrvr_ray.sources.base import CLOSE_META, LedgerSource
 from obsrvr_ray.sources.open import SourceOptions, open_source
@@ -87,7 +87,7 @@ class LedgerDatasource(Datasource):
         opened = open_source(source, opts)
         try:
             # As the backfill (chunks.job.resolve): an explicit network wins, then the source's own.
-            self.network_passphrase = opts.network_passphrase or opened.network_passphrase or PUBNET
+            self.network_passphrase = resolve_network(opts.network_passphrase, opened.network_passphrase)
             lake = getattr(opened, "config", None)  # a data lake: chunks follow its objects and partitions
             grid = (Grid.aligned(chunk_size, lake.ledgers_per_batch, lake.ledgers_per_partition) if lake
                     else Grid.aligned(chunk_size))
