@@ -17,8 +17,10 @@ from __future__ import annotations
 import difflib
 import typing
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Self
 
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from obsrvr_ray.errors import ConfigError
@@ -41,13 +43,42 @@ class Settings(BaseModel, metaclass=_Checked):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     @classmethod
-    def check(cls, values: Mapping[str, Any], *, names: Mapping[str, str] | None = None, where: str = "") -> Self:
+    def check(cls, values: Mapping[str, Any], *, names: Mapping[str, str] | None = None, prefix: str = "",
+              where: str = "") -> Self:
         """`values` validated; `names` tells under which name a key was given (a flag, an
-        environment variable), `where` what they came from (a file)."""
+        environment variable), `prefix` where the mapping sits in a larger one (`security.`),
+        `where` what the values came from (a file)."""
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise settings_error(exc, cls, names, where) from None
+            raise settings_error(exc, cls, names, prefix, where) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice is an error, not a silent override."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """A settings file: a mapping (empty for an empty file), read safely (no arbitrary objects)."""
+    try:
+        raw = yaml.load(Path(path).read_text(), Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the file: expected a mapping of keys, got {type(raw).__name__}")
+    return raw
 
 
 # What pydantic's error types mean, in the project's words; the value follows as ", got <value>".
@@ -63,12 +94,12 @@ _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "
 
 
 def settings_error(exc: ValidationError, model: type[BaseModel], names: Mapping[str, str] | None = None,
-                   where: str = "") -> ConfigError:
+                   prefix: str = "", where: str = "") -> ConfigError:
     """One ConfigError telling every problem of `exc`, each as `<key>: <problem>`."""
     problems = []
     for err in exc.errors(include_url=False):
         key = ".".join(str(part) for part in err["loc"])
-        name = (names or {}).get(key, key)
+        name = (names or {}).get(key, prefix + key)
         problems.append(f"{name}: {_problem(err, model)}" if name else _problem(err, model))  # a whole-model check
     return ConfigError((f"{where}: " if where else "") + "; ".join(problems))
 

@@ -181,17 +181,19 @@ class SecuritySettings(Settings):
         }
 
     @classmethod
-    def load(cls, config: Mapping | None = None, env: Mapping[str, str] | None = None) -> SecuritySettings:
-        """Settings from `env` (default os.environ), overridden by `config`; unknown config keys are errors."""
+    def load(cls, config: Mapping | None = None, env: Mapping[str, str] | None = None, *,
+             prefix: str = "") -> SecuritySettings:
+        """Settings from `env` (default os.environ), overridden by `config`; unknown config keys are
+        errors, named with `prefix` (where `config` sits in the app's settings)."""
         env = os.environ if env is None else env
         values, names = dict(config or {}), {}
         jwt = values.get("jwt") or {}
         if isinstance(jwt, Mapping):  # else the model tells it is not a mapping
             values["jwt"] = jwt = dict(jwt)
-            for given, model, prefix in ((values, cls, ""), (jwt, JwtSettings, "jwt.")):
+            for given, model, section in ((values, cls, ""), (jwt, JwtSettings, "jwt.")):
                 for name in model.model_fields:
-                    env_name = f"OBSRVR_{prefix.replace('.', '_').upper()}{name.upper()}"
+                    env_name = f"OBSRVR_{section.replace('.', '_').upper()}{name.upper()}"
                     if name != "jwt" and name not in given and env.get(env_name) not in (None, ""):
                         given[name] = env[env_name]
-                        names[prefix + name] = env_name
-        return cls.check(values, names=names)
+                        names[section + name] = env_name
+        return cls.check(values, names=names, prefix=prefix)
