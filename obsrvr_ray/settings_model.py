@@ -137,7 +137,7 @@ def _check(convert: Callable[[Any], Any]) -> BeforeValidator:
     return BeforeValidator(convert)
 
 
-def _text(raw: object) -> str:
+def text(raw: object) -> str:
     if not isinstance(raw, str | int | float) or isinstance(raw, bool) or str(raw) == "":
         raise ValueError(f"expected text, got {raw!r}")
     return str(raw)
@@ -155,7 +155,7 @@ def _flag(raw: object) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
-def _words(raw: object) -> tuple[str, ...]:
+def words(raw: object) -> tuple[str, ...]:
     """A list, or text with commas (flags may also repeat)."""
     items = raw if isinstance(raw, list | tuple) else [raw]
     out = []
@@ -193,7 +193,7 @@ def _positive(raw: object) -> float:
 
 def one_of(options: Collection[str]) -> BeforeValidator:
     def check(raw: object) -> str:
-        value = _text(raw)
+        value = text(raw)
         if value not in options:
             raise ValueError(f"{value!r} is not one of {', '.join(options)}")
         return value
@@ -203,7 +203,7 @@ def one_of(options: Collection[str]) -> BeforeValidator:
 
 def some_of(options: Collection[str]) -> BeforeValidator:
     def check(raw: object) -> tuple[str, ...]:
-        values = _words(raw)
+        values = words(raw)
         unknown = [v for v in values if v not in options]
         if unknown:
             raise ValueError(f"{', '.join(map(repr, unknown))} not among {', '.join(options)}")
@@ -227,7 +227,7 @@ def translated(check: Callable[[Any], Any]) -> BeforeValidator:
     return _check(convert)
 
 
-Text = Annotated[str, _check(_text)]
+Text = Annotated[str, _check(text)]
 Flag = Annotated[bool, _check(_flag)]
-Words = Annotated[tuple[str, ...], _check(_words)]
+Words = Annotated[tuple[str, ...], _check(words)]
 Positive = Annotated[float, _check(_positive)]
