@@ -16,17 +16,17 @@ from obsrvr_ray.cli.common import run
 COMMANDS = ("export", "backfill", "lake", "inspect", "serve", "keys", "table")  # serve also registers `rpc`
 
 
-def build_parser(prog: str = "obsrvr-ray") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obsrvr-ray", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         import_module(f"obsrvr_ray.cli.{name}").register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "obsrvr-ray") -> int:
-    args = build_parser(prog).parse_args(argv)
-    return run(args.func, args, prog)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args.func, args, "obsrvr-ray")
 
 
 if __name__ == "__main__":

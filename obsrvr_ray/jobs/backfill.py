@@ -21,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`obsrvr-ray backfill` under the name a cluster runs it by."""
     from obsrvr_ray.cli import main as cli_main
 
-    return cli_main(["backfill", *(sys.argv[1:] if argv is None else argv)], prog="obsrvr-ray")
+    return cli_main(["backfill", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
