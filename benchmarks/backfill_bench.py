@@ -1,7 +1,7 @@
 """Backfill throughput with 1 and 2 reader actors, and peak memory for a short and a long range.
 
 Every run is the real job (`python -m obsrvr_ray.jobs.backfill`) in its own process with its
-own local Ray cluster (`--address local`), over a generated sandbox lake (one ledger per object,
+own local Ray cluster (`--ray-address local`), over a generated sandbox lake (one ledger per object,
 as the public pubnet lake). While it runs, the proportional set size (PSS: shared pages split
 between the processes sharing them, so the object store is counted once) of the driver and
 every process it started (GCS, raylet, dashboard, workers) is sampled from /proc (Linux only).
@@ -70,7 +70,7 @@ def run_job(source: str, ledgers: int, readers: int, work: Path, name: str, extr
     out = work / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
     log = work / f"{name}.log"
-    command = [sys.executable, "-m", "obsrvr_ray.jobs.backfill", "--address", "local", "--source", source,
+    command = [sys.executable, "-m", "obsrvr_ray.jobs.backfill", "--ray-address", "local", "--source", source,
                "--start", "2", "--end", str(ledgers + 1), "--out", str(out), "--concurrent-readers", str(readers),
                *extra]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")

@@ -9,7 +9,7 @@ process starts (each node its own raylet and object store, its own temp dir, aut
   3 nodes   the head without CPUs (the driver and reader actors run there, as on KubeRay) + two
             workers, 1 CPU each
 
-Against each, the real job (`python -m obsrvr_ray.jobs.backfill --address ...`) runs over a short
+Against each, the real job (`python -m obsrvr_ray.jobs.backfill --ray-address ...`) runs over a short
 and a long range of the same generated lake (one ledger per object, as the public pubnet lake),
 each run in a fresh output. Measured:
 
@@ -171,7 +171,8 @@ def run_job(cluster: LocalCluster, lake: Path, ledgers: int, batch_size: int, wo
     out = work / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
     log = work / f"{name}.log"
-    command = [sys.executable, "-m", "obsrvr_ray.jobs.backfill", "--address", cluster.address, "--source", str(lake),
+    command = [sys.executable, "-m", "obsrvr_ray.jobs.backfill", "--ray-address", cluster.address,
+               "--source", str(lake),
                "--start", "2", "--end", str(ledgers + 1), "--out", str(out), "--batch-size", str(batch_size),
                "--concurrent-readers", "2", "--log-level", "INFO"]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")

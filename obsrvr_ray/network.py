@@ -22,6 +22,15 @@ def resolve_passphrase(name_or_passphrase: str) -> str:
     return PASSPHRASES.get(name_or_passphrase.lower(), name_or_passphrase)
 
 
+def resolve_network(given: str | None, declared: str | None = None) -> str:
+    """The network a run hashes and checks against, decided here for every command: what the
+    operator named (--network or a `network` setting, a name or a passphrase) wins over what the
+    source declares, and a source that declares none (an etl file, a bare lake) is pubnet's."""
+    if given:
+        return resolve_passphrase(given)
+    return declared or PUBNET
+
+
 @cache
 def network_id(passphrase: str) -> bytes:
     return hashlib.sha256(passphrase.encode()).digest()

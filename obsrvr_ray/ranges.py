@@ -24,12 +24,21 @@ def ledger_number(name: str, raw: object) -> int:
     ledgers here, so they accept and refuse the same input with the same one-line message, and a
     sequence no ledger can have is refused before anything is planned or read."""
     try:
+        return ledger_sequence(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def ledger_sequence(raw: object) -> int:
+    """A ledger sequence; the error tells the problem, for the caller (or a settings model) to
+    name the setting."""
+    try:
         value = int(raw) if isinstance(raw, int | str) and not isinstance(raw, bool) else None
     except ValueError:
         value = None
     if value is None or not FIRST_LEDGER <= value <= LAST_LEDGER:
-        raise ConfigError(f"{name}: expected a ledger sequence from {FIRST_LEDGER} to {LAST_LEDGER} "
-                          f"(a 32-bit number), got {raw!r}")
+        raise ConfigError(f"expected a ledger sequence from {FIRST_LEDGER} to {LAST_LEDGER} (a 32-bit number), "
+                          f"got {raw!r}")
     return value
 
 

@@ -20,7 +20,7 @@ from tests.conftest import REPO, RayHead
 
 
 def backfill_command(head: RayHead, *args: str) -> list[str]:
-    return [sys.executable, "-m", "obsrvr_ray.jobs.backfill", "--address", head.address, *args]
+    return [sys.executable, "-m", "obsrvr_ray.jobs.backfill", "--ray-address", head.address, *args]
 
 
 def run_backfill(head: RayHead, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

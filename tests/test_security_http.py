@@ -23,11 +23,11 @@ from obsrvr_ray.serve.security import API_CSP, DOCS_CSP, build_guard
 from tests.test_security_support import REJECTIONS, Creds, serve, session, token, ws_open
 
 # Runs `obsrvr-ray keys ...` through the project's real main(), adding the keys parser when the
-# main parser does not have it yet (obsrvr_ray/cli.py registers it with one line).
+# main parser does not have it yet (obsrvr_ray/cli/ registers it).
 CLI = """
 import sys
 from obsrvr_ray import cli
-from obsrvr_ray.security.cli import add_keys_parser
+from obsrvr_ray.cli.keys import register as add_keys_parser
 
 build = cli.build_parser
 

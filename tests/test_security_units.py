@@ -149,7 +149,7 @@ def test_settings_load_env_and_config(tmp_path) -> None:
     assert s.rate_per_ip == 3 and s.burst_per_ip == 9  # config beats env
     assert s.jwt.secret == HS_SECRET and s.jwt.audience == "api" and s.jwt.roles_claim == "realm_access.roles"
     assert HS_SECRET not in repr(s) and HS_SECRET not in json.dumps(s.describe())
-    with pytest.raises(ConfigError, match=r"unknown security setting.*rate_per_kee"):
+    with pytest.raises(ConfigError, match=r"rate_per_kee: unknown key .*did you mean 'rate_per_key'"):
         SecuritySettings.load({"rate_per_kee": 1}, env={})
     with pytest.raises(ConfigError, match=r"jwt\.sekret"):
         SecuritySettings.load({"jwt": {"sekret": "x"}}, env={})

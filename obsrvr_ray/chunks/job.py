@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.config import BackfillConfig
-from obsrvr_ray.network import PUBNET, resolve_passphrase
+from obsrvr_ray.network import resolve_network, resolve_passphrase
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import Grid
@@ -48,7 +48,7 @@ def resolve(config: BackfillConfig) -> Job:
     try:
         check_reach(source, config.ranges, wait=config.wait_for_end, patience=config.source_patience,
                     notice=PatienceNotice("obsrvr-ray backfill"))
-        passphrase = spec.options.network_passphrase or source.network_passphrase or PUBNET
+        passphrase = resolve_network(config.network, source.network_passphrase)
         grid = source.grid.chunks(config.batch_size)
         description = source.description
     finally:

@@ -6,11 +6,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from obsrvr_ray import exit_codes
 from obsrvr_ray.chunks.process import ChunkResult
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.ranges import Range, format_ranges, range_key, size
-
-EXIT_OK, EXIT_FAILURES, EXIT_INTERRUPTED = 0, 1, 128
 
 
 @dataclass
@@ -57,8 +56,8 @@ class BackfillReport:
 
     def exit_code(self) -> int:
         if self.interrupted is not None:
-            return EXIT_INTERRUPTED + self.interrupted
-        return EXIT_FAILURES if self.unfinished or self.failed_chunks or self.problems else EXIT_OK
+            return exit_codes.stopped_by(self.interrupted)
+        return exit_codes.FAILURES if self.unfinished or self.failed_chunks or self.problems else exit_codes.OK
 
     def summary(self, max_lines: int = 15) -> str:
         rate = self.ledgers / self.elapsed if self.elapsed > 0 else 0.0
@@ -101,7 +100,7 @@ class BackfillReport:
         code = self.exit_code()
         if self.interrupted is not None:
             return f"INTERRUPTED by signal {self.interrupted} (exit code {code}); rerun the same command to resume"
-        if code == EXIT_OK:
+        if code == exit_codes.OK:
             return "OK"
         reasons = []
         if self.failed_chunks:

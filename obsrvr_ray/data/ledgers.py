@@ -46,7 +46,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from obsrvr_ray.chunks.plan import WorkUnit, plan
 from obsrvr_ray.chunks.raw import RAW_SCHEMA, read_unit
-from obsrvr_ray.network import PUBNET, resolve_passphrase
+from obsrvr_ray.network import resolve_network, resolve_passphrase
 from obsrvr_ray.ranges import check_range
 from obsrvr_ray.sources.base import CLOSE_META, LedgerSource
 from obsrvr_ray.sources.open import SourceOptions, SourceSpec
@@ -89,7 +89,7 @@ class LedgerDatasource(Datasource):
         opened = self.source.open()
         try:
             # As the backfill (chunks.job.resolve): an explicit network wins, then the source's own.
-            self.network_passphrase = opts.network_passphrase or opened.network_passphrase or PUBNET
+            self.network_passphrase = resolve_network(opts.network_passphrase, opened.network_passphrase)
             self.grid = opened.grid.chunks(chunk_size)
             self.description = opened.description
             self.exact_counts = opened.every_ledger  # a chunk's row count known before reading

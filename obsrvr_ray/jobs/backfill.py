@@ -5,58 +5,23 @@ The same module is what a cluster runs:
 
     ray job submit --working-dir . -- python -m obsrvr_ray.jobs.backfill --source ... --start N --end M --out ...
 
-It joins the cluster it runs on (or --address, RAY_ADDRESS, the latest `ray start` cluster on
+It joins the cluster it runs on (or --ray-address, RAY_ADDRESS, the latest `ray start` cluster on
 this machine) and starts a local one when there is none. Rerunning the same command after a
-crash or a stop resumes: committed chunks are skipped. Exit codes: 0 done, 1 failures (see the
-summary), 2 bad settings, 130/143 stopped by SIGINT/SIGTERM.
+crash or a stop resumes: committed chunks are skipped. Exit codes (obsrvr_ray.exit_codes): 0 done,
+1 failures (see the summary), 2 bad settings, 130/143 stopped by SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from obsrvr_ray.config import add_arguments, from_arguments
-from obsrvr_ray.errors import ConfigError, ObsrvrError
-from obsrvr_ray.logs import setup_json_logging
-
-SUMMARY = "backfill a ledger range on Ray into a partitioned, exactly-once dataset (resumable)"
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register `backfill` on the project's command line."""
-    parser = subparsers.add_parser("backfill", help=SUMMARY, description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    parser.set_defaults(func=cmd_backfill)
-    return parser
-
-
-def cmd_backfill(args: argparse.Namespace) -> int:
-    config = from_arguments(args)
-    setup_json_logging(config.log_level)
-    from obsrvr_ray.chunks.job import resolve
-
-    job = resolve(config)  # the source is checked to hold the range before Ray starts or anything is written
-    from obsrvr_ray.jobs.driver import run  # imports Ray: only once the settings are known to be good
-
-    return run(job)
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m obsrvr_ray.jobs.backfill", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return cmd_backfill(args)
-    except ConfigError as exc:
-        print(f"obsrvr-ray backfill: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except ObsrvrError as exc:
-        print(f"obsrvr-ray backfill: {exc}", file=sys.stderr)
-        return 1
+    """`obsrvr-ray backfill` under the name a cluster runs it by."""
+    from obsrvr_ray.cli import main as cli_main
+
+    return cli_main(["backfill", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import json
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
@@ -54,6 +53,7 @@ from obsrvr_ray.query import (
 )
 from obsrvr_ray.serve.console import console_router
 from obsrvr_ray.serve.security import websocket_subprotocol
+from obsrvr_ray.settings_model import Settings
 from obsrvr_ray.table.tableset import parse_as_of
 from obsrvr_ray.ttp.events import KINDS
 from obsrvr_ray.ttp.filters import EventFilter
@@ -88,8 +88,9 @@ class Guard(Protocol):
         """The caller's address, as the rate limits see it (behind trusted proxies: X-Forwarded-For)."""
 
 
-@dataclass(frozen=True)
-class ApiSettings:
+class ApiSettings(Settings):
+    """The `api` mapping of the live app's settings."""
+
     ready_lag: int = 5  # ready while the follower is at most this many ledgers behind the network
     ready_timeout: float = 0.5  # seconds /health/ready waits for the follower's status (probes time out at 1 s)
     ws_max_connections: int = 1000

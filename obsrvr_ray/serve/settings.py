@@ -22,122 +22,123 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, ConfigDict, Field
 
 from obsrvr_ray.actors.follower import FollowerConfig
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.network import resolve_passphrase
+from obsrvr_ray.network import resolve_network
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
-from obsrvr_ray.ranges import ledger_number
+from obsrvr_ray.ranges import ledger_sequence
+from obsrvr_ray.schema import TABLES
 from obsrvr_ray.security.settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings
 from obsrvr_ray.serve.deployments import LiveAppConfig
+from obsrvr_ray.settings_model import Settings, Text, one_of, some_of, translated, whole
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.sources.rpc import RpcClient
 from obsrvr_ray.table.maintenance import MaintenancePolicy
 
-_KEYS = {"rpc_url", "dataset", "start", "lake", "network", "tables", "partition_by", "commit_every", "http_host",
-         "flight_host", "flight_port", "api", "security", "s3_endpoint_url", "s3_region", "recent_ledgers",
-         "decoder", "resilience", "maintenance"}
-# resilience: the outbound calls' timeout and bulkheads (concurrent calls per dependency, and how
-# long a call may wait for a slot); name -> (type, smallest value, default).
-_RESILIENCE: dict[str, tuple[type, float, float]] = {
-    "rpc_timeout": (float, 0.1, 10.0), "rpc_max_concurrent": (int, 1, 4), "lake_max_concurrent": (int, 1, 8),
-    "bulkhead_wait": (float, 0.0, 10.0),
-}
+
+class ResilienceSettings(Settings):
+    """The outbound calls' timeout and bulkheads (concurrent calls per dependency, and how long a
+    call may wait for a slot). Strict: a file's "4" or 1.5 for a count is a mistake, not a 4 or a 1."""
+
+    model_config = ConfigDict(strict=True)
+
+    rpc_timeout: Annotated[float, Field(ge=0.1)] = 10.0
+    rpc_max_concurrent: Annotated[int, Field(ge=1)] = 4
+    lake_max_concurrent: Annotated[int, Field(ge=1)] = 8
+    bulkhead_wait: Annotated[float, Field(ge=0)] = 10.0
 
 
-def _absolute(location: object) -> str:
+class MaintenanceSettings(Settings):
+    """The tables' schedule (see MaintenancePolicy)."""
+
+    compact_every: Annotated[float, Field(gt=0)] = 600.0
+    vacuum_retention_hours: Annotated[float, Field(ge=0)] = 168.0
+    retention: dict[str, str] = Field(default_factory=dict)  # table -> age, e.g. token_transfers: 365d
+
+    def policy(self) -> MaintenancePolicy:
+        return MaintenancePolicy(self.compact_every, tuple(self.retention.items()), self.vacuum_retention_hours)
+
+
+def _off_is_none(raw: object) -> object:
+    return None if raw is False or raw == "off" else raw
+
+
+def _partition_keys(raw: object) -> tuple[str, ...]:
+    keys = tuple(raw) if isinstance(raw, list | tuple) else (raw,)
+    check_keys(keys)
+    return keys
+
+
+class ServeSettings(Settings):
+    """The live app's settings: a Serve config's `args`, or `obsrvr-ray serve`'s file and flags."""
+
+    rpc_url: Text
+    dataset: Text
+    start: Annotated[int, translated(ledger_sequence)] = 2
+    lake: Text | None = None
+    network: Text | None = None
+    tables: Annotated[tuple[str, ...], some_of(tuple(TABLES))] = ("ledgers", "transactions", "token_transfers")
+    partition_by: Annotated[tuple[str, ...], translated(_partition_keys)] = ("date",)
+    commit_every: Annotated[int, whole(1)] = 12
+    http_host: Text = "127.0.0.1"
+    flight_host: Text | None = None  # default: http_host
+    flight_port: Annotated[int, whole(0)] = 8815
+    api: ApiSettings = ApiSettings()
+    # read into SecuritySettings together with the environment's OBSRVR_* variables
+    security: dict[str, Any] = Field(default_factory=dict)
+    s3_endpoint_url: Text | None = None
+    s3_region: Text | None = None
+    recent_ledgers: Annotated[int, whole(1)] = 720
+    decoder: Annotated[str, one_of(("fast", "reference"))] = "fast"
+    resilience: ResilienceSettings = ResilienceSettings()
+    maintenance: Annotated[MaintenanceSettings | None, BeforeValidator(_off_is_none)] = MaintenanceSettings()
+
+
+def _absolute(location: str) -> str:
     """Replicas run in other directories: a local path is made absolute where it is given."""
-    text = str(location)
-    return text if "://" in text or text.startswith("etl:") else os.path.abspath(text)
-
-
-def resilience_of(given: object) -> dict[str, float]:
-    """The `resilience` mapping, checked, with defaults for what it leaves out."""
-    if not isinstance(given, Mapping):
-        raise ConfigError(f"resilience: expected a mapping, got {given!r}")
-    unknown = set(given) - set(_RESILIENCE)
-    if unknown:
-        raise ConfigError(f"resilience: unknown settings {sorted(unknown)}; known: {sorted(_RESILIENCE)}")
-    out = {}
-    for name, (kind, least, default) in _RESILIENCE.items():
-        value = given.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != kind(value) or value < least:
-            raise ConfigError(f"resilience.{name}: expected {'an integer' if kind is int else 'a number'} "
-                              f">= {least:g}, got {value!r}")
-        out[name] = kind(value)
-    return out
-
-
-def maintenance_of(given: object) -> MaintenancePolicy | None:
-    """The `maintenance` mapping (or `off`), checked."""
-    if given is False or given == "off":
-        return None
-    if not isinstance(given, Mapping):
-        raise ConfigError(f"maintenance: expected a mapping or off, got {given!r}")
-    known = {"compact_every", "vacuum_retention_hours", "retention"}
-    if set(given) - known:
-        raise ConfigError(f"maintenance: unknown settings {sorted(set(given) - known)}; known: {sorted(known)}")
-    retention = given.get("retention") or {}
-    if not isinstance(retention, Mapping):
-        raise ConfigError(f"maintenance.retention: expected table: age, got {retention!r}")
-    try:
-        return MaintenancePolicy(float(given.get("compact_every", 600)), tuple((str(k), str(v)) for k, v in
-                                                                            retention.items()),
-                                 float(given.get("vacuum_retention_hours", 168)))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"maintenance: {exc}") from exc
+    return location if "://" in location or location.startswith("etl:") else os.path.abspath(location)
 
 
 def network_of(rpc_url: str, network: str | None) -> str:
-    if network:
-        return resolve_passphrase(network)
-    passphrase = RpcClient(rpc_url, timeout=10).get_network().get("passphrase")
-    if not passphrase:
+    """The app's network: `network`, else what the RPC node says (the one place it is asked)."""
+    declared = None if network else RpcClient(rpc_url, timeout=10).get_network().get("passphrase")
+    if not network and not declared:
         raise ConfigError(f"{rpc_url} did not say its network: give `network`")
-    return passphrase
+    return resolve_network(network, declared)
 
 
-def live_config_from_args(args: Mapping) -> LiveAppConfig:
-    unknown = set(args) - _KEYS
-    if unknown:
-        raise ConfigError(f"unknown settings {sorted(unknown)}; known: {sorted(_KEYS)}")
-    for key in ("rpc_url", "dataset"):
-        if not args.get(key):
-            raise ConfigError(f"`{key}` is required")
-    args = {**args, **{k: _absolute(args[k]) for k in ("dataset", "lake") if args.get(k)}}
-    partition_by = tuple(args.get("partition_by") or ("date",))
-    check_keys(partition_by)
-    s3 = S3Options(endpoint_url=args.get("s3_endpoint_url"), region=args.get("s3_region"))
-    output = OutputSpec(location=str(args["dataset"]), formats=("parquet",), partition_by=partition_by, s3=s3)
-    passphrase = network_of(str(args["rpc_url"]), args.get("network"))
-    tables = tuple(args.get("tables") or ("ledgers", "transactions", "token_transfers"))
-    settings = ChunkSettings(tables=tables, output=output,
-                             extract=ExtractOptions(passphrase, decoder=args.get("decoder", "fast")))
-    resilience = resilience_of(args.get("resilience") or {})
+def live_config_from_args(args: Mapping, names: Mapping[str, str] | None = None) -> LiveAppConfig:
+    """The app from its settings; `names` tells the flags some of them came from."""
+    given = ServeSettings.check(args, names=names)
+    dataset = _absolute(given.dataset)
+    s3 = S3Options(endpoint_url=given.s3_endpoint_url, region=given.s3_region)
+    output = OutputSpec(location=dataset, formats=("parquet",), partition_by=given.partition_by, s3=s3)
+    passphrase = network_of(given.rpc_url, given.network)
+    extract = ExtractOptions(passphrase, decoder=given.decoder)
+    settings = ChunkSettings(tables=given.tables, output=output, extract=extract)
+    resilience = given.resilience
     follower = FollowerConfig(
-        rpc_url=str(args["rpc_url"]), settings=settings, start=ledger_number("start", args.get("start", 2)),
-        lake=args.get("lake"),
-        lake_options=SourceOptions(s3_endpoint_url=args.get("s3_endpoint_url"), s3_region=args.get("s3_region"),
-                                   network_passphrase=passphrase, max_concurrent=resilience["lake_max_concurrent"],
-                                   bulkhead_wait=resilience["bulkhead_wait"]),
-        commit_every=int(args.get("commit_every", 12)),
-        recent_ledgers=int(args.get("recent_ledgers", 720)),
-        rpc_timeout=resilience["rpc_timeout"], rpc_max_concurrent=resilience["rpc_max_concurrent"],
-        bulkhead_wait=resilience["bulkhead_wait"], maintenance=maintenance_of(args.get("maintenance", {})),
+        rpc_url=given.rpc_url, settings=settings, start=given.start,
+        lake=_absolute(given.lake) if given.lake else None,
+        lake_options=SourceOptions(s3_endpoint_url=given.s3_endpoint_url, s3_region=given.s3_region,
+                                   network_passphrase=passphrase, max_concurrent=resilience.lake_max_concurrent,
+                                   bulkhead_wait=resilience.bulkhead_wait),
+        commit_every=given.commit_every, recent_ledgers=given.recent_ledgers,
+        rpc_timeout=resilience.rpc_timeout, rpc_max_concurrent=resilience.rpc_max_concurrent,
+        bulkhead_wait=resilience.bulkhead_wait,
+        maintenance=given.maintenance.policy() if given.maintenance else None,
     )
-    http_host = str(args.get("http_host", "127.0.0.1"))
-    flight_host = str(args.get("flight_host", http_host))
-    security = dict(args.get("security") or {})
-    security.setdefault("bind_hosts", [http_host, flight_host])
-    try:
-        api = ApiSettings(**dict(args.get("api") or {}))
-    except TypeError as exc:
-        raise ConfigError(f"api: {exc}") from exc
-    return LiveAppConfig(follower=follower, dataset=output.location, s3=s3, api=api,
-                         security=SecuritySettings.load(security), flight_host=flight_host,
-                         flight_port=int(args.get("flight_port", 8815)))
+    flight_host = given.flight_host or given.http_host
+    security = {"bind_hosts": [given.http_host, flight_host], **given.security}
+    return LiveAppConfig(follower=follower, dataset=output.location, s3=s3, api=given.api,
+                         security=SecuritySettings.load(security, prefix="security."), flight_host=flight_host,
+                         flight_port=given.flight_port)

@@ -7,10 +7,9 @@ import argparse
 import datetime as dt
 import json
 
+from obsrvr_ray import exit_codes
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
-
-EXIT_OK, EXIT_PROBLEMS = 0, 1
 
 
 def parse_as_of(text: str | None):
@@ -44,7 +43,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             detail = f"chunk {chunk} g{entry.get('obsrvr.generation')} ({entry.get('obsrvr.writer')})" if chunk else \
                 json.dumps(params, sort_keys=True)
             print(f"  v{entry['version']:<6} {when}  {entry['operation']:<12} {detail}")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -52,7 +51,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
     for done in compact(_tables(args), _names(args)):
         print(f"{done.table}: {done.files_removed} files rewritten into {done.files_added}, now version {done.version}")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_retain(args: argparse.Namespace) -> int:
@@ -63,7 +62,7 @@ def cmd_retain(args: argparse.Namespace) -> int:
         if tables.table(name) is not None:
             print(f"{name}: {retain(tables, name, parse_age(args.older_than)):,} rows older than {args.older_than} "
                   "deleted (their files go at the next vacuum)")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_vacuum(args: argparse.Namespace) -> int:
@@ -71,7 +70,7 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
 
     for name, files in vacuum(_tables(args), _names(args), args.retention_hours, args.dry_run).items():
         print(f"{name}: {len(files)} files {'would be ' if args.dry_run else ''}removed")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
@@ -84,7 +83,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for name in _names(args):
         metrics = restore(tables, name, target)
         print(f"{name}: restored to {args.to} as version {tables.table(name).version()} ({json.dumps(metrics)})")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -101,7 +100,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     written = write_table(rows, args.to, args.format, s3=S3Options(endpoint_url=args.s3_endpoint_url,
                                                                  region=args.s3_region))
     print(f"wrote {written.path} ({written.rows:,} rows, {written.bytes:,} bytes)")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -114,7 +113,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"problem: {problem}")
     print("OK" if not problems else f"{len(problems)} problems")
-    return EXIT_OK if not problems else EXIT_PROBLEMS
+    return exit_codes.OK if not problems else exit_codes.FAILURES
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -139,7 +138,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
         raise ConfigError(f"query failed: {exc}") from exc
     if result is not None:
         result.show(max_rows=args.max_rows, max_width=200)
-    return EXIT_OK
+    return exit_codes.OK
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -148,10 +147,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     report = import_layout(args.source, args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
     print(f"imported {report.chunks} chunk generations ({report.skipped} already there): "
           + ", ".join(f"{t} {n:,} rows" for t, n in sorted(report.rows.items())))
-    return EXIT_OK
+    return exit_codes.OK
 
 
-def add_table_parser(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     table = sub.add_parser("table", help="the output's Delta tables: history, compact, retain, vacuum, restore, "
                            "export, verify, import")
     verbs = table.add_subparsers(dest="table_command", required=True)

@@ -8,15 +8,15 @@ import argparse
 import logging
 import signal
 import threading
-from pathlib import Path
 
-import yaml
-
+from obsrvr_ray import exit_codes
 from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.network import resolve_network
 from obsrvr_ray.ranges import check_range, ledger_number
+from obsrvr_ray.settings_model import read_yaml
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     serve_p = subparsers.add_parser("serve", help="run the live app: follow RPC, serve REST/WebSocket/Flight")
     serve_p.add_argument("--config", help="YAML settings (the keys of obsrvr_ray/serve/settings.py); flags override")
     serve_p.add_argument("--rpc", help="Stellar RPC URL to follow")
@@ -51,23 +51,27 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     run_p.set_defaults(func=cmd_rpc_serve)
 
 
-def _settings(args: argparse.Namespace, rpc_url: str | None) -> dict:
-    settings: dict = {}
-    if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{args.config}: expected a mapping of settings")
-        settings.update(loaded)
+# flag -> the setting it gives (obsrvr_ray/serve/settings.py), for errors that name the flag
+_FLAGS = {"rpc_url": "--rpc", "dataset": "--dataset", "start": "--start", "lake": "--lake", "network": "--network",
+          "http_host": "--host", "flight_port": "--flight-port", "security.dev_mode": "--dev",
+          "security.key_store": "--key-store", "security.tls_cert": "--tls-cert", "security.tls_key": "--tls-key"}
+
+
+def _settings(args: argparse.Namespace, rpc_url: str | None) -> tuple[dict, dict[str, str]]:
+    """The --config file's settings with the flags given over them, and the flags' names."""
+    settings = read_yaml(args.config) if args.config else {}
     flags = {"rpc_url": rpc_url, "dataset": args.dataset, "start": args.start, "lake": args.lake,
              "network": args.network, "http_host": args.host, "flight_port": args.flight_port}
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    settings.update(given)
     security = dict(settings.get("security") or {})
     for key, value in (("dev_mode", args.dev or None), ("key_store", args.key_store), ("tls_cert", args.tls_cert),
                        ("tls_key", args.tls_key)):
         if value is not None:
             security[key] = value
+            given[f"security.{key}"] = value
     settings["security"] = security
-    return settings
+    return settings, {k: v for k, v in _FLAGS.items() if k in given}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -87,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rpc_url = start_sandbox_feed(args.sandbox_interval)
     if not rpc_url and not args.config:
         raise ConfigError("give --rpc URL (or --sandbox-rpc, or a --config with rpc_url)")
-    config = live_config_from_args(_settings(args, rpc_url))
+    config = live_config_from_args(*_settings(args, rpc_url))
     sec = config.security
     if sec.dev_mode:
         logging.getLogger("obsrvr_ray").warning(
@@ -112,19 +116,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"health      {base}/health   ready: {base}/health/ready   metrics: {base}/metrics",
     ]), flush=True)
     if args.detach:
-        return 0
+        return exit_codes.OK
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     serve.delete("obsrvr")
     ray.shutdown()
-    return 0
+    return exit_codes.OK
 
 
 def cmd_rpc_serve(args: argparse.Namespace) -> int:
     if args.lake:
-        from obsrvr_ray.network import PUBNET
         from obsrvr_ray.objectstore import LocalStore
         from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
         from obsrvr_ray.sources.lake import LakeSource
@@ -136,7 +139,8 @@ def cmd_rpc_serve(args: argparse.Namespace) -> int:
         source = LakeSource(LocalStore(args.lake))
         archive = LedgerArchive()
         archive.add_all(r.data for r in source.records(start, end) if r.ok)
-        server = RpcServer(archive, source.network_passphrase or PUBNET, host=args.host, port=args.port).start()
+        server = RpcServer(archive, resolve_network(None, source.network_passphrase), host=args.host,
+                           port=args.port).start()
         window = archive.window()
         print(f"serving getLedgers for ledgers {window} of {args.lake} at {server.url}", flush=True)
     else:
@@ -149,5 +153,5 @@ def cmd_rpc_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     server.stop()
-    return 0
+    return exit_codes.OK
 

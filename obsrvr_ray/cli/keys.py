@@ -14,6 +14,7 @@ import json
 import os
 import sys
 
+from obsrvr_ray import exit_codes
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.security.keystore import KeyStore, utcnow
 from obsrvr_ray.security.policy import ROLES
@@ -36,7 +37,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     record, secret = _store(args).create(args.roles, name=args.name, expires_at=expires_at)
     print(f"created {_details(record.public(utcnow()))}; store the key now, it is not shown again", file=sys.stderr)
     print(secret)
-    return 0
+    return exit_codes.OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -44,26 +45,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     records = [k.public(now) for k in _store(args).list()]
     if args.json:
         print(json.dumps(records, indent=1))
-        return 0
+        return exit_codes.OK
     columns = ("key_id", "prefix", "name", "roles", "state", "created_at", "expires_at", "last_used_at")
     rows = [[",".join(r[c]) if c == "roles" else str(r[c] or "-") for c in columns] for r in records]
     widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
     for row in [list(columns), *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    return 0
+    return exit_codes.OK
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     record = _store(args).revoke(args.key_id, last_admin=args.last_admin)
     print(f"revoked {_details(record.public(utcnow()))}", file=sys.stderr)
-    return 0
+    return exit_codes.OK
 
 
 def cmd_rotate(args: argparse.Namespace) -> int:
     record, secret = _store(args).rotate(args.key_id)
     print(f"rotated {_details(record.public(utcnow()))}; the old key no longer works", file=sys.stderr)
     print(secret)
-    return 0
+    return exit_codes.OK
 
 
 def _days(value: str) -> float:
@@ -73,7 +74,7 @@ def _days(value: str) -> float:
     return days
 
 
-def add_keys_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `keys` and its subcommands on the main parser's subparsers."""
     keys = subparsers.add_parser("keys", help="manage API keys (create, list, revoke, rotate)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

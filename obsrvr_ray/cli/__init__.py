@@ -1,0 +1,33 @@
+"""`obsrvr-ray`: one command line for every job of the project.
+
+Each command group is a module of this package with a `register(subparsers)`; COMMANDS lists
+them, the one place a command is added. Exit codes: obsrvr_ray.exit_codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+from obsrvr_ray.cli.common import run
+
+COMMANDS = ("export", "backfill", "lake", "inspect", "serve", "keys", "table")  # serve also registers `rpc`
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="obsrvr-ray", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        import_module(f"obsrvr_ray.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args.func, args, "obsrvr-ray")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""One settings model (issue 12): the backfill's file and flags, the live app's settings and the
+security settings refuse an unknown key and a bad value alike, naming the key (or the flag, or the
+environment variable) it came under; the old flag spellings still work; exit codes are one set."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+import pytest
+
+from obsrvr_ray import exit_codes
+from obsrvr_ray.cli import build_parser
+from obsrvr_ray.config import add_arguments, from_arguments
+from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.network import PASSPHRASES, PUBNET, resolve_network
+from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.serve.settings import live_config_from_args
+
+LIVE = {"rpc_url": "http://127.0.0.1:9/", "dataset": "/tmp/obsrvr-unused", "network": "sandbox"}
+
+
+def _backfill(*argv: str):
+    parser = argparse.ArgumentParser(prog="obsrvr-ray backfill")
+    add_arguments(parser)
+    return from_arguments(parser.parse_args(["--source", "/lake", "--out", "/o", "--ledgers", "3", *argv]))
+
+
+def test_every_settings_model_tells_an_unknown_key_alike(tmp_path):
+    path = tmp_path / "backfill.yaml"
+    path.write_text("processing: {batch_sise: 8}\n")
+    with pytest.raises(ConfigError, match=r"processing.batch_sise: unknown key \(known here: .*\); did you mean "
+                                          r"'batch_size'\?"):
+        _backfill("--config", str(path))
+    with pytest.raises(ConfigError, match=r"^commit_evry: unknown key \(known here: .*\); did you mean 'commit_every'"):
+        live_config_from_args({**LIVE, "commit_evry": 4})
+    with pytest.raises(ConfigError, match=r"^resilience.rpc_timout: unknown key .*did you mean 'rpc_timeout'"):
+        live_config_from_args({**LIVE, "resilience": {"rpc_timout": 4}})
+    with pytest.raises(ConfigError, match=r"^security.jwt.audiense: unknown key .*did you mean 'audience'"):
+        live_config_from_args({**LIVE, "security": {"jwt": {"audiense": "api"}}})
+
+
+def test_a_bad_value_is_named_by_where_it_came_from(tmp_path):
+    path = tmp_path / "backfill.yaml"
+    path.write_text("processing: {batch_size: -3}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: processing.batch_size: expected a whole number >= 1, got -3$"):
+        _backfill("--config", str(path))
+    with pytest.raises(ConfigError, match=r"^--batch-size: expected a whole number >= 1, got '-3'$"):
+        _backfill("--batch-size", "-3")
+    with pytest.raises(ConfigError, match=r"^commit_every: expected a whole number >= 1, got 0$"):
+        live_config_from_args({**LIVE, "commit_every": 0})
+    with pytest.raises(ConfigError, match=r"^--flight-port: expected a whole number >= 0, got 'x'$"):
+        live_config_from_args({**LIVE, "flight_port": "x"}, names={"flight_port": "--flight-port"})
+    with pytest.raises(ConfigError, match=r"^OBSRVR_BURST_PER_IP: expected a whole number, got 'many'$"):
+        SecuritySettings.load(env={"OBSRVR_BURST_PER_IP": "many"})
+    with pytest.raises(ConfigError, match=r"^rate_per_ip: expected a number >= 0.0, got -1$"):
+        SecuritySettings(rate_per_ip=-1)
+
+
+def test_one_flag_name_and_the_old_spellings_still_work(capsys):
+    config = _backfill("--format", "jsonl", "--format", "csv", "--ray-address", "auto")
+    assert config.formats == ("jsonl", "csv") and config.ray_address == "auto"
+    old = _backfill("--formats", "jsonl,csv", "--address", "auto")
+    assert (old.formats, old.ray_address) == (config.formats, config.ray_address)
+    assert capsys.readouterr().err.splitlines() == ["obsrvr-ray backfill: --formats is deprecated, use --format",
+                                                    "obsrvr-ray backfill: --address is deprecated, use --ray-address"]
+    helptext = build_parser()._subparsers._group_actions[0].choices["backfill"].format_help()
+    assert "--format" in helptext and "--ray-address" in helptext
+    assert "--formats" not in helptext and "--address " not in helptext  # documented once, by its one name
+
+
+def test_one_set_of_exit_codes_and_one_network_rule():
+    assert (exit_codes.OK, exit_codes.FAILURES, exit_codes.USAGE) == (0, 1, 2)
+    assert exit_codes.INTERRUPTED == exit_codes.stopped_by(signal.SIGINT) == 130  # export and backfill alike
+    assert exit_codes.stopped_by(signal.SIGTERM) == 143
+    assert resolve_network("testnet", PUBNET) == PASSPHRASES["testnet"]  # the operator's choice wins
+    assert resolve_network(None, PASSPHRASES["sandbox"]) == PASSPHRASES["sandbox"]  # then the source's
+    assert resolve_network(None, None) == PUBNET
