@@ -66,6 +66,9 @@ def _partition_keys(raw: object) -> tuple[str, ...]:
 
 
 def _ledgers(raw: object) -> tuple[Range, ...]:
+    """Text ("A-B,C"), a YAML list of such items, or ranges already made ((A, B), ...) from Python."""
+    if isinstance(raw, list | tuple) and all(isinstance(r, list | tuple) and len(r) == 2 for r in raw):
+        return parse_ranges(",".join(f"{a}-{b}" for a, b in raw))
     return parse_ranges(",".join(str(x) for x in raw) if isinstance(raw, list) else text(raw))
 
 
