@@ -58,6 +58,21 @@ class ConfigError(ObsrvrError):
     """A setting is missing or invalid; the message names the setting."""
 
 
+class BugError(Exception):
+    """A bug in our code, met while reading a ledger: raised with where it struck (ledger,
+    transaction, operation), as stellar/go's processors wrap their errors in formatError.
+
+    Neither an ObsrvrError nor a LedgerError on purpose: a bug is not bad input, so no caller
+    records it as a failure row and carries on; it ends the run, and the message says where to
+    look. Whoever wraps checks for it first, so an error is wrapped once, where it is best known."""
+
+    @classmethod
+    def at(cls, where: str, cause: BaseException) -> BugError:
+        """`cause` (raise the result `from` it) prefixed with where it struck. One message
+        argument, so the error pickles as it is and reaches a Ray driver whole."""
+        return cls(f"{where}: {type(cause).__name__}: {cause}")
+
+
 @dataclass(frozen=True)
 class Failure:
     """One recorded failure: enough to report it and to retry exactly it."""
@@ -68,15 +83,14 @@ class Failure:
     error: str
 
     @classmethod
-    def from_error(cls, exc: Exception, sequence: int | None = None, origin: str = "") -> Failure:
-        if isinstance(exc, LedgerError):
-            return cls(
-                sequence=exc.sequence if exc.sequence is not None else sequence,
-                origin=exc.origin or origin,
-                stage=exc.stage,
-                error=exc.cause,
-            )
-        return cls(sequence=sequence, origin=origin, stage="internal", error=f"{type(exc).__name__}: {exc}")
+    def from_error(cls, exc: LedgerError, sequence: int | None = None, origin: str = "") -> Failure:
+        """Only a LedgerError is recorded: anything else is a bug, raised (BugError)."""
+        return cls(
+            sequence=exc.sequence if exc.sequence is not None else sequence,
+            origin=exc.origin or origin,
+            stage=exc.stage,
+            error=exc.cause,
+        )
 
     def describe(self) -> str:
         seq = f"ledger {self.sequence}" if self.sequence is not None else "unknown ledger"

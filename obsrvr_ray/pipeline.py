@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from obsrvr_ray.errors import Failure, LedgerError
+from obsrvr_ray.errors import BugError, Failure, LedgerError
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ledger.validate import ChainChecker
 from obsrvr_ray.schema import TABLES
@@ -57,7 +57,7 @@ class RunReport:
     def ok(self) -> bool:
         return not self.failures and not self.findings
 
-    def add_failure(self, exc: Exception, sequence: int | None, origin: str) -> None:
+    def add_failure(self, exc: LedgerError, sequence: int | None, origin: str) -> None:
         self.failures.append(Failure.from_error(exc, sequence, origin))
 
     def summary(self, title: str, max_failures: int = 15) -> str:
@@ -124,19 +124,28 @@ def stream_ledgers(
             ledger = decode_record(record, passphrase, decoder)
             if checker is not None:
                 checker.check(ledger)
-        except LedgerError as exc:
+        except LedgerError as exc:  # bad bytes, a broken chain: recorded, the range goes on
             report.add_failure(exc, record.sequence, record.origin)
             continue
-        except Exception as exc:  # a bug or an unforeseen input must not end the range
-            report.add_failure(exc, record.sequence, record.origin)
-            continue
+        except Exception as exc:  # the decoders turn bad bytes into DecodeError: anything else is a bug
+            raise BugError.at(f"ledger {record.sequence} ({record.origin})", exc) from exc
         report.ledgers_ok += 1
         yield ledger
 
 
 def build_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunReport) -> list[dict]:
-    """Rows of one table for one ledger; token-transfer rule errors become failures naming the
-    transaction, and --verify findings are collected, never dropped."""
+    """Rows of one table for one ledger; ledger data that breaks a token-transfer rule becomes a
+    failure naming the transaction and operation, and --verify findings are collected, never
+    dropped. A bug raises a BugError naming the ledger (and, in a rule, the operation)."""
+    try:
+        return _table_rows(kind, ledger, options, report)
+    except BugError:
+        raise
+    except Exception as exc:
+        raise BugError.at(f"ledger {ledger.sequence} ({ledger.origin}), {kind} rows", exc) from exc
+
+
+def _table_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunReport) -> list[dict]:
     if kind == "ledgers":
         return [ledger_row(ledger)]
     if kind == "transactions":

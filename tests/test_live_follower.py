@@ -4,12 +4,16 @@ FollowerService is the actor's body, stepped by hand here so each case is determ
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from stellar_sdk import xdr as X
 
 from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.chunks.process import ChunkSettings
+from obsrvr_ray.errors import BugError
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
@@ -21,6 +25,9 @@ from obsrvr_ray.sinks.lake import LakeWriter
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions
+from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.tableset import TableSet
+from obsrvr_ray.ttp import derive
 from obsrvr_ray.ttp.extract import token_transfer_rows
 
 LEDGERS = 18  # sandbox ledgers 2..19: commit cells of 4 end at 3, 7, 11, 15 and 19
@@ -237,3 +244,54 @@ def test_status_reports_the_bulkheads_and_masks_credentials_in_the_rpc_url(ledge
         assert "***" in error
         for secret in ("alice", "pa55", "KEY123", "s3cret"):
             assert secret not in error, error
+
+
+def test_a_store_that_refuses_commits_degrades_then_recovers(ledgers, expected, tmp_path):
+    """A commit the store refuses (here the dataset's folder is not a folder for a while) is a
+    failing world: the pages stay pending, the status says why, the next steps commit them."""
+    server, _ = serve(ledgers, upto=19)
+    out, aside = tmp_path / "out", tmp_path / "aside"
+    try:
+        svc = service(server.url, out)
+        run_until_caught_up(svc, 7)
+        out.rename(aside)
+        out.write_text("not a folder")
+        for _ in range(3):
+            svc.follower.step()
+        status = svc.status()
+        assert status["state"] == "degraded" and status["last_error"].startswith("commit failed: ")
+        assert status["committed_through"] == 7
+        out.unlink()
+        aside.rename(out)
+        run_until_caught_up(svc, 19)
+        assert svc.status()["state"] == "live" and svc.status()["committed_through"] == 19
+        assert_matches(stored(out), expected, range(2, 20))
+    finally:
+        server.stop()
+
+
+def test_a_rule_bug_stops_the_follower_naming_where_it_struck(ledgers, tmp_path, monkeypatch):
+    """A bug is not a failing world: the follower stops, not ready, the status names the ledger,
+    transaction and operation, and nothing is committed for it (no failure row hides it)."""
+    def broken(*_args):
+        raise AttributeError("injected")
+
+    monkeypatch.setitem(derive.RULES, X.OperationType.PAYMENT, broken)
+    server, _ = serve(ledgers, upto=19)
+    try:
+        settings = ChunkSettings(tables=("ledgers", "token_transfers"), output=OutputSpec(str(tmp_path / "out")),
+                                 extract=ExtractOptions(SANDBOX, events_from="operations"))
+        svc = FollowerService(FollowerConfig(rpc_url=server.url, settings=settings, start=2, commit_every=4))
+        guard = threading.Timer(60, svc.follower.stop)  # the code before this test never stopped
+        guard.start()
+        try:
+            with pytest.raises(BugError, match=r"^ledger \d+ tx [0-9a-f]{64} operation \d+ \(PAYMENT\): "
+                                               r"AttributeError: injected$"):
+                svc.follower.run()
+        finally:
+            guard.cancel()
+        status = svc.status()
+        assert status["state"] == "stopped" and status["last_error"].startswith("BugError: ledger ")
+        assert TableSet(TableLocation(str(tmp_path / "out"))).read("failures").num_rows == 0
+    finally:
+        server.stop()

@@ -143,7 +143,7 @@ def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dic
 def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: ChunkSettings
                     ) -> tuple[dict[str, list[dict]], RunReport]:
     """Rows of every table for the unit's ledgers (and the ledger before each linked segment);
-    failures are recorded in the report."""
+    failures of the data are recorded in the report, bugs raised."""
     opts = settings.extract
     report = RunReport(source="", start=unit.chunk[0], end=unit.chunk[1])
     by_sequence = {r.sequence: r for r in records}
@@ -156,13 +156,10 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
         block = [r for r in records if r.sequence is not None and segment.start <= r.sequence <= segment.end]
         for ledger in stream_ledgers(block, opts.passphrase, report,
                                      chain_check=settings.chain_check, decoder=opts.decoder, checker=checker):
-            try:
-                built = {t: build_rows(t, ledger, opts, report) for t in settings.tables}
-            except Exception as exc:  # a bug on one ledger must not cost the chunk: the ledger fails alone
-                report.add_failure(exc, ledger.sequence, ledger.origin)
-                continue
-            for t, table_rows in built.items():
-                rows[t].extend(table_rows)
+            # Bad data is a failure in the report; a bug raises (a BugError naming the ledger) and
+            # the chunk is not committed: a failure row would hide it, and a rerun would skip it.
+            for t in settings.tables:
+                rows[t].extend(build_rows(t, ledger, opts, report))
     return rows, report
 
 

@@ -14,7 +14,8 @@ Plain Python: obsrvr_ray/actors/follower.py runs it in a thread, inside the Serv
   again alone; a ledger older than the node's retention is read from the data lake. Neither is
   ever skipped silently: a ledger no source has is recorded as a failure of its chunk.
 - Faults: RPC errors back off with jitter (the client's breaker stops hammering a dead node);
-  the status says degraded, readiness turns false, and the loop keeps trying.
+  the status says degraded, readiness turns false, and the loop keeps trying. So does a commit
+  the store refuses. A bug (a BugError naming the ledger) stops the follower, not ready, saying why.
 - The hash chain: each ledger's previousLedgerHash must be the hash of the last good ledger
   before it (at start, the dataset's last committed ledger, whose hash the ledgers table holds).
   A ledger that does not link (the node restarted on another chain, a fork) stops the follower
@@ -46,6 +47,7 @@ from obsrvr_ray.ledger.validate import ChainBreak, ChainChecker, Link
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerRecord, LedgerSource
 from obsrvr_ray.sources.rpc import MAX_PAGE, RpcClient, RpcError, parse_window
+from obsrvr_ray.table.tableset import STORE_ERRORS
 
 
 class Extracted(Protocol):
@@ -270,7 +272,7 @@ class Follower:
         pending, and the next step tries again before reading further)."""
         try:
             self.commit(self._pending)
-        except Exception as exc:  # the store is down: keep the pages, report, try again next step
+        except STORE_ERRORS as exc:  # the store is down: keep the pages, report, try again next step
             self._failures += 1
             self.status.state = "degraded"
             self.status.last_error = self._mask(f"commit failed: {type(exc).__name__}: {exc}")
@@ -298,10 +300,15 @@ class Follower:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
-        while not self._stop.is_set():
-            read = self.step()
-            if read == 0:
-                self._stop.wait(self.backoff())
+        try:
+            while not self._stop.is_set():
+                read = self.step()
+                if read == 0:
+                    self._stop.wait(self.backoff())
+        except Exception as exc:  # a bug (a BugError names the ledger): the status says so, readiness turns false
+            self.status.state = "stopped"
+            self.status.last_error = self._mask(f"{type(exc).__name__}: {exc}")
+            raise
         self.status.state = "stopped"  # a partial cell is not committed: the next follower reads it again
 
     @property

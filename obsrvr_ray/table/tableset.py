@@ -78,6 +78,12 @@ class TableError(ObsrvrError):
     not resolve)."""
 
 
+# What a commit meets when the store fails it: our errors naming the table or object, delta-rs's
+# (a conflict, a broken log) and OSError (delta-rs reports an unreachable store so). Anything
+# else out of a commit is a bug.
+STORE_ERRORS = (ObsrvrError, DeltaError, OSError)
+
+
 class SettingsChanged(ConfigError):
     """A writer's settings differ from the ones the output records: {setting: (recorded, now)}."""
 

@@ -8,13 +8,16 @@ from stellar_sdk import xdr as X
 from obsrvr_ray.ttp.assets import from_xdr
 from obsrvr_ray.ttp.classic import movement
 from obsrvr_ray.ttp.context import TxContext
-from obsrvr_ray.ttp.events import CLAWBACK, Event
+from obsrvr_ray.ttp.events import CLAWBACK, Event, TransferError
 from obsrvr_ray.ttp.ledger_entries import balance_id_strkey, removed_claimable_balance
 
 
 def create(ctx: TxContext, op: X.Operation, op_index: int, result: X.OperationResultTr) -> list[Event]:
     body = op.body.create_claimable_balance_op
-    balance = balance_id_strkey(result.create_claimable_balance_result.balance_id)
+    created = result.create_claimable_balance_result
+    if created.balance_id is None:  # only a success names the balance, and the transaction succeeded
+        raise TransferError(f"result {created.code.name} in a successful transaction")
+    balance = balance_id_strkey(created.balance_id)
     return [movement(ctx, from_xdr(body.asset), ctx.op_source(op), balance, body.amount.int64, op_index,
                      with_muxed=False)]
 

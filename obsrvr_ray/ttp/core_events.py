@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from stellar_sdk import xdr as X
 
+from obsrvr_ray.errors import BugError
 from obsrvr_ray.ledger.events import meta_events
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ttp.assets import NATIVE, sac_contract_id
@@ -73,6 +74,8 @@ def core_tx_events(ctx: TxContext, native_sac: str) -> TxEvents:
                                                  tx_index=ctx.index, tx_hash=ctx.tx_hash, op_index=i + 1))
             except MalformedEvent as exc:
                 skipped.append(Skipped(seq, ctx.tx_hash, i + 1, str(exc)))
+            except Exception as exc:  # a bug, not the event's fault: raised, named by its operation
+                raise BugError.at(f"ledger {seq} tx {ctx.tx_hash} operation {i + 1}", exc) from exc
     return out
 
 
@@ -88,6 +91,11 @@ def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
                                           f"TransactionMeta v{version} has no unified events", error=True))
             result.per_tx.append(TxEvents())
             continue
-        result.per_tx.append(core_tx_events(ctx, native_sac))
+        try:
+            result.per_tx.append(core_tx_events(ctx, native_sac))
+        except BugError:
+            raise
+        except Exception as exc:  # a bug reading the fee events: named by its transaction
+            raise BugError.at(f"ledger {ledger.sequence} tx {ctx.tx_hash}", exc) from exc
         result.skipped.extend(ctx.skipped)
     return result

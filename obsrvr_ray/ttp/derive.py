@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from stellar_sdk import xdr as X
 
+from obsrvr_ray.errors import BugError
 from obsrvr_ray.ledger.events import meta_events
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp import claimable_balances, clawback, liquidity_pools, offers, payments, revocation
@@ -94,26 +95,40 @@ def _legacy_xlm_correction(ctx: TxContext, op: X.Operation, op_index: int, event
 
 
 def derive_tx_events(ctx: TxContext) -> TxEvents:
+    """The transaction's events, one rule per operation. Data that breaks a rule (TransferError,
+    MalformedEvent, results that do not match the operations) is skipped as an error naming the
+    operation; any other exception is a bug in the rule and raised as a BugError naming the
+    ledger, transaction and operation (stellar/go's formatError)."""
     skipped = ctx.skipped
     out = TxEvents(fees=fee_events(ctx))
     if not ctx.successful:
         return out
-    results = ctx.op_results
-    for i, op in enumerate(ctx.operations):
-        op_index = i + 1
-        rule = RULES.get(op.body.type)
+    seq, results, operations = ctx.ledger.sequence, ctx.op_results, ctx.operations
+    if len(results) != len(operations):
+        skipped.append(Skipped(seq, ctx.tx_hash, None, f"{len(results)} operation results for "
+                               f"{len(operations)} operations", error=True))
+        return out
+    for i, op in enumerate(operations):
+        op_index, kind = i + 1, op.body.type
+        rule = RULES.get(kind)
         if rule is None:
-            skipped.append(Skipped(ctx.ledger.sequence, ctx.tx_hash, op_index,
-                                   f"no token-transfer rule for operation type {op.body.type}", error=True))
+            skipped.append(Skipped(seq, ctx.tx_hash, op_index, f"no token-transfer rule for operation type {kind}",
+                                   error=True))
+            continue
+        if results[i].tr is None:  # the operation did not run, yet the transaction succeeded
+            skipped.append(Skipped(seq, ctx.tx_hash, op_index, f"{kind.name}: result {results[i].code.name} "
+                                   "in a successful transaction", error=True))
             continue
         try:
             events = rule(ctx, op, op_index, results[i].tr)
-        except (TransferError, MalformedEvent, AttributeError, IndexError) as exc:
-            skipped.append(Skipped(ctx.ledger.sequence, ctx.tx_hash, op_index,
-                                   f"{op.body.type.name}: {type(exc).__name__}: {exc}", error=True))
+            if ctx.protocol < 8:
+                events = _legacy_xlm_correction(ctx, op, op_index, events)
+        except (TransferError, MalformedEvent) as exc:
+            skipped.append(Skipped(seq, ctx.tx_hash, op_index, f"{kind.name}: {type(exc).__name__}: {exc}",
+                                   error=True))
             continue
-        if ctx.protocol < 8:
-            events = _legacy_xlm_correction(ctx, op, op_index, events)
+        except Exception as exc:
+            raise BugError.at(f"ledger {seq} tx {ctx.tx_hash} operation {op_index} ({kind.name})", exc) from exc
         out.ops.extend(events)
     return out
 
@@ -123,6 +138,11 @@ def derived_ledger_events(ledger: Ledger, passphrase: str, *, core_claim_order: 
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="operations")
     for tx in ledger.transactions:
         ctx = TxContext(ledger, tx, passphrase, core_claim_order=core_claim_order)
-        result.per_tx.append(derive_tx_events(ctx))
+        try:
+            result.per_tx.append(derive_tx_events(ctx))
+        except BugError:
+            raise
+        except Exception as exc:  # a bug outside the rules (fees, the context): named by its transaction
+            raise BugError.at(f"ledger {ledger.sequence} tx {ctx.tx_hash}", exc) from exc
         result.skipped.extend(ctx.skipped)
     return result

@@ -14,7 +14,15 @@ from obsrvr_ray.ledger.accounts import account_id
 from obsrvr_ray.ttp.assets import from_xdr
 from obsrvr_ray.ttp.classic import movement
 from obsrvr_ray.ttp.context import TxContext
-from obsrvr_ray.ttp.events import Event
+from obsrvr_ray.ttp.events import Event, TransferError
+
+
+def success_of(result: object) -> object:
+    """The success arm of an operation's result: the only arm in a successful transaction, so
+    another one is data that breaks the rule, not a bug to raise."""
+    if result.success is None:
+        raise TransferError(f"result {result.code.name} in a successful transaction")
+    return result.success
 
 
 def claim_atom_events(ctx: TxContext, atoms: list[X.ClaimAtom], taker: str, op_index: int) -> list[Event]:
@@ -45,4 +53,4 @@ def manage_offer(ctx: TxContext, op: X.Operation, op_index: int, result: X.Opera
         res = result.manage_buy_offer_result
     else:
         res = result.create_passive_sell_offer_result
-    return claim_atom_events(ctx, res.success.offers_claimed, ctx.op_source_account(op), op_index)
+    return claim_atom_events(ctx, success_of(res).offers_claimed, ctx.op_source_account(op), op_index)

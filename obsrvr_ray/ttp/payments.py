@@ -9,7 +9,7 @@ from obsrvr_ray.ttp.assets import NATIVE, from_xdr
 from obsrvr_ray.ttp.classic import movement
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.events import MINT, Event
-from obsrvr_ray.ttp.offers import claim_atom_events
+from obsrvr_ray.ttp.offers import claim_atom_events, success_of
 
 
 def create_account(ctx: TxContext, op: X.Operation, op_index: int, _result: X.OperationResultTr) -> list[Event]:
@@ -29,11 +29,11 @@ def path_payment(ctx: TxContext, op: X.Operation, op_index: int, result: X.Opera
     amount, strict receive the amount the operation asked for."""
     if op.body.type == X.OperationType.PATH_PAYMENT_STRICT_SEND:
         body = op.body.path_payment_strict_send_op
-        success = result.path_payment_strict_send_result.success
+        success = success_of(result.path_payment_strict_send_result)
         delivered = success.last.amount.int64
     else:
         body = op.body.path_payment_strict_receive_op
-        success = result.path_payment_strict_receive_result.success
+        success = success_of(result.path_payment_strict_receive_result)
         delivered = body.dest_amount.int64
     source = ctx.op_source(op)
     events = claim_atom_events(ctx, success.offers, ctx.op_source_account(op), op_index)
