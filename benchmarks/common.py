@@ -69,6 +69,6 @@ def machine() -> dict:
         "python": platform.python_version(),
         "ray": ray.__version__,
         "pyarrow": pyarrow.__version__,
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False,
                                  cwd=Path(__file__).parent).stdout.strip(),
     }

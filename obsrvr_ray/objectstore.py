@@ -14,6 +14,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -255,7 +256,7 @@ class S3Store(ObjectStore):
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code in ("NoSuchKey", "404", "NotFound"):
                 return ObjectNotFound("object not found", origin=where)
-            if code in _TRANSIENT_CODES or (status is not None and status >= 500):
+            if code in _TRANSIENT_CODES or (status is not None and status >= HTTPStatus.INTERNAL_SERVER_ERROR):
                 return TransientSourceError(f"S3 error {code}: {exc}", origin=where)
             return SourceError(f"S3 error {code}: {exc}", origin=where)
         return TransientSourceError(

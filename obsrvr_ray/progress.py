@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from typing import TextIO
 
+_MINUTE, _HOUR = 60, 3600
+_REDRAW = 0.5  # seconds between redraws of the line on a terminal
+
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= _HOUR:
+        return f"{seconds // _HOUR}h{seconds % _HOUR // _MINUTE:02d}m"
+    if seconds >= _MINUTE:
+        return f"{seconds // _MINUTE}m{seconds % _MINUTE:02d}s"
     return f"{seconds}s"
 
 
@@ -48,7 +51,7 @@ class Progress:
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.live and (force or now - self.last_print >= 0.5):
+        if self.live and (force or now - self.last_print >= _REDRAW):
             self.stream.write("\r\033[K" + self.line())
         elif not self.live and (force or now - self.last_print >= self.interval):
             self.stream.write(self.line() + "\n")

@@ -53,10 +53,13 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
     return ledger, index
 
 
+_SHOWN_MAX = 60  # characters of a request's value quoted in an error
+
+
 def _shown(value: object) -> str:
     """A request's value quoted in an error message, cut short (a message stays one readable line)."""
     text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= _SHOWN_MAX else text[:_SHOWN_MAX - 3] + "..."
 
 
 # ---- request parameters: one validation for REST queries, Flight tickets and WebSocket subscriptions.

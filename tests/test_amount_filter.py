@@ -4,8 +4,8 @@ whole i128 range, and a clear error beyond it (not a crash when the first rows a
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.subscription import Subscription

@@ -27,9 +27,9 @@ import time
 import uuid
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
 import requests
+from pyarrow import flight
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection

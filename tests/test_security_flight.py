@@ -7,8 +7,8 @@ import datetime as dt
 import time
 
 import pyarrow as pa
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 
 from obsrvr_ray.security.settings import SecuritySettings
 from obsrvr_ray.security.tls import generate_self_signed

@@ -17,8 +17,8 @@ import logging
 import shutil
 from pathlib import Path
 
-import pyarrow.flight as flight
 import pytest
+from pyarrow import flight
 from websockets.exceptions import ConnectionClosed
 
 from obsrvr_ray.chunks.plan import Grid, plan

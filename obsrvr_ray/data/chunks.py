@@ -12,6 +12,7 @@ Ray fuses the read with the write (it does, both being tasks of the same resourc
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -104,8 +105,6 @@ class ChunkDatasource(Datasource):
         source, settings, carried = self.source, self.settings, self.carried.get(unit.chunk, ())
 
         def read_chunk() -> Iterator[pa.Table]:
-            import time
-
             began = time.monotonic()
             commit = build_commit(unit, read_unit(worker_source(source), unit), settings, carried)
             yield commit_row(commit, time.monotonic() - began)

@@ -224,11 +224,14 @@ def _original(exc: BaseException) -> BaseException:
     return exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
 
 
+_REASON_MAX = 500  # characters of a failed chunk's reason in the report
+
+
 def _reason(exc: BaseException) -> str:
     """The original error of a Ray task error (its `cause`), in one line."""
     original = _original(exc)
     line = f"{type(original).__name__}: {original}".splitlines()[0]
-    return line if len(line) <= 500 else line[:497] + "..."
+    return line if len(line) <= _REASON_MAX else line[:_REASON_MAX - 3] + "..."
 
 
 def _finished(report: BackfillReport, metrics: BackfillMetrics, progress: Progress, watermark: Watermark,

@@ -183,14 +183,15 @@ class Follower:
                 self._chain.forget()
                 linked.append(record)
                 continue
+            taken = record
             found = self._chain.link_break(header)
             if found is not None:
-                relinked = self._relink_from_lake(header.sequence)
-                if relinked is None:
+                taken = self._relink_from_lake(header.sequence)
+                if taken is None:
                     return linked, (found, record.origin)
-                record, header = relinked, header_only(relinked)
+                header = header_only(taken)
             self._chain.accept(header)
-            linked.append(record)
+            linked.append(taken)
         return linked, None
 
     def _relink_from_lake(self, seq: int) -> LedgerRecord | None:

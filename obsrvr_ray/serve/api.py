@@ -112,6 +112,7 @@ def _jsonable(rows: list[dict]) -> list[dict]:
 
 
 _EVENT_TYPES = "one of " + ", ".join(KINDS)
+_TX_HASH_HEX = 64  # a transaction hash: 32 bytes in hex
 
 
 def transfer_query(
@@ -212,7 +213,7 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
 
     @app.get("/v1/transactions/{tx_hash}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
     async def transaction(tx_hash: str) -> dict:
-        if len(tx_hash) != 64 or any(c not in "0123456789abcdef" for c in tx_hash):
+        if len(tx_hash) != _TX_HASH_HEX or any(c not in "0123456789abcdef" for c in tx_hash):
             raise HTTPException(status_code=422, detail="transaction hash must be 64 lowercase hex characters")
         row = await asyncio.to_thread(reader.transaction, tx_hash)
         if row is None:

@@ -26,7 +26,7 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.query import MAX_PAGE, TableReader, TransferQuery, ledger_of, min_amount_of, strings_of

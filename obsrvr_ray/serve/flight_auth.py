@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import pyarrow.flight as flight
+from pyarrow import flight
 
 from obsrvr_ray.security.clientip import grpc_peer_host
 from obsrvr_ray.security.errors import AuthenticationError, PermissionDenied, RateLimited, SecurityError

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Security, WebSocket
 from fastapi.responses import JSONResponse
@@ -53,7 +54,7 @@ _api_key = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="an A
 
 def error_headers(exc: SecurityError) -> dict[str, str]:
     """RFC 6750 challenge on 401 (with error=invalid_token when a credential was sent), Retry-After on 429."""
-    if exc.status == 401:
+    if exc.status == HTTPStatus.UNAUTHORIZED:
         challenge = f'Bearer realm="{REALM}"'
         if getattr(exc, "presented", True):
             description = str(exc).replace('"', "'")

@@ -47,8 +47,9 @@ def csv_bytes(table: pa.Table) -> bytes:
     columns = []
     for field, column in zip(table.schema, table.columns, strict=True):
         if pa.types.is_list(field.type):
-            column = pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()], pa.string())
-        columns.append(column)
+            columns.append(pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()], pa.string()))
+        else:
+            columns.append(column)
     flat = pa.Table.from_arrays(columns, names=table.column_names)
     buf = io.BytesIO()
     pacsv.write_csv(flat, buf)

@@ -194,9 +194,12 @@ def _held_sequence(position: int, data: bytes, origin: str) -> int:
         return position
 
 
+_LISTED = 5  # sequences named in an error before "and N more"
+
+
 def _listed(sequences: list[int]) -> str:
-    shown = ", ".join(map(str, sequences[:5]))
-    return shown + (f" and {len(sequences) - 5} more" if len(sequences) > 5 else "")
+    shown = ", ".join(map(str, sequences[:_LISTED]))
+    return shown + (f" and {len(sequences) - _LISTED} more" if len(sequences) > _LISTED else "")
 
 
 def _for_ledger(exc: LedgerError, sequence: int) -> LedgerError:

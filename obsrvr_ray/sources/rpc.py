@@ -6,6 +6,7 @@ import itertools
 import re
 import time
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 import requests
@@ -82,9 +83,9 @@ class RpcClient:
             resp = self.session.post(self.url, json=body, timeout=self.timeout)
         except requests.RequestException as exc:
             raise TransientSourceError(f"RPC unreachable ({_why(exc)})", origin=self.url) from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
+        if resp.status_code == HTTPStatus.TOO_MANY_REQUESTS or resp.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR:
             raise TransientSourceError(f"RPC {method} answered HTTP {resp.status_code}", origin=self.url)
-        if resp.status_code != 200:
+        if resp.status_code != HTTPStatus.OK:
             raise SourceError(f"RPC {method} answered HTTP {resp.status_code}: {resp.text[:200]}", origin=self.url)
         try:
             payload = resp.json()

@@ -11,7 +11,7 @@ from typing import Any
 
 _PUBLIC = {"ChunkCommit": "tableset", "Shape": "tableset", "TableError": "tableset", "TableSet": "tableset",
            "TableLocation": "location"}
-__all__ = sorted(_PUBLIC)
+__all__ = ["ChunkCommit", "Shape", "TableError", "TableLocation", "TableSet"]  # the keys of _PUBLIC
 
 
 def __getattr__(name: str) -> Any:

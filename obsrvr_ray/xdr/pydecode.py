@@ -60,49 +60,47 @@ class PyDecoder:
     def reader(self, name: str, *, materialize: bool) -> Reader:
         cache = self._readers if materialize else self._skippers
         if name not in cache:
-            cache[name] = lambda buf, pos, depth: cache[name](buf, pos, depth)  # recursion placeholder
+            def placeholder(buf: bytes, pos: int, depth: int) -> tuple[object, int]:
+                return cache[name](buf, pos, depth)  # recursion: looked up when called, once built
+            cache[name] = placeholder
             cache[name] = self._build(self.schema[name], materialize)
         return cache[name]
 
     def _build(self, t: XdrType, materialize: bool) -> Reader:
         if isinstance(t, EnumType):
-            members = t.members
-
-            def read_enum(buf: bytes, pos: int, depth: int):
-                _eof(buf, pos, 4)
-                value = _I32.unpack_from(buf, pos)[0]
-                member = members.get(value)
-                if member is None:
-                    raise XdrError(f"{value} is not a valid {t.name}")
-                return member, pos + 4
-            return read_enum
+            return _enum_reader(t)
         if materialize and t.name in self.lazy:
-            skip = self.reader(t.name, materialize=False)
-            factory = self.lazy_factory
-
-            def read_lazy(buf: bytes, pos: int, depth: int):
-                if depth <= 0:
-                    raise XdrError("maximum decoding depth reached")
-                end = skip(buf, pos, depth)[1]
-                return factory(t.name, buf[pos:end]), end
-            return read_lazy
-        cls = t.cls
+            return self._lazy_reader(t)
         if isinstance(t, StructType):
-            fields = [(attr, self._field(spec, materialize)) for attr, spec in t.fields]
+            return self._struct_reader(t, materialize)
+        return self._union_reader(t, materialize)
 
-            def read_struct(buf: bytes, pos: int, depth: int):
-                if depth <= 0:
-                    raise XdrError("maximum decoding depth reached")
-                values = {}
-                for attr, read in fields:
-                    values[attr], pos = read(buf, pos, depth - 1)
-                if not materialize:
-                    return None, pos
-                obj = cls.__new__(cls)
-                obj.__dict__.update(values)
-                return obj, pos
-            return read_struct
-        disc_attr = t.disc_attr
+    def _lazy_reader(self, t: XdrType) -> Reader:
+        skip = self.reader(t.name, materialize=False)
+        factory = self.lazy_factory
+
+        def read_lazy(buf: bytes, pos: int, depth: int):
+            if depth <= 0:
+                raise XdrError("maximum decoding depth reached")
+            end = skip(buf, pos, depth)[1]
+            return factory(t.name, buf[pos:end]), end
+        return read_lazy
+
+    def _struct_reader(self, t: StructType, materialize: bool) -> Reader:
+        cls = t.cls
+        fields = [(attr, self._field(spec, materialize)) for attr, spec in t.fields]
+
+        def read_struct(buf: bytes, pos: int, depth: int):
+            if depth <= 0:
+                raise XdrError("maximum decoding depth reached")
+            values = {}
+            for attr, read in fields:
+                values[attr], pos = read(buf, pos, depth - 1)
+            return _instance(cls, values, materialize), pos
+        return read_struct
+
+    def _union_reader(self, t: UnionType, materialize: bool) -> Reader:
+        cls, disc_attr = t.cls, t.disc_attr
         read_disc = self._field(t.disc, True)
         arms = {key: [(attr, self._field(spec, materialize)) for attr, spec in arm] for key, arm in t.arms.items()}
 
@@ -116,87 +114,121 @@ class PyDecoder:
             values = {disc_attr: disc}
             for attr, read in arm:
                 values[attr], pos = read(buf, pos, depth - 1)
-            if not materialize:
-                return None, pos
-            obj = cls.__new__(cls)
-            obj.__dict__.update(values)
-            return obj, pos
+            return _instance(cls, values, materialize), pos
         return read_union
 
     def _field(self, spec: Field, materialize: bool) -> Reader:
+        """One reader per field kind: the schema's kinds are dispatched here, each built by its own method."""
         kind = spec[0]
         if kind == "ref":
-            name = spec[1]
-            return lambda buf, pos, depth: self.reader(name, materialize=materialize)(buf, pos, depth)
+            return self._ref_reader(spec[1], materialize)
         if kind in ("int", "uint", "bool"):
-            fmt = _U32 if kind == "uint" else _I32
-
-            def read_word(buf: bytes, pos: int, depth: int):
-                _eof(buf, pos, 4)
-                value = fmt.unpack_from(buf, pos)[0]
-                if kind == "bool":
-                    if value not in (0, 1):
-                        self._noncanonical = True
-                    return bool(value), pos + 4
-                return value, pos + 4
-            return read_word
+            return self._word_reader(kind)
         if kind in ("hyper", "uhyper"):
-            fmt = _U64 if kind == "uhyper" else _I64
-
-            def read_hyper(buf: bytes, pos: int, depth: int):
-                _eof(buf, pos, 8)
-                return fmt.unpack_from(buf, pos)[0], pos + 8
-            return read_hyper
+            return _hyper_reader(kind)
         if kind in ("opaque", "string"):
-            size, fixed = spec[1], (spec[2] if kind == "opaque" else False)
-
-            def read_bytes(buf: bytes, pos: int, depth: int):
-                n = size
-                if not fixed:
-                    _eof(buf, pos, 4)
-                    n = _U32.unpack_from(buf, pos)[0]
-                    pos += 4
-                    if n > size:
-                        raise XdrError(f"{kind} of {n} bytes exceeds its maximum {size}")
-                padded = (n + 3) // 4 * 4
-                _eof(buf, pos, padded)
-                if any(buf[pos + n:pos + padded]):
-                    self._noncanonical = True
-                return buf[pos:pos + n], pos + padded
-            return read_bytes
+            return self._bytes_reader(kind, spec[1], spec[2] if kind == "opaque" else False)
         if kind == "optional":
-            inner = self._field(spec[1], materialize)
-
-            def read_optional(buf: bytes, pos: int, depth: int):
-                _eof(buf, pos, 4)
-                flag = _U32.unpack_from(buf, pos)[0]
-                if flag > 1:
-                    self._noncanonical = True
-                if flag:
-                    return inner(buf, pos + 4, depth)
-                return None, pos + 4
-            return read_optional
+            return self._optional_reader(self._field(spec[1], materialize))
         if kind == "array":
-            inner, fixed, maximum = self._field(spec[1], materialize), spec[2], spec[3]
-
-            def read_array(buf: bytes, pos: int, depth: int):
-                if fixed is not None:
-                    n = fixed
-                else:
-                    _eof(buf, pos, 4)
-                    n = _U32.unpack_from(buf, pos)[0]
-                    pos += 4
-                    if len(buf) - pos < n:
-                        raise XdrError(f"array length {n} exceeds remaining input length {len(buf) - pos}")
-                items = []
-                for _ in range(n):
-                    item, pos = inner(buf, pos, depth)
-                    items.append(item)
-                if n > maximum:
-                    raise XdrError(f"array of {n} exceeds its maximum {maximum}")
-                return items, pos
-            return read_array
+            return _array_reader(self._field(spec[1], materialize), spec[2], spec[3])
         raise ValueError(f"unknown field kind {kind}")
+
+    def _ref_reader(self, name: str, materialize: bool) -> Reader:
+        def read_ref(buf: bytes, pos: int, depth: int):
+            return self.reader(name, materialize=materialize)(buf, pos, depth)  # built on first use
+        return read_ref
+
+    def _word_reader(self, kind: str) -> Reader:
+        fmt = _U32 if kind == "uint" else _I32
+
+        def read_word(buf: bytes, pos: int, depth: int):
+            _eof(buf, pos, 4)
+            value = fmt.unpack_from(buf, pos)[0]
+            if kind == "bool":
+                if value not in (0, 1):
+                    self._noncanonical = True
+                return bool(value), pos + 4
+            return value, pos + 4
+        return read_word
+
+    def _bytes_reader(self, kind: str, size: int, fixed: bool) -> Reader:
+        def read_bytes(buf: bytes, pos: int, depth: int):
+            n = size
+            if not fixed:
+                _eof(buf, pos, 4)
+                n = _U32.unpack_from(buf, pos)[0]
+                pos += 4
+                if n > size:
+                    raise XdrError(f"{kind} of {n} bytes exceeds its maximum {size}")
+            padded = (n + 3) // 4 * 4
+            _eof(buf, pos, padded)
+            if any(buf[pos + n:pos + padded]):
+                self._noncanonical = True
+            return buf[pos:pos + n], pos + padded
+        return read_bytes
+
+    def _optional_reader(self, inner: Reader) -> Reader:
+        def read_optional(buf: bytes, pos: int, depth: int):
+            _eof(buf, pos, 4)
+            flag = _U32.unpack_from(buf, pos)[0]
+            if flag > 1:
+                self._noncanonical = True
+            if flag:
+                return inner(buf, pos + 4, depth)
+            return None, pos + 4
+        return read_optional
+
+
+def _instance(cls: type, values: dict[str, object], materialize: bool) -> object:
+    """The stellar-sdk object with these attributes, built without its constructor (None when only skipping)."""
+    if not materialize:
+        return None
+    obj = cls.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
+def _enum_reader(t: EnumType) -> Reader:
+    members = t.members
+
+    def read_enum(buf: bytes, pos: int, depth: int):
+        _eof(buf, pos, 4)
+        value = _I32.unpack_from(buf, pos)[0]
+        member = members.get(value)
+        if member is None:
+            raise XdrError(f"{value} is not a valid {t.name}")
+        return member, pos + 4
+    return read_enum
+
+
+def _hyper_reader(kind: str) -> Reader:
+    fmt = _U64 if kind == "uhyper" else _I64
+
+    def read_hyper(buf: bytes, pos: int, depth: int):
+        _eof(buf, pos, 8)
+        return fmt.unpack_from(buf, pos)[0], pos + 8
+    return read_hyper
+
+
+def _array_reader(inner: Reader, fixed: int | None, maximum: int) -> Reader:
+    def read_array(buf: bytes, pos: int, depth: int):
+        if fixed is not None:
+            n = fixed
+        else:
+            _eof(buf, pos, 4)
+            n = _U32.unpack_from(buf, pos)[0]
+            pos += 4
+            if len(buf) - pos < n:
+                raise XdrError(f"array length {n} exceeds remaining input length {len(buf) - pos}")
+        items = []
+        for _ in range(n):
+            item, pos = inner(buf, pos, depth)
+            items.append(item)
+        if n > maximum:
+            raise XdrError(f"array of {n} exceeds its maximum {maximum}")
+        return items, pos
+    return read_array
 
 
 _DEFAULTS_INSTALLED: set[int] = set()

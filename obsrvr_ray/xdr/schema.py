@@ -70,8 +70,8 @@ def _max_lengths(cls: type) -> dict[str, int]:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "_expect_max_length":
             pending = _const(node.value)
         elif isinstance(node, ast.If) and pending is not None:
-            names = [n.id for n in ast.walk(node.test) if isinstance(n, ast.Name) and n.id != "len"
-                     and n.id != "_expect_max_length"]
+            names = [n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)
+                     and n.id not in {"len", "_expect_max_length"}]
             if names:
                 out[names[0]] = pending
             pending = None
