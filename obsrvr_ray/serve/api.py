@@ -28,6 +28,7 @@ import json
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import pyarrow as pa
@@ -162,19 +163,39 @@ class Subscribers:
             del self.per_ip[ip]
 
 
+@dataclass(frozen=True)
+class _AppParts:
+    """What the routes of one app share: its data, its follower, its guard, settings and counters."""
+
+    reader: TableReader
+    live: LiveView
+    guard: Guard
+    settings: ApiSettings
+    metrics: ApiMetrics
+    subscribers: Subscribers
+    last_status: dict  # the follower's last status, read by the metrics
+
+
 def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiSettings | None = None,
                extra_routers: tuple[APIRouter, ...] = ()) -> FastAPI:
     settings = settings or ApiSettings()
     last_status: dict = {}
-    metrics = ApiMetrics(lambda: last_status.get("value"))
-    subscribers = Subscribers(settings)
+    parts = _AppParts(reader, live, guard, settings, ApiMetrics(lambda: last_status.get("value")),
+                      Subscribers(settings), last_status)
     app = FastAPI(title="obsrvr-ray", version="0.1.0",
                   description="Stellar token transfers: history from the dataset, the newest ledgers from the live "
                               "follower. Auth: `Authorization: Bearer <JWT>` or `X-API-Key`.")
     for router in extra_routers:
         app.include_router(router)
     app.include_router(console_router(auth_required=guard.auth_enabled))  # the web console at /
+    _count_requests(app, parts.metrics)
+    _rest_routes(app, reader, live, guard)
+    _health_routes(app, parts)
+    _subscribe_route(app, parts)
+    return app
 
+
+def _count_requests(app: FastAPI, metrics: ApiMetrics) -> None:
     @app.middleware("http")
     async def count(request: Request, call_next):
         began = time.perf_counter()
@@ -185,10 +206,9 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
         metrics.latency.labels(path).observe(time.perf_counter() - began)
         return response
 
-    async def dataset_last() -> int | None:
-        return await asyncio.to_thread(reader.last_ledger)
 
-    # ---- REST ---------------------------------------------------------------------------
+def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Guard) -> None:
+    """The dataset's transfers, ledgers, transactions and analytics, with the follower's newest ledgers."""
     @app.get("/v1/token-transfers", dependencies=[Depends(guard.require("read"))], tags=["token transfers"])
     async def token_transfers(query: TransferQuery = Depends(transfer_query),
                               as_of: str | None = Query(None, max_length=40, description="a table version "
@@ -229,7 +249,11 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
         tables = await asyncio.to_thread(reader.aggregations, query, top, lambda: recent)
         return {name: _jsonable(table.to_pylist()) for name, table in tables.items()}
 
-    # ---- health and metrics ---------------------------------------------------------------
+
+def _health_routes(app: FastAPI, parts: _AppParts) -> None:
+    """Probes, the follower's status and the Prometheus metrics."""
+    live, settings, guard = parts.live, parts.settings, parts.guard
+
     @app.get("/health/live", tags=["health"])
     async def health_live() -> dict:
         """Liveness probe: no credentials, no details."""
@@ -240,7 +264,7 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
             status = await asyncio.wait_for(live.status(), timeout)
         except TimeoutError:  # restarting, overloaded: a probe must not wait for it
             return False, f"follower not answering within {timeout} s", None
-        last_status["value"] = status
+        parts.last_status["value"] = status
         if status is None:
             return False, "the live follower does not answer", None
         if status.get("chain_broken_at") is not None:  # the ledger number only: no error text in probes
@@ -267,17 +291,22 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
         if error:  # "chain broken at N: ..." already begins with its reason
             reason = error if error.startswith(reason) else f"{reason}: {error}"
         return {"alive": True, "ready": ready, "reason": reason, "follower": status,
-                "dataset_last_ledger": await dataset_last(), "websocket_connections": subscribers.total}
+                "dataset_last_ledger": await asyncio.to_thread(parts.reader.last_ledger),
+                "websocket_connections": parts.subscribers.total}
 
     metrics_guard = [] if guard.public_metrics else [Depends(guard.require("monitor"))]
 
     @app.get("/metrics", tags=["health"], response_class=Response, dependencies=metrics_guard)
     async def prometheus() -> Response:
         """Prometheus text format (the `monitor` permission, unless the security setting public_metrics)."""
-        last_status["value"] = await live.status()
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        parts.last_status["value"] = await live.status()
+        return Response(generate_latest(parts.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # ---- WebSocket --------------------------------------------------------------------------
+
+def _subscribe_route(app: FastAPI, parts: _AppParts) -> None:
+    """The WebSocket feed, a connection limit per client address."""
+    guard, subscribers, metrics = parts.guard, parts.subscribers, parts.metrics
+
     @app.websocket("/v1/subscribe")
     async def subscribe(websocket: WebSocket) -> None:
         """Token transfers of new ledgers, filtered, in order; optionally replayed from a ledger."""
@@ -293,12 +322,10 @@ def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiS
             return
         metrics.ws_connections.inc()
         try:
-            await Subscriber(websocket, reader, live, settings, metrics).run()
+            await Subscriber(websocket, parts.reader, parts.live, parts.settings, metrics).run()
         finally:
             subscribers.release(ip)
             metrics.ws_connections.dec()
-
-    return app
 
 
 class SlowConsumer(Exception):

@@ -275,6 +275,26 @@ class KeySecret(BaseModel):
     secret: str = Field(description="the API key itself; shown only in this response")
 
 
+def _key_info(record) -> KeyInfo:
+    return KeyInfo(**record.public(utcnow()))
+
+
+def _key_call(operation: Callable[[], object]) -> object:
+    """The key store's answer, its refusals as HTTP errors (one status per cause)."""
+    try:
+        return operation()
+    except UnknownKey as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
+    except KeyStateError as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+    except KeyStoreError as exc:
+        raise HTTPException(503, detail=str(exc)) from exc
+    except ConfigError as exc:
+        raise HTTPException(422, detail=str(exc)) from exc
+    except OSError as exc:  # a key store mounted read-only (a Kubernetes Secret): manage keys with the CLI
+        raise HTTPException(503, detail=f"the key store cannot be written here: {exc.strerror or exc}") from exc
+
+
 def admin_router(guard: Guard) -> APIRouter:
     """`/admin/keys`: create, list, revoke and rotate API keys (admin role). Sync handlers: file I/O runs in threads."""
     store: KeyStore | None = guard.gate.store
@@ -282,43 +302,26 @@ def admin_router(guard: Guard) -> APIRouter:
         raise ConfigError("the admin key API needs a key store (security setting key_store)")
     router = APIRouter(prefix="/admin/keys", tags=["admin"], dependencies=[Depends(guard.require(ADMINISTER))])
 
-    def info(record) -> KeyInfo:
-        return KeyInfo(**record.public(utcnow()))
-
-    def call(operation: Callable[[], object]) -> object:
-        try:
-            return operation()
-        except UnknownKey as exc:
-            raise HTTPException(404, detail=str(exc)) from exc
-        except KeyStateError as exc:
-            raise HTTPException(409, detail=str(exc)) from exc
-        except KeyStoreError as exc:
-            raise HTTPException(503, detail=str(exc)) from exc
-        except ConfigError as exc:
-            raise HTTPException(422, detail=str(exc)) from exc
-        except OSError as exc:  # a key store mounted read-only (a Kubernetes Secret): manage keys with the CLI
-            raise HTTPException(503, detail=f"the key store cannot be written here: {exc.strerror or exc}") from exc
-
     @router.post("", status_code=201, response_model=KeySecret)
     def create_key(body: KeyCreate) -> KeySecret:
         """A new key; the response is the only time its secret is shown."""
         expires_at = utcnow() + dt.timedelta(days=body.expires_days) if body.expires_days else None
-        record, secret = call(lambda: store.create(body.roles, name=body.name, expires_at=expires_at))
-        return KeySecret(key=info(record), secret=secret)
+        record, secret = _key_call(lambda: store.create(body.roles, name=body.name, expires_at=expires_at))
+        return KeySecret(key=_key_info(record), secret=secret)
 
     @router.get("", response_model=list[KeyInfo])
     def list_keys() -> list[KeyInfo]:
         """Every key with its state and last use; never a secret or a hash."""
-        return [info(k) for k in call(store.list)]
+        return [_key_info(k) for k in _key_call(store.list)]
 
     @router.post("/{key_id}/revoke", response_model=KeyInfo)
     def revoke_key(key_id: str) -> KeyInfo:
-        return info(call(lambda: store.revoke(key_id)))
+        return _key_info(_key_call(lambda: store.revoke(key_id)))
 
     @router.post("/{key_id}/rotate", response_model=KeySecret)
     def rotate_key(key_id: str) -> KeySecret:
         """A new secret for the key (same id and roles); the old secret stops working at once."""
-        record, secret = call(lambda: store.rotate(key_id))
-        return KeySecret(key=info(record), secret=secret)
+        record, secret = _key_call(lambda: store.rotate(key_id))
+        return KeySecret(key=_key_info(record), secret=secret)
 
     return router

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -181,26 +181,10 @@ class RpcSource:
             try:
                 page = self.client.get_ledgers(start=nxt if cursor is None else None, cursor=cursor, limit=limit)
             except RpcError as exc:
-                window = parse_window(exc.cause)
-                if window is None:
-                    if end is None:
-                        raise
-                    yield from self._errors(range(nxt, end + 1), exc)
+                nxt, done = yield from self._refused(exc, nxt, end)
+                if done:
                     return
-                oldest, latest = window
-                if nxt < oldest:  # older than the node keeps: report each ledger, go on from oldest
-                    stop = oldest - 1 if end is None else min(end, oldest - 1)
-                    yield from self._errors(range(nxt, stop + 1), SourceError(
-                        f"outside the RPC node's retention window (oldestLedger {oldest}, latestLedger {latest})",
-                        origin=self.url))
-                    nxt, cursor = stop + 1, None
-                elif end is None:  # at the tip: wait for the next ledger to close
-                    time.sleep(self.poll_interval)
-                    cursor = None
-                else:
-                    yield from self._errors(range(nxt, end + 1), SourceError(
-                        f"not closed yet on the RPC node (latestLedger {latest})", origin=self.url))
-                    return
+                cursor = None
                 continue
             except SourceError as exc:
                 if end is None:
@@ -217,26 +201,60 @@ class RpcSource:
                 time.sleep(self.poll_interval)
                 cursor = None
                 continue
-            for item in ledgers:
-                seq = int(item["sequence"])
-                if seq < nxt:
-                    continue
-                if end is not None and seq > end:
-                    return
-                if seq > nxt:  # the node skipped ledgers: report them, never hide a gap
-                    yield from self._errors(range(nxt, seq), SourceError("getLedgers skipped this ledger",
-                                                                         origin=self.url))
-                origin = self._origin(seq)
-                try:
-                    data = b64decode(item["metadataXdr"], sequence=seq, origin=origin)
-                except (KeyError, DecodeError) as exc:
-                    err = exc if isinstance(exc, DecodeError) else DecodeError(
-                        "ledger has no metadataXdr", sequence=seq, origin=origin)
-                    yield LedgerRecord(seq, origin, error=err)
-                else:
-                    yield LedgerRecord(seq, origin, data=data)
-                nxt = seq + 1
+            nxt, done = yield from self._page_records(ledgers, nxt, end)
+            if done:
+                return
             cursor = page.get("cursor") or None
+
+    def _refused(self, exc: RpcError, nxt: int, end: int | None) -> Generator[LedgerRecord, None, tuple[int, bool]]:
+        """The records a getLedgers refusal settles from `nxt`, then (where to go on, whether the range
+        is done): ledgers older than the node keeps are reported and skipped; at the tip a follower
+        waits; a range beyond the tip, or a refusal without a window, fails what is left."""
+        window = parse_window(exc.cause)
+        if window is None:
+            if end is None:
+                raise exc
+            yield from self._errors(range(nxt, end + 1), exc)
+            return nxt, True
+        oldest, latest = window
+        if nxt < oldest:  # older than the node keeps: report each ledger, go on from oldest
+            stop = oldest - 1 if end is None else min(end, oldest - 1)
+            yield from self._errors(range(nxt, stop + 1), SourceError(
+                f"outside the RPC node's retention window (oldestLedger {oldest}, latestLedger {latest})",
+                origin=self.url))
+            return stop + 1, False
+        if end is None:  # at the tip: wait for the next ledger to close
+            time.sleep(self.poll_interval)
+            return nxt, False
+        yield from self._errors(range(nxt, end + 1), SourceError(
+            f"not closed yet on the RPC node (latestLedger {latest})", origin=self.url))
+        return nxt, True
+
+    def _page_records(self, ledgers: list[dict], nxt: int, end: int | None
+                      ) -> Generator[LedgerRecord, None, tuple[int, bool]]:
+        """The records of one page from `nxt`, then (the next ledger wanted, whether `end` was passed)."""
+        for item in ledgers:
+            seq = int(item["sequence"])
+            if seq < nxt:
+                continue
+            if end is not None and seq > end:
+                return nxt, True
+            if seq > nxt:  # the node skipped ledgers: report them, never hide a gap
+                yield from self._errors(range(nxt, seq), SourceError("getLedgers skipped this ledger",
+                                                                     origin=self.url))
+            yield self._record(item, seq)
+            nxt = seq + 1
+        return nxt, False
+
+    def _record(self, item: dict, seq: int) -> LedgerRecord:
+        origin = self._origin(seq)
+        try:
+            data = b64decode(item["metadataXdr"], sequence=seq, origin=origin)
+        except (KeyError, DecodeError) as exc:
+            err = exc if isinstance(exc, DecodeError) else DecodeError(
+                "ledger has no metadataXdr", sequence=seq, origin=origin)
+            return LedgerRecord(seq, origin, error=err)
+        return LedgerRecord(seq, origin, data=data)
 
     def close(self) -> None:
         self.client.close()
