@@ -72,17 +72,23 @@ def _data_v4(data: tuple) -> tuple[int, MuxedInfo | None]:
                 raise MalformedEvent(f"amount is {type_name(val)}, not i128")
             amount = val[1]
         elif name == "to_muxed_id":
-            if val[0] == _U64:
-                muxed = MuxedInfo(id=val[1])
-            elif val[0] == _BYTES:
-                muxed = MuxedInfo(hash=val[1])
-            elif val[0] == _STRING:
-                muxed = MuxedInfo(text=val[1])
-            elif val[0] != _VOID:
-                raise MalformedEvent(f"to_muxed_id is {type_name(val)}")
+            muxed = _muxed_id(val)
     if amount is None:
         raise MalformedEvent("data map has no amount")
     return amount, muxed
+
+
+def _muxed_id(val: tuple) -> MuxedInfo | None:
+    """CAP-67's to_muxed_id: a u64 id, bytes (a hash), a string (text), or void (none)."""
+    if val[0] == _U64:
+        return MuxedInfo(id=val[1])
+    if val[0] == _BYTES:
+        return MuxedInfo(hash=val[1])
+    if val[0] == _STRING:
+        return MuxedInfo(text=val[1])
+    if val[0] != _VOID:
+        raise MalformedEvent(f"to_muxed_id is {type_name(val)}")
+    return None
 
 
 def _sac_asset(topics: tuple[tuple, ...], expected: int, contract: str, passphrase: str) -> Asset | None:
@@ -122,23 +128,26 @@ def parse_token_event(
         amount, muxed = data[1], None
     if fn not in _KINDS:
         raise MalformedEvent(f"{fn!r} is not a token movement")
-    contract = contract_id
+    from_, to, v4_layout = _parties(fn, topics, v4_layout)
+    expected = (_SAC_TOPICS_V4 if v4_layout else _SAC_TOPICS_V3)[fn]
+    asset = _sac_asset(topics, expected, contract_id, passphrase)
+    return Event(fn, amount, asset, contract_id, tx_index, tx_hash, op_index, from_, to, muxed)
+
+
+def _parties(fn: str, topics: tuple[tuple, ...], v4_layout: bool) -> tuple[str | None, str | None, bool]:
+    """(from, to) of a movement by its topics, and whether its topics are in CAP-67's layout (a
+    mint or clawback in the older layout is counted as such by the SAC check)."""
     if fn == TRANSFER:
         if len(topics) < 3:
             raise MalformedEvent("transfer with fewer than 3 topics")
-        from_, to = address(topics[1]), address(topics[2])
-    elif fn == BURN:
-        from_, to = address(topics[1]), None
-    elif v4_layout and not _admin_first(topics):
+        return address(topics[1]), address(topics[2]), v4_layout
+    if fn == BURN:
+        return address(topics[1]), None, v4_layout
+    if v4_layout and not _admin_first(topics):
         party = address(topics[1])
-        from_, to = (None, party) if fn == MINT else (party, None)
-    else:
-        if len(topics) < 3:
-            raise MalformedEvent(f"{fn} with fewer than 3 topics")
-        address(topics[1])  # the admin: must be an address, not a party to the movement
-        party = address(topics[2])
-        from_, to = (None, party) if fn == MINT else (party, None)
-        v4_layout = False  # the SAC check below counts the older layout's topics
-    expected = (_SAC_TOPICS_V4 if v4_layout else _SAC_TOPICS_V3)[fn]
-    asset = _sac_asset(topics, expected, contract, passphrase)
-    return Event(fn, amount, asset, contract, tx_index, tx_hash, op_index, from_, to, muxed)
+        return (None, party, True) if fn == MINT else (party, None, True)
+    if len(topics) < 3:
+        raise MalformedEvent(f"{fn} with fewer than 3 topics")
+    address(topics[1])  # the admin: must be an address, not a party to the movement
+    party = address(topics[2])
+    return (None, party, False) if fn == MINT else (party, None, False)
