@@ -3,7 +3,6 @@ write. Failures are collected per ledger; the range always runs to its end."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -12,6 +11,7 @@ import pyarrow as pa
 from obsrvr_ray.errors import BugError, Failure, LedgerError
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ledger.validate import ChainChecker
+from obsrvr_ray.progress import Timed
 from obsrvr_ray.schema import TABLES
 from obsrvr_ray.sinks.files import EXTENSIONS, Written, write_table
 from obsrvr_ray.sources.base import LedgerRecord, decode_record
@@ -32,7 +32,7 @@ class ExtractOptions:
 
 
 @dataclass
-class RunReport:
+class RunReport(Timed):
     """What a run did: enough for the summary screen and to retry exactly what failed."""
 
     source: str
@@ -46,12 +46,6 @@ class RunReport:
     findings: list[Finding] = field(default_factory=list)
     verified: int = 0
     skipped_events: int = 0  # contract events that are not token movements
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
 
     @property
     def ok(self) -> bool:
@@ -78,20 +72,20 @@ class RunReport:
             lines.append(f"verified   {self.verified} ledgers three ways: {len(self.findings)} findings")
         for w in self.written:
             lines.append(f"wrote      {w.path}  ({w.rows} rows, {w.bytes:,} bytes)")
-        if self.findings:
-            lines.append("findings:")
-            for f in self.findings[:max_failures]:
-                lines.append(f"  - {f.describe()}")
-            if len(self.findings) > max_failures:
-                lines.append(f"  … and {len(self.findings) - max_failures} more")
-        if self.failures:
-            lines.append("failures:")
-            for f in self.failures[:max_failures]:
-                lines.append(f"  - {f.describe()}")
-            if len(self.failures) > max_failures:
-                lines.append(f"  … and {len(self.failures) - max_failures} more")
+        lines += _described("findings", self.findings, max_failures)
+        lines += _described("failures", self.failures, max_failures)
         lines.append("status     " + ("OK" if self.ok else "FAILED (exit code 1)"))
         return "\n".join(lines)
+
+
+def _described(title: str, items: list[Failure] | list[Finding], most: int) -> list[str]:
+    """The summary's list of findings or failures: the first `most`, then how many more."""
+    if not items:
+        return []
+    lines = [f"{title}:", *(f"  - {item.describe()}" for item in items[:most])]
+    if len(items) > most:
+        lines.append(f"  … and {len(items) - most} more")
+    return lines
 
 
 def stream_ledgers(

@@ -7,6 +7,7 @@ is printed every `interval` seconds, so the log shows progress without a flood.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TextIO
 
 _MINUTE, _HOUR = 60, 3600
@@ -20,6 +21,19 @@ def _duration(seconds: float) -> str:
     if seconds >= _MINUTE:
         return f"{seconds // _MINUTE}m{seconds % _MINUTE:02d}s"
     return f"{seconds}s"
+
+
+@dataclass
+class Timed:
+    """A run's wall-clock span, for a report: started when made, finished when its runner says so
+    (keyword-only, so a report's own fields come first)."""
+
+    started: float = field(default_factory=time.monotonic, kw_only=True)
+    finished: float | None = field(default=None, kw_only=True)
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
 
 
 class Progress:

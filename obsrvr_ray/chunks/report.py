@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from obsrvr_ray import exit_codes
 from obsrvr_ray.chunks.process import ChunkResult
 from obsrvr_ray.errors import Failure
+from obsrvr_ray.progress import Timed
 from obsrvr_ray.ranges import Range, format_ranges, range_key, size
 
 
 @dataclass
-class BackfillReport:
+class BackfillReport(Timed):
     source: str
     network: str
     output: str
@@ -29,12 +29,6 @@ class BackfillReport:
     analytics: dict[str, int] = field(default_factory=dict)  # table -> rows
     problems: list[str] = field(default_factory=list)  # from --verify-output
     interrupted: int | None = None  # the signal that stopped the run
-    started: float = field(default_factory=time.monotonic)
-    finished: float | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return (self.finished or time.monotonic()) - self.started
 
     @property
     def ledgers(self) -> int:
