@@ -15,6 +15,27 @@ from stellar_sdk import xdr as X
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 
+class _Decoded:
+    """A transaction's part that may arrive encoded (LazyXdr): decoded on first read, its bytes kept."""
+
+    __slots__ = ("key", "slot")
+
+    def __init__(self, slot: str, key: str) -> None:
+        self.slot, self.key = slot, key
+
+    def __get__(self, tx: LedgerTransaction | None, owner: type | None = None):
+        return self if tx is None else tx._open(self.slot, self.key)
+
+
+class _Encoded(_Decoded):
+    """A part's XDR bytes: as they came when it arrived encoded, else encoded once."""
+
+    __slots__ = ()
+
+    def __get__(self, tx: LedgerTransaction | None, owner: type | None = None):
+        return self if tx is None else tx._bytes(self.slot, self.key)
+
+
 class LedgerTransaction:
     """One transaction as applied: envelope, result, meta and the fee changes around it.
 
@@ -42,47 +63,24 @@ class LedgerTransaction:
             setattr(self, slot, value)
         return value
 
-    @property
-    def envelope(self) -> X.TransactionEnvelope:
-        return self._open("_envelope", "envelope")
-
-    @property
-    def meta(self) -> X.TransactionMeta:
-        return self._open("_meta", "meta")
+    envelope = _Decoded("_envelope", "envelope")  # X.TransactionEnvelope
+    meta = _Decoded("_meta", "meta")  # X.TransactionMeta
+    fee_changes = _Decoded("_fee_changes", "fee")  # X.LedgerEntryChanges
+    post_apply_fee_changes = _Decoded("_post_apply", "post")  # X.LedgerEntryChanges | None
+    envelope_xdr = _Encoded("_envelope", "envelope")
+    meta_xdr = _Encoded("_meta", "meta")
+    fee_meta_xdr = _Encoded("_fee_changes", "fee")
+    result_xdr = _Encoded("result", "result")
 
     @property
     def raw_meta(self):
         """The meta as handed over: a LazyXdr while nothing has read it, else the object."""
         return self._meta
 
-    @property
-    def fee_changes(self) -> X.LedgerEntryChanges:
-        return self._open("_fee_changes", "fee")
-
-    @property
-    def post_apply_fee_changes(self) -> X.LedgerEntryChanges | None:
-        return self._open("_post_apply", "post")
-
     def _bytes(self, slot: str, key: str) -> bytes:
         if key not in self._xdr:
             self._xdr[key] = getattr(self, slot).to_xdr_bytes()
         return self._xdr[key]
-
-    @property
-    def envelope_xdr(self) -> bytes:
-        return self._bytes("_envelope", "envelope")
-
-    @property
-    def meta_xdr(self) -> bytes:
-        return self._bytes("_meta", "meta")
-
-    @property
-    def fee_meta_xdr(self) -> bytes:
-        return self._bytes("_fee_changes", "fee")
-
-    @property
-    def result_xdr(self) -> bytes:
-        return self._bytes("result", "result")
 
 
 @dataclass(eq=False)
