@@ -581,25 +581,19 @@ static PyObject *scan_scval(Decoder *d, const Input *in, Py_ssize_t *pos, int de
         value = Py_None;
         break;
     case SCV_U32:
-        if (need(d, in, p, 4) < 0) return NULL;
-        value = PyLong_FromUnsignedLong(rd32(in->buf + p));
-        p += 4;
-        break;
     case SCV_I32:
         if (need(d, in, p, 4) < 0) return NULL;
-        value = PyLong_FromLong((long)(int32_t)rd32(in->buf + p));
+        value = type == SCV_U32 ? PyLong_FromUnsignedLong(rd32(in->buf + p))
+                                : PyLong_FromLong((long)(int32_t)rd32(in->buf + p));
         p += 4;
         break;
     case SCV_U64:
     case SCV_TIMEPOINT:
     case SCV_DURATION:
-        if (need(d, in, p, 8) < 0) return NULL;
-        value = PyLong_FromUnsignedLongLong(rd64(in->buf + p));
-        p += 8;
-        break;
     case SCV_I64:
         if (need(d, in, p, 8) < 0) return NULL;
-        value = PyLong_FromLongLong((long long)(int64_t)rd64(in->buf + p));
+        value = type == SCV_I64 ? PyLong_FromLongLong((long long)(int64_t)rd64(in->buf + p))
+                                : PyLong_FromUnsignedLongLong(rd64(in->buf + p));
         p += 8;
         break;
     case SCV_U128:
