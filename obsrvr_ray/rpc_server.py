@@ -1,5 +1,6 @@
 """A Stellar RPC look-alike serving `getLedgers` (and getHealth, getNetwork, getLatestLedger)
-over real HTTP from ledgers held in memory: for tests, demos and the live app's local feed.
+over real HTTP from ledgers held in memory: for tests, `obsrvr-ray rpc serve` over a lake, and
+the sandbox's feed of generated ledgers (obsrvr_sandbox.feed).
 
 It follows stellar-rpc's wire format: by-name params, JSON-RPC errors with HTTP 200, page
 limit 50 by default and 200 at most, cursor = last sequence returned, `ledgerCloseTime` as a

@@ -25,8 +25,8 @@ def test_the_runtime_never_imports_the_sandbox():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             found += [f"{path.relative_to(REPO)}: {name}" for name in names
                       if name.split(".")[0] == "obsrvr_sandbox" or name.startswith("obsrvr_ray.sandbox")]
-    assert not (REPO / "obsrvr_ray" / "sandbox").exists()
     assert found == []
+    assert not (REPO / "obsrvr_ray" / "sandbox").exists()
 
 
 def wait_for_ledgers(url: str, count: int, timeout: float = 30) -> RpcSource:
