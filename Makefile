@@ -26,7 +26,7 @@ install: $(STAMP) $(CONSOLE_ASSETS)
 
 demo: $(STAMP) $(CONSOLE_ASSETS)
 	rm -rf $(DEMO)
-	$(BIN)/obsrvr-ray lake generate --out $(DEMO)/lake --ledgers $(DEMO_LEDGERS)
+	$(BIN)/obsrvr-sandbox generate --out $(DEMO)/lake --ledgers $(DEMO_LEDGERS)
 	$(BIN)/obsrvr-ray export token-transfers --source $(DEMO)/lake --start 2 --end $$(( $(DEMO_LEDGERS) + 1 )) \
 	    --out $(DEMO)/token_transfers.parquet --verify
 	RAY_AUTH_MODE=disabled $(BIN)/obsrvr-ray backfill --source $(DEMO)/lake --start 2 \
@@ -39,12 +39,15 @@ demo: $(STAMP) $(CONSOLE_ASSETS)
 	     FROM token_transfers GROUP BY 1 ORDER BY 2 DESC"
 	$(MAKE) --no-print-directory demo-live
 
-# The live app on a local Ray cluster, following a sandbox feed that closes a ledger every 3 s.
+# The live app on a local Ray cluster, following a sandbox feed that closes a ledger every 3 s
+# (a detached actor of the cluster, so both outlive this command; `ray stop` ends them).
 # Local development only: Ray's token auth and the app's API keys are off, everything on 127.0.0.1.
 demo-live: $(STAMP) $(CONSOLE_ASSETS)
 	RAY_AUTH_MODE=disabled $(BIN)/ray status >/dev/null 2>&1 || RAY_AUTH_MODE=disabled $(BIN)/ray start --head \
 	    --num-cpus 2 --disable-usage-stats --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 >/dev/null
-	RAY_AUTH_MODE=disabled $(BIN)/obsrvr-ray serve --sandbox-rpc --sandbox-interval 3 --dev \
+	rpc=$$(RAY_AUTH_MODE=disabled $(BIN)/obsrvr-sandbox feed --detach --interval 3 --history 3 --port 0) && \
+	echo "sandbox getLedgers feed at $$rpc: a new ledger every 3s" && \
+	RAY_AUTH_MODE=disabled $(BIN)/obsrvr-ray serve --rpc $$rpc --dev \
 	    --dataset $(abspath $(DEMO))/live --detach --port $(DEMO_PORT)
 	@echo "Console: http://127.0.0.1:$(DEMO_PORT)/   (web console: live transfers, volume, lookups, status; dev mode, no key)"
 	@echo "Ray dashboard: http://127.0.0.1:8265   stop everything: make demo-stop"

@@ -21,7 +21,7 @@ def sandbox_lake(work_dir: Path, ledgers: int) -> Path:
     root = work_dir / f"sandbox-lake-{ledgers}"
     done = root / ".complete"
     if not done.exists():
-        from obsrvr_ray.sandbox.generator import generate_ledgers
+        from obsrvr_sandbox.generator import generate_ledgers
 
         writer = LakeWriter(LocalStore(root), LakeConfig(network_passphrase=SANDBOX))
         writer.write_config()

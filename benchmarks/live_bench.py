@@ -91,7 +91,7 @@ class Feed:
 
     def __init__(self, ledgers: list[tuple[int, bytes]], history: int) -> None:
         from obsrvr_ray.network import SANDBOX
-        from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+        from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 
         self.archive = LedgerArchive()
         self.archive.add_all(meta for _, meta in ledgers[:history])

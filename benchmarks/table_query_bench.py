@@ -104,8 +104,8 @@ def template_cells(ledgers: int, settings) -> list[pa.Table]:
     from obsrvr_ray.chunks.plan import Segment, WorkUnit
     from obsrvr_ray.chunks.process import build_commit
     from obsrvr_ray.chunks.raw import records_to_table
-    from obsrvr_ray.sandbox.generator import generate_ledgers
     from obsrvr_ray.sources.base import LedgerRecord
+    from obsrvr_sandbox.generator import generate_ledgers
 
     records = [LedgerRecord(seq, f"sandbox/{seq}", meta) for seq, meta in generate_ledgers(ledgers, start=FIRST)]
     last = FIRST + ledgers - 1

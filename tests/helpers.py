@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 from tests.conftest import REPO
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The real console entry point in a child process (exit code, stdout, stderr)."""
+def run_cli(*args: str, timeout: float = 600, package: str = "obsrvr_ray") -> subprocess.CompletedProcess:
+    """The real console entry point (`obsrvr-ray`, or `obsrvr-sandbox` with package="obsrvr_sandbox")
+    in a child process (exit code, stdout, stderr)."""
     return subprocess.run(
-        [sys.executable, "-m", "obsrvr_ray", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", package, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
 
 

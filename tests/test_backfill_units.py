@@ -83,7 +83,7 @@ def test_units_next_to_what_the_output_holds_link_to_it():
 
 
 def test_the_hash_chain_is_checked_into_a_chunk_from_the_ledger_before_it():
-    from obsrvr_ray.sandbox.generator import generate_ledgers
+    from obsrvr_sandbox.generator import generate_ledgers
 
     ours, other = dict(generate_ledgers(2, seed=1)), dict(generate_ledgers(2, seed=2))  # two chains, ledgers 2-3
     unit = WorkUnit((3, 3), 0, (Segment(3, 3, link=True),))

@@ -37,14 +37,14 @@ import requests
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.sandbox.generator import DEFAULT_CLOSE_TIME, SandboxNetwork
-from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.tls import generate_self_signed
 from obsrvr_ray.serve.console import CONSOLE_CSP, VENDOR, charting_library
 from obsrvr_ray.sinks.lake import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_sandbox.generator import DEFAULT_CLOSE_TIME, SandboxNetwork
 from tests.backfill_helpers import run_backfill, wait_for
 from tests.conftest import REPO, free_port
 from tests.test_live_app import Live, _ready

@@ -9,7 +9,7 @@ import pytest
 
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import S3Options, S3Store
-from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.schema import LEDGERS, TRANSACTIONS
 from obsrvr_ray.sinks.lake import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
@@ -109,7 +109,7 @@ def test_transactions_from_etl_export_equal_stellar_etl_golden(tmp_path):
 def test_generate_export_and_inspect_sandbox_lake(tmp_path):
     """The demo's path: a generated lake exports every table, verifies three ways, inspects."""
     lake = tmp_path / "lake"
-    proc = run_cli("lake", "generate", "--out", str(lake), "--ledgers", "30")
+    proc = run_cli("generate", "--out", str(lake), "--ledgers", "30", package="obsrvr_sandbox")
     assert proc.returncode == 0, proc.stderr
     assert "generated 30 sandbox ledgers (2…31)" in proc.stdout
     out = tmp_path / "tt.parquet"

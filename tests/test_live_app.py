@@ -38,14 +38,14 @@ from websockets.sync.client import connect as ws_connect
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.sandbox import generate_ledgers
-from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import ROLES
 from obsrvr_ray.security.tls import generate_self_signed
 from obsrvr_ray.sinks.lake import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_sandbox import generate_ledgers
 from tests.backfill_helpers import read_transfers, run_backfill, wait_for
 from tests.conftest import free_port
 from tests.test_security_support import AUDIENCE, HS_SECRET, ISSUER, token

@@ -34,7 +34,7 @@ from obsrvr_ray.network import resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
-from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.schema import TOKEN_TRANSFERS
 from obsrvr_ray.security.settings import SecuritySettings
 from obsrvr_ray.serve.api import create_app

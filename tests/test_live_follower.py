@@ -19,8 +19,7 @@ from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
-from obsrvr_ray.sandbox import generate_ledgers
-from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.sinks.lake import LakeWriter
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.lake_layout import LakeConfig
@@ -29,6 +28,7 @@ from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
 from obsrvr_ray.ttp import derive
 from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_sandbox import generate_ledgers
 
 LEDGERS = 18  # sandbox ledgers 2..19: commit cells of 4 end at 3, 7, 11, 15 and 19
 

@@ -24,14 +24,14 @@ from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ledger.validate import chain_breaks
 from obsrvr_ray.network import PUBNET, SANDBOX, network_id
 from obsrvr_ray.pipeline import ExtractOptions, RunReport, build_rows
-from obsrvr_ray.sandbox import DEFAULT_CLOSE_TIME, LEDGER_INTERVAL, SandboxNetwork, generate_ledgers
-from obsrvr_ray.sandbox.close import BASE_FEE, BASE_RESERVE, PROTOCOL_VERSION, TOTAL_COINS
 from obsrvr_ray.ttp import assets as ttp_assets
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.core_events import core_ledger_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
 from obsrvr_ray.ttp.revocation import revoke_balance_id
 from obsrvr_ray.ttp.verify import verify_ledger
+from obsrvr_sandbox import DEFAULT_CLOSE_TIME, LEDGER_INTERVAL, SandboxNetwork, generate_ledgers
+from obsrvr_sandbox.close import BASE_FEE, BASE_RESERVE, PROTOCOL_VERSION, TOTAL_COINS
 
 COUNT = 50  # ledgers most checks read
 LONG = 300  # a long run, as benchmarks generate thousands
@@ -292,7 +292,7 @@ def test_same_arguments_give_the_same_bytes():
 def test_bytes_do_not_depend_on_the_hash_seed():
     """Another process, with another string-hash seed, generates the same ledgers."""
     script = (
-        "import hashlib, sys; from obsrvr_ray.sandbox import generate_ledgers; "
+        "import hashlib, sys; from obsrvr_sandbox import generate_ledgers; "
         "sys.stdout.write(hashlib.sha256(b''.join(d for _, d in generate_ledgers(20))).hexdigest())"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

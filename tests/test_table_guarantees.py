@@ -38,7 +38,7 @@ from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.ranges import format_ranges, runs
-from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
+from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify

@@ -24,7 +24,6 @@ from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.pipeline import ExtractOptions, RunReport, build_rows, rows_to_table
 from obsrvr_ray.ranges import Range, range_key
-from obsrvr_ray.sandbox import generate_ledgers
 from obsrvr_ray.schema import FAILURES, TABLES
 from obsrvr_ray.sinks.files import encode_table
 from obsrvr_ray.sinks.layout import data_path, failures_path
@@ -32,6 +31,7 @@ from obsrvr_ray.sinks.partitioning import keys_for, split
 from obsrvr_ray.table.importer import LayoutError, hive_values, import_layout
 from obsrvr_ray.table.maintenance import verify
 from obsrvr_ray.table.tableset import CHUNKS_TABLE, COMMIT_ORDER, LARGEST_PARTIALS, VOLUME_PARTIALS, TableSet
+from obsrvr_sandbox import generate_ledgers
 from tests.helpers import run_cli
 
 NAMES = ("ledgers", "transactions", "token_transfers")

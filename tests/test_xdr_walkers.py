@@ -22,8 +22,8 @@ from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.ledger.decoders import LAZY_TYPES
 from obsrvr_ray.ledger.events import compact_event
 from obsrvr_ray.network import PUBNET
-from obsrvr_ray.sandbox import generate_ledgers
 from obsrvr_ray.xdr.fast import Codec, XdrError, compiled_available
+from obsrvr_sandbox import generate_ledgers
 
 pytestmark = pytest.mark.skipif(not compiled_available(), reason="the compiled decoder was not built")
 

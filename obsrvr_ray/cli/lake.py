@@ -1,4 +1,5 @@
-"""`obsrvr-ray lake import|generate`: build galexie-layout data lakes."""
+"""`obsrvr-ray lake import`: build galexie-layout data lakes from ledger files (a lake of
+generated ledgers: `obsrvr-sandbox generate`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import argparse
 
 from obsrvr_ray import exit_codes
 from obsrvr_ray.network import network_name, resolve_passphrase
-from obsrvr_ray.ranges import ledger_number
 
 
 def cmd_lake_import(args: argparse.Namespace) -> int:
@@ -26,25 +26,6 @@ def cmd_lake_import(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_lake_generate(args: argparse.Namespace) -> int:
-    from obsrvr_ray.network import SANDBOX
-    from obsrvr_ray.objectstore import S3Options, open_store
-    from obsrvr_ray.sandbox import generate_ledgers
-    from obsrvr_ray.sinks.lake import LakeWriter
-    from obsrvr_ray.sources.lake_layout import LakeConfig
-
-    config = LakeConfig(network_passphrase=SANDBOX, ledgers_per_batch=args.ledgers_per_batch,
-                        batches_per_partition=args.batches_per_partition)
-    store = open_store(args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
-    writer = LakeWriter(store, config)
-    writer.write_config()
-    report = writer.write(generate_ledgers(args.ledgers, start=ledger_number("--start", args.start), seed=args.seed,
-                                           txs_per_ledger=args.txs_per_ledger))
-    print(f"generated {report.ledgers} sandbox ledgers ({report.first}…{report.last}) into {report.objects} "
-          f"objects at {store.url} (network sandbox: {SANDBOX!r})")
-    return exit_codes.OK
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     lake = sub.add_parser("lake", help="build and inspect galexie-layout data lakes")
     lake_sub = lake.add_subparsers(dest="lake_command", required=True)
@@ -58,16 +39,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("--s3-endpoint-url")
     imp.add_argument("--s3-region")
     imp.set_defaults(func=cmd_lake_import)
-    gen = lake_sub.add_parser("generate", help="build a lake of sandbox ledgers (real signed transactions, "
-                              "sandbox network passphrase)")
-    gen.add_argument("--out", required=True, help="lake root: a directory or s3://bucket/prefix")
-    gen.add_argument("--ledgers", type=int, default=100, help="how many consecutive ledgers")
-    gen.add_argument("--start", default=2, help="first ledger sequence")
-    gen.add_argument("--seed", type=int, default=1, help="same seed, same ledgers")
-    gen.add_argument("--txs-per-ledger", type=int, default=12)
-    gen.add_argument("--ledgers-per-batch", type=int, default=1)
-    gen.add_argument("--batches-per-partition", type=int, default=64000)
-    gen.add_argument("--s3-endpoint-url")
-    gen.add_argument("--s3-region")
-    gen.set_defaults(func=cmd_lake_generate)
 

@@ -1,6 +1,6 @@
 """`obsrvr-ray serve`: the live app on Ray Serve (follower, REST, WebSocket, Arrow Flight), and
-`obsrvr-ray rpc serve`: a getLedgers server for local work (from a lake, or a sandbox feed
-that closes a ledger every few seconds)."""
+`obsrvr-ray rpc serve`: a getLedgers server for local work over a lake's ledgers (a feed of
+generated ledgers: `obsrvr-sandbox feed`)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve_p = subparsers.add_parser("serve", help="run the live app: follow RPC, serve REST/WebSocket/Flight")
     serve_p.add_argument("--config", help="YAML settings (the keys of obsrvr_ray/serve/settings.py); flags override")
     serve_p.add_argument("--rpc", help="Stellar RPC URL to follow")
-    serve_p.add_argument("--sandbox-rpc", action="store_true",
-                         help="follow a sandbox feed started in the cluster (a ledger every --sandbox-interval s)")
-    serve_p.add_argument("--sandbox-interval", type=float, default=5.0)
     serve_p.add_argument("--dataset", help="output dataset: a directory or s3://bucket/prefix")
     serve_p.add_argument("--start", help="first ledger when the dataset is empty")
     serve_p.add_argument("--lake", help="data lake for ledgers older than the RPC node's retention")
@@ -41,13 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rpc_p = subparsers.add_parser("rpc", help="a local Stellar RPC (getLedgers) server")
     rpc_sub = rpc_p.add_subparsers(dest="rpc_command", required=True)
     run_p = rpc_sub.add_parser("serve", help="serve getLedgers over HTTP until interrupted")
-    run_p.add_argument("--lake", help="serve the ledgers --start..--end of this lake (else a sandbox feed)")
-    run_p.add_argument("--start")
-    run_p.add_argument("--end")
+    run_p.add_argument("--lake", required=True, help="serve the ledgers --start..--end of this lake")
+    run_p.add_argument("--start", required=True)
+    run_p.add_argument("--end", required=True)
     run_p.add_argument("--host", default="127.0.0.1")
     run_p.add_argument("--port", type=int, default=8000)
-    run_p.add_argument("--interval", type=float, default=5.0, help="sandbox feed: seconds between ledgers")
-    run_p.add_argument("--history", type=int, default=0, help="sandbox feed: ledgers closed before serving")
     run_p.set_defaults(func=cmd_rpc_serve)
 
 
@@ -85,12 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     connect(args.ray_address)
     rpc_url = args.rpc
-    if args.sandbox_rpc:
-        from obsrvr_ray.actors.sandbox_feed import start_sandbox_feed
-
-        rpc_url = start_sandbox_feed(args.sandbox_interval)
     if not rpc_url and not args.config:
-        raise ConfigError("give --rpc URL (or --sandbox-rpc, or a --config with rpc_url)")
+        raise ConfigError("give --rpc URL (or a --config with rpc_url)")
     config = live_config_from_args(*_settings(args, rpc_url))
     sec = config.security
     if sec.dev_mode:
@@ -127,31 +118,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_rpc_serve(args: argparse.Namespace) -> int:
-    if args.lake:
-        from obsrvr_ray.objectstore import LocalStore
-        from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
-        from obsrvr_ray.sources.lake import LakeSource
+    from obsrvr_ray.objectstore import LocalStore
+    from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
+    from obsrvr_ray.sources.lake import LakeSource
 
-        if args.start is None or args.end is None:
-            raise ConfigError("--lake needs --start and --end")
-        start, end = ledger_number("--start", args.start), ledger_number("--end", args.end)
-        check_range(start, end)
-        source = LakeSource(LocalStore(args.lake))
-        archive = LedgerArchive()
-        archive.add_all(r.data for r in source.records(start, end) if r.ok)
-        server = RpcServer(archive, resolve_network(None, source.network_passphrase), host=args.host,
-                           port=args.port).start()
-        window = archive.window()
-        print(f"serving getLedgers for ledgers {window} of {args.lake} at {server.url}", flush=True)
-    else:
-        from obsrvr_ray.live.sandbox_feed import SandboxFeed
-
-        server = SandboxFeed(host=args.host, port=args.port, interval=args.interval, history=args.history).start()
-        print(f"sandbox getLedgers feed at {server.url}: a new ledger every {args.interval}s", flush=True)
+    start, end = ledger_number("--start", args.start), ledger_number("--end", args.end)
+    check_range(start, end)
+    source = LakeSource(LocalStore(args.lake))
+    archive = LedgerArchive()
+    archive.add_all(r.data for r in source.records(start, end) if r.ok)
+    server = RpcServer(archive, resolve_network(None, source.network_passphrase), host=args.host,
+                       port=args.port).start()
+    print(f"serving getLedgers for ledgers {archive.window()} of {args.lake} at {server.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     server.stop()
     return exit_codes.OK
-

@@ -18,20 +18,23 @@ from obsrvr_ray.ttp.ledger_entries import balance_id_strkey, created_claimable_b
 
 
 def revoke_balance_id(ctx: TxContext, op_index: int, pool_id: bytes, asset: Asset) -> bytes:
-    """Hash of the POOL_REVOKE_OP_ID preimage: transaction source and sequence, the 0-based
-    operation number, the pool and the asset."""
+    """The id of the claimable balance operation `op_index` (1-based) of this transaction created
+    for `asset` of the pool: the rule recognises the balances it created by it."""
     tx = E.inner_transaction(ctx.tx.envelope)
     source = E.source_account(ctx.tx.envelope)
     key = source.med25519.ed25519 if source.type == X.CryptoKeyType.KEY_TYPE_MUXED_ED25519 else source.ed25519
+    return pool_revoke_op_id(X.AccountID(X.PublicKey(X.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, key)), tx.seq_num,
+                             op_index - 1, pool_id, asset.to_xdr())
+
+
+def pool_revoke_op_id(source: X.AccountID, seq_num: X.SequenceNumber, op_number: int, pool_id: bytes,
+                      asset: X.Asset) -> bytes:
+    """Hash of the POOL_REVOKE_OP_ID preimage: transaction source and sequence, the 0-based
+    operation number, the pool and the asset. Written once, for the rule here and for the
+    sandbox, which creates these balances when it revokes a trustline."""
     preimage = X.HashIDPreimage(
         X.EnvelopeType.ENVELOPE_TYPE_POOL_REVOKE_OP_ID,
-        revoke_id=X.HashIDPreimageRevokeID(
-            X.AccountID(X.PublicKey(X.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, key)),
-            tx.seq_num,
-            X.Uint32(op_index - 1),
-            X.PoolID(X.Hash(pool_id)),
-            asset.to_xdr(),
-        ),
+        revoke_id=X.HashIDPreimageRevokeID(source, seq_num, X.Uint32(op_number), X.PoolID(X.Hash(pool_id)), asset),
     )
     return hashlib.sha256(preimage.to_xdr_bytes()).digest()
 

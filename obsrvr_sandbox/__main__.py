@@ -1,0 +1,3 @@
+from obsrvr_sandbox.cli import main
+
+raise SystemExit(main())
