@@ -153,7 +153,7 @@ class TransferQuery:
 
 
 @dataclass
-class Page:
+class ResultPage:
     rows: pa.Table
     next_cursor: str | None
 
@@ -235,7 +235,7 @@ class TableReader:
         committed = self.tables.committed() if self.as_of is None else {}
         return max([end for (_, end), _ in chunks] + [end for _, end in committed], default=None)
 
-    def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> Page:
+    def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> ResultPage:
         """A page in ledger order, reading chunks in ledger order and stopping once the page is
         full: the cost follows the page size, not the dataset's."""
         data, chunks = self.chunks("token_transfers")
@@ -269,7 +269,7 @@ class TableReader:
         if table.num_rows > query.limit:
             last_row = page.slice(page.num_rows - 1, 1).to_pylist()[0]
             next_cursor = encode_cursor(last_row["ledger_sequence"], last_row["event_index"])
-        return Page(page, next_cursor)
+        return ResultPage(page, next_cursor)
 
     def ledger(self, sequence: int) -> dict | None:
         """Reads only the files whose ledger range (in their names) holds the sequence."""

@@ -505,7 +505,7 @@ def test_replicas_land_on_workers_and_flight_on_its_own_pod(overlay):
     workers = {name: node for name, node in nodes.items() if name != "headgroup"}
     for deployment in app["deployments"]:
         # A config's ray_actor_options replace the code's whole (Serve's override rule).
-        options = deployment.get("ray_actor_options", getattr(code, deployment["name"]).ray_actor_options)
+        options = deployment.get("ray_actor_options", code.DEPLOYMENTS[deployment["name"]].ray_actor_options)
         need = demand(options)
         assert not fits(need, nodes["headgroup"]["resources"]), f"{deployment['name']} could land on the head"
         assert any(fits(need, node["resources"]) for node in workers.values()), f"{deployment['name']} fits nowhere"

@@ -27,9 +27,9 @@ import xdrlib3
 from prometheus_client.parser import text_string_to_metric_families
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.ledger.hashing import header_hash
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions

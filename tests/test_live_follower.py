@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 import pytest
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.errors import BugError
 from obsrvr_ray.ledger.decode import decode_ledger
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions

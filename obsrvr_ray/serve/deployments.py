@@ -4,6 +4,10 @@
   Api        FastAPI ingress (REST, WebSocket, health, /metrics); scale its replicas freely
   Flight     one replica: an Arrow Flight server on its own port
 
+Those are the deployment names config files and handles use; the classes carry the role suffix
+(FollowerDeployment, ...), so the follower's loop (live.follow.LedgerFollower) and its service
+(live.service.FollowerService) are not confused with them.
+
 `build(args)` is the application builder `serve run` / `serve deploy` call with the `args`
 of a config file (see obsrvr_ray/serve/config.example.yaml); `obsrvr-ray serve` calls it too.
 """
@@ -18,8 +22,8 @@ import pyarrow as pa
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.live.recent import AsyncWaiter, RecentLedgers
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.security.settings import SecuritySettings
@@ -39,8 +43,8 @@ class LiveAppConfig:
     flight_port: int = 8815
 
 
-@serve.deployment(num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
-class Follower:
+@serve.deployment(name="Follower", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
+class FollowerDeployment:
     def __init__(self, config: FollowerConfig) -> None:
         self.service = FollowerService(config)
         self.service.start()
@@ -113,9 +117,9 @@ class HandleLive:
             return TOKEN_TRANSFERS.empty_table()
 
 
-@serve.deployment(max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})  # I/O bound: scale by replicas
+@serve.deployment(name="Api", max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})  # I/O bound: by replicas
 @serve.ingress()
-class Api:
+class ApiDeployment:
     def __init__(self, config: LiveAppConfig, follower: DeploymentHandle, flight: DeploymentHandle) -> None:
         self.config = config
         self.live = HandleLive(follower)
@@ -130,8 +134,8 @@ class Api:
         return wrap(app)
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
-class Flight:
+@serve.deployment(name="Flight", num_replicas=1, ray_actor_options={"num_cpus": 0})
+class FlightDeployment:
     def __init__(self, config: LiveAppConfig, follower: DeploymentHandle) -> None:
         from obsrvr_ray.serve.flight import TransfersFlightServer
         from obsrvr_ray.serve.flight_auth import flight_server_options
@@ -157,8 +161,12 @@ class Flight:
 
 def compose(config: LiveAppConfig):
     """The application graph: the ingress holds handles to the follower and the Flight server."""
-    follower = Follower.bind(config.follower)
-    return Api.bind(config, follower, Flight.bind(config, follower))
+    follower = FollowerDeployment.bind(config.follower)
+    return ApiDeployment.bind(config, follower, FlightDeployment.bind(config, follower))
+
+
+# By the names config files give them (serveConfigV2's `deployments`).
+DEPLOYMENTS = {"Follower": FollowerDeployment, "Api": ApiDeployment, "Flight": FlightDeployment}
 
 
 def build(args: dict):

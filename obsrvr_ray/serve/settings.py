@@ -26,9 +26,9 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
-from obsrvr_ray.actors.follower import FollowerConfig
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.live.service import FollowerConfig
 from obsrvr_ray.network import resolve_network
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
