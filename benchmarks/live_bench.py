@@ -326,7 +326,7 @@ class App:
         from ray.serve.config import HTTPOptions
 
         from obsrvr_ray.serve.deployments import compose
-        from obsrvr_ray.serve.settings import live_config_from_args
+        from obsrvr_ray.serve.serve_settings import live_config_from_args
 
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         began = time.monotonic()

@@ -25,10 +25,10 @@ from pathlib import Path
 import ray
 
 from benchmarks.common import RESULTS, machine, sandbox_lake
+from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.job import output_shape, resolve
 from obsrvr_ray.chunks.plan import plan
 from obsrvr_ray.chunks.report import BackfillReport
-from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.jobs.driver import StopSignal, execute, execute_data
 from obsrvr_ray.metrics import BackfillMetrics
 from obsrvr_ray.network import resolve_passphrase

@@ -216,7 +216,7 @@ def _serve(root: str, port: int) -> None:
     import uvicorn
 
     from obsrvr_ray.query import TableReader
-    from obsrvr_ray.security.settings import SecuritySettings
+    from obsrvr_ray.security.security_settings import SecuritySettings
     from obsrvr_ray.serve.api import ApiSettings, create_app
     from obsrvr_ray.serve.security import build_guard
 

@@ -82,7 +82,7 @@ def app(ray_head, ledgers, tmp_path_factory):
     from ray.serve.config import HTTPOptions
 
     from obsrvr_ray.serve.deployments import compose
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     work = tmp_path_factory.mktemp("console")
     lake = work / "lake"
@@ -550,7 +550,7 @@ class _QuietFollower:
 def test_dev_mode_opens_the_page_without_a_key_on_loopback(browser, tmp_path):
     """`--dev` (authentication off, loopback only): the page asks for no key and streams at once."""
     from obsrvr_ray.query import TableReader
-    from obsrvr_ray.security.settings import SecuritySettings
+    from obsrvr_ray.security.security_settings import SecuritySettings
     from obsrvr_ray.serve.api import create_app
     from obsrvr_ray.serve.security import build_guard
     from tests.test_security_support import Server

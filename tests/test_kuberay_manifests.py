@@ -293,7 +293,7 @@ def test_every_pod_reaches_s3_through_the_irsa_service_account(source):
 
 
 def test_the_rayjob_runs_the_backfill_with_settings_its_parser_accepts(tmp_path):
-    from obsrvr_ray.config import add_arguments, from_arguments
+    from obsrvr_ray.backfill_settings import add_arguments, from_arguments
     from obsrvr_ray.sources.lake_layout import PUBNET_PUBLIC_LAKE
 
     job, configmap = one(BACKFILL, "RayJob"), one(BACKFILL, "ConfigMap")
@@ -427,7 +427,7 @@ def deployments_of(application) -> dict:
 def test_serve_args_build_the_live_app(overlay, clean_env):
     from obsrvr_ray.network import PUBNET
     from obsrvr_ray.serve.deployments import build
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     app = the_app(serve_config(one(overlay, "RayService")))
     args = app["args"]

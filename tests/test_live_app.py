@@ -173,7 +173,7 @@ def live(ray_head, ledgers, tmp_path_factory):
     from ray.serve.config import HTTPOptions
 
     from obsrvr_ray.serve.deployments import compose
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     work = tmp_path_factory.mktemp("live")
     lake = work / "lake"

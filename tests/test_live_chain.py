@@ -36,7 +36,7 @@ from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.schema import TOKEN_TRANSFERS
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import create_app
 from obsrvr_ray.serve.security import build_guard
 from obsrvr_ray.sinks.lake import LakeWriter, read_ledger_file

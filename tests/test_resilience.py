@@ -130,7 +130,7 @@ def test_rpc_client_and_lake_source_go_through_their_bulkheads(tmp_path):
 
 
 def test_live_app_settings_configure_the_bulkheads():
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     base = {"rpc_url": "http://127.0.0.1:9/", "dataset": "/tmp/obsrvr-unused", "network": "sandbox"}
     config = live_config_from_args({**base, "resilience": {"rpc_max_concurrent": 2, "lake_max_concurrent": 3,

@@ -28,7 +28,7 @@ from websockets.sync.client import connect as ws_connect
 
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import CONTROL, INGEST, READ, SUBSCRIBE, Principal
-from obsrvr_ray.security.settings import JwtSettings, SecuritySettings
+from obsrvr_ray.security.security_settings import JwtSettings, SecuritySettings
 from obsrvr_ray.serve.security import Guard, build_guard, websocket_subprotocol
 from tests.conftest import free_port
 

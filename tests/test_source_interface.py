@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.job import resolve
 from obsrvr_ray.chunks.plan import plan
-from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.data.ledgers import worker_source
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import PUBNET, resolve_passphrase

@@ -29,9 +29,9 @@ from botocore.exceptions import ClientError
 from deltalake import DeltaTable
 
 from obsrvr_ray import cli
+from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.job import resolve, shape
 from obsrvr_ray.chunks.process import ChunkSettings
-from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import S3Options

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
 
 import pyarrow as pa
 from ray import serve
@@ -24,23 +23,11 @@ from ray.serve.handle import DeploymentHandle
 
 from obsrvr_ray.live.recent import AsyncWaiter, RecentLedgers
 from obsrvr_ray.live.service import FollowerConfig, FollowerService
-from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.query import TableReader
-from obsrvr_ray.security.settings import SecuritySettings
-from obsrvr_ray.serve.api import ApiSettings, create_app
+from obsrvr_ray.serve.api import create_app
+from obsrvr_ray.serve.serve_settings import LiveAppConfig, live_config_from_args
 
 STATUS_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class LiveAppConfig:
-    follower: FollowerConfig
-    dataset: str  # the follower's output location, read by the API and Flight
-    s3: S3Options = field(default_factory=S3Options)
-    api: ApiSettings = field(default_factory=ApiSettings)
-    security: SecuritySettings = field(default_factory=SecuritySettings)
-    flight_host: str = "127.0.0.1"
-    flight_port: int = 8815
 
 
 @serve.deployment(name="Follower", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
@@ -171,6 +158,4 @@ DEPLOYMENTS = {"Follower": FollowerDeployment, "Api": ApiDeployment, "Flight": F
 
 def build(args: dict):
     """Application builder for `serve run obsrvr_ray.serve.deployments:build` and config files."""
-    from obsrvr_ray.serve.settings import live_config_from_args
-
     return compose(live_config_from_args(args))

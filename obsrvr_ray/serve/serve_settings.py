@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field
@@ -34,15 +35,27 @@ from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import ledger_sequence
 from obsrvr_ray.schema import TABLES
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings
-from obsrvr_ray.serve.deployments import LiveAppConfig
 from obsrvr_ray.settings_model import Settings, Text, one_of, some_of, translated, whole
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.sources.rpc import RpcClient
 from obsrvr_ray.table.maintenance import MaintenancePolicy
+
+
+@dataclass(frozen=True)
+class LiveAppConfig:
+    """What the live app's deployments are built from (obsrvr_ray.serve.deployments.compose)."""
+
+    follower: FollowerConfig
+    dataset: str  # the follower's output location, read by the API and Flight
+    s3: S3Options = field(default_factory=S3Options)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    flight_host: str = "127.0.0.1"
+    flight_port: int = 8815
 
 
 class ResilienceSettings(Settings):
