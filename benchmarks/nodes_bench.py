@@ -297,7 +297,7 @@ def real_lake(work: Path, shared: Path) -> Path:
     """A lake of every real pubnet ledger in ../shared/data (read in place, imported once)."""
     from obsrvr_ray.network import PUBNET
     from obsrvr_ray.objectstore import LocalStore
-    from obsrvr_ray.sinks.lake import LakeWriter, import_files, read_ledger_file
+    from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files, read_ledger_file
     from obsrvr_ray.sources.lake_layout import LakeConfig
 
     root = work / "real-lake"
@@ -541,7 +541,7 @@ def real_facts(shared: Path) -> list[dict]:
     import zstandard
 
     from obsrvr_ray.ledger.decode import peek_header
-    from obsrvr_ray.sinks.lake import read_ledger_file
+    from obsrvr_ray.sinks.lake_writer import read_ledger_file
 
     facts = []
     compressor = zstandard.ZstdCompressor(level=3)

@@ -42,7 +42,7 @@ from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.tls import generate_self_signed
 from obsrvr_ray.serve.console import CONSOLE_CSP, VENDOR, charting_library
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from tests.backfill_helpers import run_backfill, wait_for
@@ -552,7 +552,7 @@ def test_dev_mode_opens_the_page_without_a_key_on_loopback(browser, tmp_path):
     from obsrvr_ray.query import TableReader
     from obsrvr_ray.security.security_settings import SecuritySettings
     from obsrvr_ray.serve.api import create_app
-    from obsrvr_ray.serve.security import build_guard
+    from obsrvr_ray.serve.http_security import build_guard
     from tests.test_security_support import Server
 
     guard, routers, secure = build_guard(SecuritySettings(dev_mode=True, bind_hosts=("127.0.0.1",)))

@@ -531,8 +531,8 @@ def test_replicas_land_on_workers_and_flight_on_its_own_pod(overlay):
 def exported_metric_names() -> set[str]:
     """The sample names the live app and the backfill export (families, counters' _total, and
     histograms' series)."""
-    from obsrvr_ray.live.metrics import ApiMetrics
-    from obsrvr_ray.metrics import BackfillMetrics
+    from obsrvr_ray.backfill_metrics import BackfillMetrics
+    from obsrvr_ray.live.live_metrics import ApiMetrics
 
     names = set()
     for registry in (ApiMetrics(lambda: None).registry, BackfillMetrics().registry):

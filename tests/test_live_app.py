@@ -43,7 +43,7 @@ from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import ROLES
 from obsrvr_ray.security.tls import generate_self_signed
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from tests.backfill_helpers import read_transfers, run_backfill, wait_for

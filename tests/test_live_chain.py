@@ -38,8 +38,8 @@ from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.schema import TOKEN_TRANSFERS
 from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import create_app
-from obsrvr_ray.serve.security import build_guard
-from obsrvr_ray.sinks.lake import LakeWriter, read_ledger_file
+from obsrvr_ray.serve.http_security import build_guard
+from obsrvr_ray.sinks.lake_writer import LakeWriter, read_ledger_file
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions

@@ -21,7 +21,7 @@ from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.sandbox import generate_ledgers
 from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions

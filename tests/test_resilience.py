@@ -12,10 +12,10 @@ from prometheus_client import generate_latest
 
 from obsrvr_ray.errors import ConfigError, SourceError, TransientSourceError
 from obsrvr_ray.live.follow import url_masker
-from obsrvr_ray.live.metrics import ApiMetrics
+from obsrvr_ray.live.live_metrics import ApiMetrics
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.resilience import Bulkhead, BulkheadFullError, CircuitBreaker, RetryPolicy, call_with_retry
-from obsrvr_ray.sources.lake import LakeSource
+from obsrvr_ray.sources.lake_source import LakeSource
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
 

@@ -22,7 +22,7 @@ from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
 from obsrvr_ray.ranges import Grid
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions, SourceSpec
 from tests.conftest import CONSECUTIVE, GOLDEN_DIR

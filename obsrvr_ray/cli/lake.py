@@ -11,7 +11,7 @@ from obsrvr_ray.ranges import ledger_number
 
 def cmd_lake_import(args: argparse.Namespace) -> int:
     from obsrvr_ray.objectstore import S3Options, open_store
-    from obsrvr_ray.sinks.lake import LakeWriter, import_files
+    from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files
     from obsrvr_ray.sources.lake_layout import LakeConfig
 
     config = LakeConfig(
@@ -30,7 +30,7 @@ def cmd_lake_generate(args: argparse.Namespace) -> int:
     from obsrvr_ray.network import SANDBOX
     from obsrvr_ray.objectstore import S3Options, open_store
     from obsrvr_ray.sandbox import generate_ledgers
-    from obsrvr_ray.sinks.lake import LakeWriter
+    from obsrvr_ray.sinks.lake_writer import LakeWriter
     from obsrvr_ray.sources.lake_layout import LakeConfig
 
     config = LakeConfig(network_passphrase=SANDBOX, ledgers_per_batch=args.ledgers_per_batch,

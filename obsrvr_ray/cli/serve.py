@@ -131,7 +131,7 @@ def cmd_rpc_serve(args: argparse.Namespace) -> int:
     if args.lake:
         from obsrvr_ray.objectstore import LocalStore
         from obsrvr_ray.sandbox.rpc_server import LedgerArchive, RpcServer
-        from obsrvr_ray.sources.lake import LakeSource
+        from obsrvr_ray.sources.lake_source import LakeSource
 
         if args.start is None or args.end is None:
             raise ConfigError("--lake needs --start and --end")

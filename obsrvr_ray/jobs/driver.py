@@ -24,6 +24,7 @@ from typing import TextIO
 import ray
 
 from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
+from obsrvr_ray.backfill_metrics import BackfillMetrics
 from obsrvr_ray.chunks.job import Job, output_shape
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, reset_settings, write_analytics
 from obsrvr_ray.chunks.plan import Plan, Watermark, WorkUnit, plan
@@ -31,7 +32,6 @@ from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, Placement
 from obsrvr_ray.chunks.report import BackfillReport
 from obsrvr_ray.errors import Failure, TransientSourceError
 from obsrvr_ray.logs import log_event
-from obsrvr_ray.metrics import BackfillMetrics
 from obsrvr_ray.network import network_name
 from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.progress import Progress

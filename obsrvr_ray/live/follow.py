@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from obsrvr_ray.chunks.process import header_only
 from obsrvr_ray.errors import SourceError
-from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.ledger.framing import b64decode
 from obsrvr_ray.ledger.validate import ChainBreak, ChainChecker, Link
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerRecord, LedgerSource

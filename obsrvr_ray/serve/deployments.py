@@ -113,7 +113,7 @@ class ApiDeployment:
         self.flight = flight  # held so the Flight deployment is part of the application
 
     def __serve_build_asgi_app__(self):
-        from obsrvr_ray.serve.security import build_guard
+        from obsrvr_ray.serve.http_security import build_guard
 
         guard, routers, wrap = build_guard(self.config.security)
         app = create_app(TableReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import BugError
-from obsrvr_ray.ledger.events import meta_events
+from obsrvr_ray.ledger.compact_events import meta_events
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp import claimable_balances, clawback, liquidity_pools, offers, payments, revocation
 from obsrvr_ray.ttp.assets import NATIVE

@@ -70,7 +70,7 @@ def websocket_subprotocol(websocket: WebSocket) -> str | None:
 
 
 class Guard:
-    """Authentication and authorisation for the app's routes and WebSocket (api.py's `Guard`)."""
+    """Authentication and authorisation for the app's routes and WebSocket (api.py's `RouteGuard`)."""
 
     def __init__(self, settings: SecuritySettings, gate: Gate | None = None) -> None:
         self.settings = settings
