@@ -23,9 +23,8 @@ from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.ttp.assets import NATIVE, sac_contract_strkey
 from obsrvr_ray.ttp.core_events import core_ledger_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
-from obsrvr_ray.ttp.events import BURN, CLAWBACK, MINT, TRANSFER, Event, MalformedEvent
+from obsrvr_ray.ttp.events import BURN, CLAWBACK, MINT, TRANSFER, Event, MalformedEvent, Skipped
 from obsrvr_ray.ttp.extract import token_transfer_rows
-from obsrvr_ray.ttp.extraction import Skipped
 from obsrvr_ray.ttp.rows import event_rows
 from obsrvr_ray.ttp.verify import compare_views, verify_ledger
 from tests.conftest import CONSECUTIVE

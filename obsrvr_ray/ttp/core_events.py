@@ -11,8 +11,7 @@ from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ttp.assets import NATIVE, sac_contract_strkey
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import address, i128, parse_token_event, symbol
-from obsrvr_ray.ttp.events import FEE, Event, MalformedEvent
-from obsrvr_ray.ttp.extraction import LedgerEvents, Skipped, TxEvents
+from obsrvr_ray.ttp.events import FEE, Event, LedgerEvents, MalformedEvent, Skipped, TxEvents
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 
