@@ -20,9 +20,10 @@ import pyarrow as pa
 from ray.data.datasource import Datasink
 
 from obsrvr_ray.chunks.output import write_analytics
-from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, ChunkSettings, commit_chunk
+from obsrvr_ray.chunks.process import ChunkResult, ChunkSettings, commit_chunk
 from obsrvr_ray.data.chunks import commits_of
 from obsrvr_ray.objectstore import open_store
+from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
 
@@ -56,7 +57,7 @@ class TableDatasink(Datasink[list[ChunkResult]]):
         """Keep every task's chunk results, and rebuild the merged analytics once."""
         returned = getattr(write_result, "write_returns", write_result)
         self.results = [r for task in returned for r in (task or [])]
-        if self.settings.analytics and TRANSFERS in self.settings.tables:
+        if self.settings.analytics and TRANSFERS_TABLE in self.settings.tables:
             self.analytics = write_analytics(_tables(self.settings), open_store(self.settings.output.location,
                                                                                    self.settings.output.s3),
                                              self.settings)

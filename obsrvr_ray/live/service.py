@@ -28,6 +28,7 @@ from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
+from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
@@ -36,7 +37,6 @@ from obsrvr_ray.table.maintenance import MaintenancePolicy, MaintenanceStatus, m
 from obsrvr_ray.table.tableset import TableSet
 
 NAME = "obsrvr-follower"
-TRANSFERS = "token_transfers"
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class FollowerService:
         unit = WorkUnit((first, last), 0, (Segment(first, last, link),))
         settings = self.config.settings
         rows, report = extract_records(unit, ([previous] if link else []) + records, settings)
-        transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS, rows.get(TRANSFERS, [])))
+        transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS_TABLE, rows.get(TRANSFERS_TABLE, [])))
         per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
                       for seq in range(unit.chunk[0], unit.chunk[1] + 1)}
         self._previous = records[-1]

@@ -34,7 +34,7 @@ from obsrvr_ray.network import resolve_network
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import ledger_sequence
-from obsrvr_ray.schema import TABLES
+from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings
 from obsrvr_ray.settings_model import Settings, Text, one_of, some_of, translated, whole
@@ -99,7 +99,7 @@ class ServeSettings(Settings):
     start: Annotated[int, translated(ledger_sequence)] = 2
     lake: Text | None = None
     network: Text | None = None
-    tables: Annotated[tuple[str, ...], some_of(tuple(TABLES))] = ("ledgers", "transactions", "token_transfers")
+    tables: Annotated[tuple[str, ...], some_of(tuple(TABLES))] = (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE)
     partition_by: Annotated[tuple[str, ...], translated(_partition_keys)] = ("date",)
     commit_every: Annotated[int, whole(1)] = 12
     http_host: Text = "127.0.0.1"
