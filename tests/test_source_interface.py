@@ -15,7 +15,7 @@ import pytest
 from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.job import resolve
 from obsrvr_ray.chunks.plan import plan
-from obsrvr_ray.data.ledgers import worker_source
+from obsrvr_ray.data.ledger_datasource import worker_source
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store

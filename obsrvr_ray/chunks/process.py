@@ -53,7 +53,7 @@ class ChunkSettings:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where and how a chunk ran on a Ray cluster, as the Ray shell (`obsrvr_ray.actors.chunks`)
+    """Where and how a chunk ran on a Ray cluster, as the Ray shell (`obsrvr_ray.actors.chunk_tasks`)
     records it: the node of its read and of its commit task, Ray's attempt numbers (more than 0:
     Ray ran it again, after a lost worker or node, or to rebuild a lost object from its lineage),
     and its costs. Times are measured inside the read and the task; `handoff_seconds` runs from

@@ -23,7 +23,7 @@ from typing import TextIO
 
 import ray
 
-from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
+from obsrvr_ray.actors.chunk_tasks import ChunkReader, commit_chunk
 from obsrvr_ray.backfill_metrics import BackfillMetrics
 from obsrvr_ray.chunks.job import Job, output_shape
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, reset_settings, write_analytics
@@ -189,8 +189,8 @@ def execute_data(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]
     """Run every unit as a Ray Data pipeline: a ChunkDatasource read task per unit (read, decode,
     extract, fused) into the TableDatasink (commit). A source outage that outlasts Ray's task
     retries fails the pipeline; the chunks it left uncommitted are reported for a rerun."""
-    from obsrvr_ray.data.chunks import ChunkDatasource
-    from obsrvr_ray.data.sink import TableDatasink
+    from obsrvr_ray.data.chunk_datasource import ChunkDatasource
+    from obsrvr_ray.data.table_datasink import TableDatasink
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     made = list(units)  # Ray Data makes every read task up front

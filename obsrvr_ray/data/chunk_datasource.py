@@ -1,6 +1,6 @@
 """The backfill as a Ray Data pipeline: `ChunkDatasource` plans one read task per work unit and
 runs the whole chunk in it (read, decode, validate, extract, filter, aggregate: the task engine's
-steps, fused), yielding the chunk's commit as one row; `TableDatasink` (obsrvr_ray.data.sink)
+steps, fused), yielding the chunk's commit as one row; `TableDatasink` (obsrvr_ray.data.table_datasink)
 commits each row to the output's tables.
 
 A chunk's commit is several tables (ledgers, transactions, token transfers, failures, analytics
@@ -22,7 +22,7 @@ from ray.data.datasource import Datasource, ReadTask
 from obsrvr_ray.chunks.plan import WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, build_commit
 from obsrvr_ray.chunks.raw import read_unit
-from obsrvr_ray.data.ledgers import worker_source
+from obsrvr_ray.data.ledger_datasource import worker_source
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.schema import LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.sources.open import SourceSpec

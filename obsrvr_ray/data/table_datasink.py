@@ -1,6 +1,6 @@
 """`TableDatasink`: a Ray Data sink that commits chunks to the output's Delta tables.
 
-Each write task commits the chunks of its blocks (rows of obsrvr_ray.data.chunks.CHUNK_ROWS), each
+Each write task commits the chunks of its blocks (rows of obsrvr_ray.data.chunk_datasource.CHUNK_ROWS), each
 exactly once (obsrvr_ray/table/tableset.py: keyed by chunk and generation in every table's log),
 and writes the plain-file exports asked for. Committing per chunk, not once at the end, is what
 lets a rerun after a crash resume from the last committed chunk rather than from the start.
@@ -21,7 +21,7 @@ from ray.data.datasource import Datasink
 
 from obsrvr_ray.chunks.output import write_analytics
 from obsrvr_ray.chunks.process import ChunkResult, ChunkSettings, commit_chunk
-from obsrvr_ray.data.chunks import commits_of
+from obsrvr_ray.data.chunk_datasource import commits_of
 from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.table.location import TableLocation
