@@ -9,7 +9,7 @@ from pathlib import Path
 
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -30,8 +30,8 @@ from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import PUBNET, SANDBOX
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import rows_to_table
-from obsrvr_ray.sinks.lake import read_ledger_file
-from obsrvr_ray.sources.lake import LakeSource
+from obsrvr_ray.sinks.lake_writer import read_ledger_file
+from obsrvr_ray.sources.lake_source import LakeSource
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_ray.xdr.fast import compiled_available
 

@@ -326,7 +326,7 @@ class App:
         from ray.serve.config import HTTPOptions
 
         from obsrvr_ray.serve.deployments import compose
-        from obsrvr_ray.serve.settings import live_config_from_args
+        from obsrvr_ray.serve.serve_settings import live_config_from_args
 
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
         began = time.monotonic()
@@ -534,7 +534,7 @@ def measure_fanout(app: App, feed: Feed, subscribers: int, warmup: float, window
 def _load_ledgers(work_dir: Path, count: int) -> list[tuple[int, bytes]]:
     """Sandbox ledgers 2.. from the generated lake the backfill benchmark also uses (cached)."""
     from obsrvr_ray.objectstore import LocalStore
-    from obsrvr_ray.sources.lake import LakeSource
+    from obsrvr_ray.sources.lake_source import LakeSource
 
     lake = sandbox_lake(work_dir, max(count, 2000))
     return [(r.sequence, r.data) for r in LakeSource(LocalStore(lake)).records(2, count + 1)]

@@ -297,7 +297,7 @@ def real_lake(work: Path, shared: Path) -> Path:
     """A lake of every real pubnet ledger in ../shared/data (read in place, imported once)."""
     from obsrvr_ray.network import PUBNET
     from obsrvr_ray.objectstore import LocalStore
-    from obsrvr_ray.sinks.lake import LakeWriter, import_files, read_ledger_file
+    from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files, read_ledger_file
     from obsrvr_ray.sources.lake_layout import LakeConfig
 
     root = work / "real-lake"
@@ -317,11 +317,11 @@ def chunk_cpu(lake: Path, ledgers: str, batch_size: int, tables: str, out: Path)
     """CPU seconds to read the ledgers' chunks (fetch, decompress, split) and to process them
     (decode, validate, extract, build Arrow, write Parquet, commit to the Delta tables), in this
     process as a chunk task would, into a fresh output; and the number of chunks."""
+    from obsrvr_ray.backfill_settings import add_arguments, from_arguments
     from obsrvr_ray.chunks.job import output_shape, resolve
     from obsrvr_ray.chunks.plan import plan as cut
     from obsrvr_ray.chunks.process import process_unit
     from obsrvr_ray.chunks.raw import read_unit
-    from obsrvr_ray.config import add_arguments, from_arguments
     from obsrvr_ray.table.location import TableLocation
     from obsrvr_ray.table.tableset import TableSet
 
@@ -357,11 +357,11 @@ def ledger_costs(work: Path, shared: Path, rounds: int = 5) -> dict:
 
     import pyarrow.parquet as pq
 
+    from obsrvr_ray.backfill_settings import add_arguments, from_arguments
     from obsrvr_ray.chunks.job import resolve
     from obsrvr_ray.chunks.plan import Segment, WorkUnit
     from obsrvr_ray.chunks.process import build_commit
     from obsrvr_ray.chunks.raw import read_unit
-    from obsrvr_ray.config import add_arguments, from_arguments
 
     lake = real_lake(work, shared)
     run = "63092982-63093001"
@@ -421,11 +421,11 @@ def commit_growth(work: Path, lake: Path, chunks: int = 800, after: int = 100) -
     failures, chunks), each one file per chunk."""
     from deltalake import DeltaTable
 
+    from obsrvr_ray.backfill_settings import add_arguments, from_arguments
     from obsrvr_ray.chunks.job import output_shape, resolve
     from obsrvr_ray.chunks.plan import plan as cut
     from obsrvr_ray.chunks.process import process_unit
     from obsrvr_ray.chunks.raw import read_unit
-    from obsrvr_ray.config import add_arguments, from_arguments
     from obsrvr_ray.table.location import TableLocation
     from obsrvr_ray.table.maintenance import compact
     from obsrvr_ray.table.tableset import TableSet
@@ -541,7 +541,7 @@ def real_facts(shared: Path) -> list[dict]:
     import zstandard
 
     from obsrvr_ray.ledger.decode import peek_header
-    from obsrvr_ray.sinks.lake import read_ledger_file
+    from obsrvr_ray.sinks.lake_writer import read_ledger_file
 
     facts = []
     compressor = zstandard.ZstdCompressor(level=3)

@@ -216,9 +216,9 @@ def _serve(root: str, port: int) -> None:
     import uvicorn
 
     from obsrvr_ray.query import TableReader
-    from obsrvr_ray.security.settings import SecuritySettings
+    from obsrvr_ray.security.security_settings import SecuritySettings
     from obsrvr_ray.serve.api import ApiSettings, create_app
-    from obsrvr_ray.serve.security import build_guard
+    from obsrvr_ray.serve.http_security import build_guard
 
     security = SecuritySettings(dev_mode=True, bind_hosts=("127.0.0.1",), rate_per_ip=0, rate_per_key=0)
     guard, routers, wrap = build_guard(security)

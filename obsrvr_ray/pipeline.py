@@ -12,11 +12,11 @@ from obsrvr_ray.errors import BugError, Failure, LedgerError
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ledger.validate import ChainChecker
 from obsrvr_ray.progress import Timed
+from obsrvr_ray.rows.ledgers import ledger_row
+from obsrvr_ray.rows.transactions import transaction_rows
 from obsrvr_ray.schema import TABLES
 from obsrvr_ray.sinks.files import EXTENSIONS, Written, write_table
 from obsrvr_ray.sources.base import LedgerRecord, decode_record
-from obsrvr_ray.tables.ledgers import ledger_row
-from obsrvr_ray.tables.transactions import transaction_rows
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_ray.ttp.filters import EventFilter
 from obsrvr_ray.ttp.verify import Finding, verify_ledger

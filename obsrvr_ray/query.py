@@ -22,14 +22,14 @@ import pyarrow.dataset as ds
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
-from obsrvr_ray.schema import TABLES, TOKEN_TRANSFERS
+from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TOKEN_TRANSFERS, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
 from obsrvr_ray.ttp.filters import EventFilter
 
 MAX_PAGE = 1000
 SPLIT_FILES_OVER = 8 << 20  # bytes: a file this large is read by row group (compaction makes them)
-_LEDGER_COLUMN = {"ledgers": "sequence", "transactions": "ledger_sequence", "token_transfers": "ledger_sequence"}
+_LEDGER_COLUMN = {LEDGERS_TABLE: "sequence", TRANSACTIONS_TABLE: "ledger_sequence", TRANSFERS_TABLE: "ledger_sequence"}
 ORDER = [("ledger_sequence", "ascending"), ("event_index", "ascending")]
 MAX_LEDGER = 2**32 - 1  # ledger sequences are uint32
 MAX_EVENT_INDEX = 2**63 - 1  # event_index is int64
@@ -156,7 +156,7 @@ class TransferQuery:
 
 
 @dataclass
-class Page:
+class ResultPage:
     rows: pa.Table
     next_cursor: str | None
 
@@ -234,14 +234,14 @@ class TableReader:
 
     def last_ledger(self) -> int | None:
         """The last ledger the committed snapshot holds (its chunks, or its transfers' statistics)."""
-        _, chunks = self.chunks("token_transfers")
+        _, chunks = self.chunks(TRANSFERS_TABLE)
         committed = self.tables.committed() if self.as_of is None else {}
         return max([end for (_, end), _ in chunks] + [end for _, end in committed], default=None)
 
-    def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> Page:
+    def transfers(self, query: TransferQuery, recent: pa.Table | None = None) -> ResultPage:
         """A page in ledger order, reading chunks in ledger order and stopping once the page is
         full: the cost follows the page size, not the dataset's."""
-        data, chunks = self.chunks("token_transfers")
+        data, chunks = self.chunks(TRANSFERS_TABLE)
         low = query.start_ledger or 0
         if query.cursor is not None:
             low = max(low, decode_cursor(query.cursor)[0])
@@ -256,7 +256,7 @@ class TableReader:
             if stop_after is not None and start > stop_after:
                 break
             part = query.apply(self._normalize(fragment.to_table(schema=data.schema, filter=expression),
-                                               "token_transfers"))
+                                               TRANSFERS_TABLE))
             parts.append(part)
             rows += part.num_rows
             if stop_after is None and rows > query.limit:
@@ -272,7 +272,7 @@ class TableReader:
         if table.num_rows > query.limit:
             last_row = page.slice(page.num_rows - 1, 1).to_pylist()[0]
             next_cursor = encode_cursor(last_row["ledger_sequence"], last_row["event_index"])
-        return Page(page, next_cursor)
+        return ResultPage(page, next_cursor)
 
     def ledger(self, sequence: int) -> dict | None:
         """Reads only the files whose ledger range (in their names) holds the sequence."""
@@ -294,7 +294,7 @@ class TableReader:
         everything = TransferQuery(start_ledger=query.start_ledger, end_ledger=query.end_ledger, since=query.since,
                                    until=query.until, filter=query.filter, min_amount=query.min_amount,
                                    limit=MAX_PAGE)
-        table = everything.apply(self.read("token_transfers", everything.expression()))
+        table = everything.apply(self.read(TRANSFERS_TABLE, everything.expression()))
         if recent is not None:
             fresh = recent()
             if fresh.num_rows:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+# The output's table names, defined here once (stellar-etl's names, so existing SQL runs unchanged).
+LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE = "ledgers", "transactions", "token_transfers"
+
 TS = pa.timestamp("us", tz="UTC")  # Parquet has no second unit; microseconds as in BigQuery
 I64 = pa.int64()
 STR = pa.string()
@@ -140,7 +143,7 @@ FAILURES = pa.schema(
 )
 
 TABLES: dict[str, pa.Schema] = {
-    "ledgers": LEDGERS,
-    "transactions": TRANSACTIONS,
-    "token_transfers": TOKEN_TRANSFERS,
+    LEDGERS_TABLE: LEDGERS,
+    TRANSACTIONS_TABLE: TRANSACTIONS,
+    TRANSFERS_TABLE: TOKEN_TRANSFERS,
 }

@@ -23,7 +23,7 @@ from obsrvr_ray.ranges import ledger_number
 def cmd_generate(args: argparse.Namespace) -> int:
     from obsrvr_ray.network import SANDBOX
     from obsrvr_ray.objectstore import S3Options, open_store
-    from obsrvr_ray.sinks.lake import LakeWriter
+    from obsrvr_ray.sinks.lake_writer import LakeWriter
     from obsrvr_ray.sources.lake_layout import LakeConfig
     from obsrvr_sandbox.generator import generate_ledgers
 

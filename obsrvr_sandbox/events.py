@@ -30,7 +30,7 @@ _STAGES = X.TransactionEventStage
 
 
 @lru_cache(maxsize=1024)
-def sac_contract_id(asset: Asset, network_id: bytes) -> bytes:
+def sac_contract_hash_of(asset: Asset, network_id: bytes) -> bytes:
     """The asset's Stellar Asset Contract id (the rule: obsrvr_ray.ttp.assets)."""
     return sac_contract_hash(asset_xdr(asset), network_id)
 
@@ -47,7 +47,7 @@ def _address(holder: str) -> X.SCVal:
 def _event(asset: Asset, network_id: bytes, topics: list[X.SCVal], data: X.SCVal) -> X.ContractEvent:
     return X.ContractEvent(
         ext=_NO_EXT,
-        contract_id=X.ContractID(X.Hash(sac_contract_id(asset, network_id))),
+        contract_id=X.ContractID(X.Hash(sac_contract_hash_of(asset, network_id))),
         type=X.ContractEventType.CONTRACT,
         body=X.ContractEventBody(0, v0=X.ContractEventV0(topics=topics, data=data)),
     )

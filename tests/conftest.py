@@ -14,7 +14,7 @@ import pytest
 
 from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.sinks.lake import LakeWriter, import_files, read_ledger_file
+from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files, read_ledger_file
 from obsrvr_ray.sources.lake_layout import LakeConfig
 
 REPO = Path(__file__).resolve().parents[1]

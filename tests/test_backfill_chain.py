@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet

@@ -13,7 +13,7 @@ import pytest
 
 from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet

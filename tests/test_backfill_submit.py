@@ -19,7 +19,7 @@ from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import S3Options, S3Store
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet

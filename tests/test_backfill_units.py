@@ -16,13 +16,13 @@ from deltalake import write_deltalake
 from prometheus_client.parser import text_string_to_metric_families
 
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
+from obsrvr_ray.backfill_metrics import BackfillMetrics
+from obsrvr_ray.backfill_settings import add_arguments, from_arguments
 from obsrvr_ray.chunks.output import reset_settings
 from obsrvr_ray.chunks.plan import Grid, Segment, WorkUnit, plan, plan_retries
 from obsrvr_ray.chunks.process import ChunkSettings, build_commit, commit_chunk
 from obsrvr_ray.chunks.raw import read_unit, records_to_table
-from obsrvr_ray.config import add_arguments, from_arguments
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.metrics import BackfillMetrics
 from obsrvr_ray.network import PUBNET, SANDBOX
 from obsrvr_ray.objectstore import S3Options, S3Store
 from obsrvr_ray.pipeline import ExtractOptions

@@ -18,7 +18,7 @@ from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import RunReport, stream_ledgers
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from tests.conftest import CONSECUTIVE, free_port

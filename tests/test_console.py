@@ -41,7 +41,7 @@ from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.tls import generate_self_signed
 from obsrvr_ray.serve.console import CONSOLE_CSP, VENDOR, charting_library
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_sandbox.generator import DEFAULT_CLOSE_TIME, SandboxNetwork
@@ -82,7 +82,7 @@ def app(ray_head, ledgers, tmp_path_factory):
     from ray.serve.config import HTTPOptions
 
     from obsrvr_ray.serve.deployments import compose
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     work = tmp_path_factory.mktemp("console")
     lake = work / "lake"
@@ -550,9 +550,9 @@ class _QuietFollower:
 def test_dev_mode_opens_the_page_without_a_key_on_loopback(browser, tmp_path):
     """`--dev` (authentication off, loopback only): the page asks for no key and streams at once."""
     from obsrvr_ray.query import TableReader
-    from obsrvr_ray.security.settings import SecuritySettings
+    from obsrvr_ray.security.security_settings import SecuritySettings
     from obsrvr_ray.serve.api import create_app
-    from obsrvr_ray.serve.security import build_guard
+    from obsrvr_ray.serve.http_security import build_guard
     from tests.test_security_support import Server
 
     guard, routers, secure = build_guard(SecuritySettings(dev_mode=True, bind_hosts=("127.0.0.1",)))

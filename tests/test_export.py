@@ -11,7 +11,7 @@ from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import S3Options, S3Store
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.schema import LEDGERS, TRANSACTIONS
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from tests.conftest import CONSECUTIVE, GOLDEN_DIR, readme_facts
 from tests.helpers import read_jsonl, run_cli

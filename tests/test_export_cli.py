@@ -21,9 +21,9 @@ import pytest
 from obsrvr_ray.network import PUBNET, SANDBOX
 from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
-from obsrvr_ray.sources.lake import LakeSource
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
+from obsrvr_ray.sources.lake_source import LakeSource
 from obsrvr_sandbox import generate_ledgers
 from tests.conftest import CONSECUTIVE, REPO, real_ledger_files
 from tests.helpers import run_cli

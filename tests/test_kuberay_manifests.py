@@ -293,7 +293,7 @@ def test_every_pod_reaches_s3_through_the_irsa_service_account(source):
 
 
 def test_the_rayjob_runs_the_backfill_with_settings_its_parser_accepts(tmp_path):
-    from obsrvr_ray.config import add_arguments, from_arguments
+    from obsrvr_ray.backfill_settings import add_arguments, from_arguments
     from obsrvr_ray.sources.lake_layout import PUBNET_PUBLIC_LAKE
 
     job, configmap = one(BACKFILL, "RayJob"), one(BACKFILL, "ConfigMap")
@@ -427,7 +427,7 @@ def deployments_of(application) -> dict:
 def test_serve_args_build_the_live_app(overlay, clean_env):
     from obsrvr_ray.network import PUBNET
     from obsrvr_ray.serve.deployments import build
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     app = the_app(serve_config(one(overlay, "RayService")))
     args = app["args"]
@@ -505,7 +505,7 @@ def test_replicas_land_on_workers_and_flight_on_its_own_pod(overlay):
     workers = {name: node for name, node in nodes.items() if name != "headgroup"}
     for deployment in app["deployments"]:
         # A config's ray_actor_options replace the code's whole (Serve's override rule).
-        options = deployment.get("ray_actor_options", getattr(code, deployment["name"]).ray_actor_options)
+        options = deployment.get("ray_actor_options", code.DEPLOYMENTS[deployment["name"]].ray_actor_options)
         need = demand(options)
         assert not fits(need, nodes["headgroup"]["resources"]), f"{deployment['name']} could land on the head"
         assert any(fits(need, node["resources"]) for node in workers.values()), f"{deployment['name']} fits nowhere"
@@ -531,8 +531,8 @@ def test_replicas_land_on_workers_and_flight_on_its_own_pod(overlay):
 def exported_metric_names() -> set[str]:
     """The sample names the live app and the backfill export (families, counters' _total, and
     histograms' series)."""
-    from obsrvr_ray.live.metrics import ApiMetrics
-    from obsrvr_ray.metrics import BackfillMetrics
+    from obsrvr_ray.backfill_metrics import BackfillMetrics
+    from obsrvr_ray.live.live_metrics import ApiMetrics
 
     names = set()
     for registry in (ApiMetrics(lambda: None).registry, BackfillMetrics().registry):

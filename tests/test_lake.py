@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.ledger.codec import ZSTD_MAGIC, zstd_compress, zstd_decompress
+from obsrvr_ray.ledger.framing import ZSTD_MAGIC, zstd_compress, zstd_decompress
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
-from obsrvr_ray.sinks.lake import LakeWriter, encode_batch, read_ledger_file
-from obsrvr_ray.sources.lake import LakeSource
+from obsrvr_ray.sinks.lake_writer import LakeWriter, encode_batch, read_ledger_file
 from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
+from obsrvr_ray.sources.lake_source import LakeSource
 from tests.conftest import CONSECUTIVE, LEDGERS_DIR
 
 

@@ -42,7 +42,7 @@ from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import ROLES
 from obsrvr_ray.security.tls import generate_self_signed
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_sandbox import generate_ledgers
@@ -173,7 +173,7 @@ def live(ray_head, ledgers, tmp_path_factory):
     from ray.serve.config import HTTPOptions
 
     from obsrvr_ray.serve.deployments import compose
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     work = tmp_path_factory.mktemp("live")
     lake = work / "lake"

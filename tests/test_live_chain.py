@@ -27,19 +27,19 @@ import xdrlib3
 from prometheus_client.parser import text_string_to_metric_families
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.ledger.hashing import header_hash
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.schema import TOKEN_TRANSFERS
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import create_app
-from obsrvr_ray.serve.security import build_guard
-from obsrvr_ray.sinks.lake import LakeWriter, read_ledger_file
+from obsrvr_ray.serve.http_security import build_guard
+from obsrvr_ray.sinks.lake_writer import LakeWriter, read_ledger_file
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions

@@ -11,16 +11,16 @@ import pyarrow.compute as pc
 import pytest
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.errors import BugError
 from obsrvr_ray.ledger.decode import decode_ledger
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions

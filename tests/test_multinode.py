@@ -261,7 +261,7 @@ def test_the_rayjob_gives_the_autoscaler_what_it_needs():
     (num-cpus 0) and wherever a worker joins; readers need no CPU and are spread. The driver
     fixes its window (2 x the cluster's CPUs) when it starts, so the CPUs of `minReplicas`
     workers must make enough demand to reach `maxReplicas`."""
-    from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
+    from obsrvr_ray.actors.chunk_tasks import ChunkReader, commit_chunk
     from tests.test_kuberay_manifests import BACKFILL, autoscaler_view, one
 
     task = commit_chunk._default_options

@@ -130,8 +130,8 @@ def exported_names(families) -> set[str]:
 
 
 def registry_names() -> set[str]:
-    from obsrvr_ray.live.metrics import ApiMetrics
-    from obsrvr_ray.metrics import BackfillMetrics
+    from obsrvr_ray.backfill_metrics import BackfillMetrics
+    from obsrvr_ray.live.live_metrics import ApiMetrics
 
     return exported_names([*ApiMetrics(lambda: None).registry.collect(), *BackfillMetrics().registry.collect()])
 

@@ -20,7 +20,7 @@ from obsrvr_ray.cli import main
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from tests.conftest import CONSECUTIVE, REPO, free_port

@@ -12,10 +12,10 @@ from prometheus_client import generate_latest
 
 from obsrvr_ray.errors import ConfigError, SourceError, TransientSourceError
 from obsrvr_ray.live.follow import url_masker
-from obsrvr_ray.live.metrics import ApiMetrics
+from obsrvr_ray.live.live_metrics import ApiMetrics
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.resilience import Bulkhead, BulkheadFullError, CircuitBreaker, RetryPolicy, call_with_retry
-from obsrvr_ray.sources.lake import LakeSource
+from obsrvr_ray.sources.lake_source import LakeSource
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
 
@@ -130,7 +130,7 @@ def test_rpc_client_and_lake_source_go_through_their_bulkheads(tmp_path):
 
 
 def test_live_app_settings_configure_the_bulkheads():
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     base = {"rpc_url": "http://127.0.0.1:9/", "dataset": "/tmp/obsrvr-unused", "network": "sandbox"}
     config = live_config_from_args({**base, "resilience": {"rpc_max_concurrent": 2, "lake_max_concurrent": 3,

@@ -204,7 +204,7 @@ def _sac_assets() -> dict[bytes, str]:
     out = {}
     for name in names:
         asset = ttp_assets.NATIVE if name == "native" else ttp_assets.Asset(*name.split(":"))
-        out[StrKey.decode_contract(ttp_assets.sac_contract_id(asset, SANDBOX))] = name
+        out[StrKey.decode_contract(ttp_assets.sac_contract_strkey(asset, SANDBOX))] = name
     return out
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from pyarrow import flight
 
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.security.tls import generate_self_signed
 from obsrvr_ray.serve.flight_auth import caller, flight_server_options
 from tests.test_security_support import REJECTIONS, Creds, token

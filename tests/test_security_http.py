@@ -17,9 +17,9 @@ import requests
 from websockets.exceptions import InvalidStatus
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.security.tls import generate_self_signed
-from obsrvr_ray.serve.security import API_CSP, DOCS_CSP, build_guard
+from obsrvr_ray.serve.http_security import API_CSP, DOCS_CSP, build_guard
 from tests.test_security_support import REJECTIONS, Creds, serve, session, token, ws_open
 
 # Runs `obsrvr-ray keys ...` through the project's real main(), adding the keys parser when the

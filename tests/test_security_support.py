@@ -28,8 +28,8 @@ from websockets.sync.client import connect as ws_connect
 
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import CONTROL, INGEST, READ, SUBSCRIBE, Principal
-from obsrvr_ray.security.settings import JwtSettings, SecuritySettings
-from obsrvr_ray.serve.security import Guard, build_guard, websocket_subprotocol
+from obsrvr_ray.security.security_settings import JwtSettings, SecuritySettings
+from obsrvr_ray.serve.http_security import Guard, build_guard, websocket_subprotocol
 from tests.conftest import free_port
 
 HS_SECRET = "test-shared-secret-0123456789abcdefghijklmnop"

@@ -48,7 +48,7 @@ from obsrvr_ray.security.policy import (
     check_permission,
 )
 from obsrvr_ray.security.ratelimit import RateLimiter
-from obsrvr_ray.security.settings import JwtSettings, SecuritySettings
+from obsrvr_ray.security.security_settings import JwtSettings, SecuritySettings
 from obsrvr_ray.security.tokens import TokenVerifier
 from tests.test_security_support import HS_SECRET, ec_keys, rsa_keys, token
 

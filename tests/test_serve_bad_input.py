@@ -32,7 +32,7 @@ from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.serve.api import create_app
 from obsrvr_ray.serve.flight import TransfersFlightServer
 from obsrvr_ray.serve.flight_auth import flight_server_options
-from obsrvr_ray.serve.security import build_guard
+from obsrvr_ray.serve.http_security import build_guard
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.open import open_source
 from obsrvr_ray.table.location import TableLocation

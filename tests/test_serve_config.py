@@ -68,8 +68,8 @@ def test_serves_builder_makes_the_app_from_the_args_with_auth_and_tls_on(config,
 
     from obsrvr_ray.security.keystore import KeyStore
     from obsrvr_ray.security.tls import generate_self_signed
-    from obsrvr_ray.serve.security import build_guard
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.http_security import build_guard
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     (app,) = config["applications"]
     args = copy.deepcopy(app["args"])

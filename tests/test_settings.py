@@ -10,12 +10,12 @@ import signal
 import pytest
 
 from obsrvr_ray import exit_codes
+from obsrvr_ray.backfill_settings import add_arguments, from_arguments
 from obsrvr_ray.cli import build_parser
-from obsrvr_ray.config import add_arguments, from_arguments
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import PASSPHRASES, PUBNET, resolve_network
-from obsrvr_ray.security.settings import SecuritySettings
-from obsrvr_ray.serve.settings import live_config_from_args
+from obsrvr_ray.security.security_settings import SecuritySettings
+from obsrvr_ray.serve.serve_settings import live_config_from_args
 
 LIVE = {"rpc_url": "http://127.0.0.1:9/", "dataset": "/tmp/obsrvr-unused", "network": "sandbox"}
 

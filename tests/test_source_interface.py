@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.job import resolve
 from obsrvr_ray.chunks.plan import plan
-from obsrvr_ray.config import BackfillConfig
-from obsrvr_ray.data.ledgers import worker_source
+from obsrvr_ray.data.ledger_datasource import worker_source
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import PUBNET, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore, S3Options, S3Store
 from obsrvr_ray.ranges import Grid
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-from obsrvr_ray.sinks.lake import LakeWriter
+from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions, SourceSpec
 from tests.conftest import CONSECUTIVE, GOLDEN_DIR

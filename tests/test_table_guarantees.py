@@ -29,10 +29,10 @@ from botocore.exceptions import ClientError
 from deltalake import DeltaTable
 
 from obsrvr_ray import cli
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
+from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.job import resolve, shape
 from obsrvr_ray.chunks.process import ChunkSettings
-from obsrvr_ray.config import BackfillConfig
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
@@ -271,7 +271,7 @@ def test_snapshots_read_during_a_backfill_hold_whole_chunks_only(ray_head, real_
 
 CHILD = """
 import sys
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.pipeline import ExtractOptions

@@ -20,12 +20,11 @@ from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ledger.results import operation_results, successful
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.pipeline import rows_to_table
-from obsrvr_ray.ttp.assets import NATIVE, sac_contract_id
+from obsrvr_ray.ttp.assets import NATIVE, sac_contract_strkey
 from obsrvr_ray.ttp.core_events import core_ledger_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
-from obsrvr_ray.ttp.events import BURN, CLAWBACK, MINT, TRANSFER, Event, MalformedEvent
+from obsrvr_ray.ttp.events import BURN, CLAWBACK, MINT, TRANSFER, Event, MalformedEvent, Skipped
 from obsrvr_ray.ttp.extract import token_transfer_rows
-from obsrvr_ray.ttp.extraction import Skipped
 from obsrvr_ray.ttp.rows import event_rows
 from obsrvr_ray.ttp.verify import compare_views, verify_ledger
 from tests.conftest import CONSECUTIVE
@@ -150,7 +149,7 @@ def test_inflation_mints_each_payout_to_its_destination(real_ledgers):
                                                      _account_change(g, before + amount, change.LEDGER_ENTRY_UPDATED))
     ]))]
     derived = derived_ledger_events(ledger, PUBNET)
-    common = dict(asset=NATIVE, contract_id=sac_contract_id(NATIVE, PUBNET), tx_index=tx.index,
+    common = dict(asset=NATIVE, contract_id=sac_contract_strkey(NATIVE, PUBNET), tx_index=tx.index,
                   tx_hash=tx.hash.hex(), op_index=1)
     assert derived.per_tx[tx.index - 1].ops == [Event(MINT, amount=a, to=g, **common) for g, a, _ in payouts]
     rows = event_rows(derived.per_tx[tx.index - 1].ops, ledger.sequence, ledger.closed_at)
@@ -176,7 +175,7 @@ USDC = _str(SAC_USDC.canonical)
 def test_pre_protocol_23_sac_layout(topics, kind, from_, to):
     """TransactionMetaV3 SAC events: mint and clawback name the admin first, which is not a party
     to the movement; the data is a bare i128; the asset string makes it a SAC event."""
-    sac = sac_contract_id(SAC_USDC, PUBNET)
+    sac = sac_contract_strkey(SAC_USDC, PUBNET)
     event = parse(_event(sac, topics, _i128(5)), v4=False)
     assert event == Event(kind, 5, SAC_USDC, sac, 1, "00" * 32, 1, from_, to, None)
 
@@ -206,7 +205,7 @@ def test_pre_protocol_23_custom_token(topics, kind, from_, to):
 ], ids=["map-data", "mint-short", "clawback-short", "admin-not-address", "cap67-mint", "burn-symbol", "symbol-data"])
 def test_pre_protocol_23_malformed_event_is_skipped_with_reason(topics, data, reason):
     with pytest.raises(MalformedEvent, match=reason):
-        parse(_event(sac_contract_id(SAC_USDC, PUBNET), topics, data), v4=False)
+        parse(_event(sac_contract_strkey(SAC_USDC, PUBNET), topics, data), v4=False)
 
 
 # --- 4 and 5. a real ledger's contract events rewritten in its bytes -----------------------------

@@ -11,10 +11,10 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
 from obsrvr_ray.ledger import envelope as E
-from obsrvr_ray.ledger.events import compact_event
+from obsrvr_ray.ledger.compact_events import compact_event
 from obsrvr_ray.ledger.results import successful
 from obsrvr_ray.network import PUBNET
-from obsrvr_ray.ttp.assets import NATIVE, Asset, sac_contract_id
+from obsrvr_ray.ttp.assets import NATIVE, Asset, sac_contract_strkey
 from obsrvr_ray.ttp.contract_events import parse_token_event
 from obsrvr_ray.ttp.core_events import core_ledger_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
@@ -102,7 +102,7 @@ def parse(event: X.ContractEvent, v4: bool = True):
 
 
 def test_sac_transfer_with_muxed_map_data():
-    sac = sac_contract_id(SAC_USDC, PUBNET)
+    sac = sac_contract_strkey(SAC_USDC, PUBNET)
     data = X.SCVal(X.SCValType.SCV_MAP, map=X.SCMap([
         X.SCMapEntry(_sym("amount"), _i128(5)),
         X.SCMapEntry(_sym("to_muxed_id"), X.SCVal(X.SCValType.SCV_U64, u64=X.Uint64(42))),
@@ -115,7 +115,7 @@ def test_sac_transfer_with_muxed_map_data():
 
 
 def test_asset_string_that_does_not_hash_to_the_contract_is_a_custom_token():
-    other = sac_contract_id(NATIVE, PUBNET)  # the XLM SAC claiming to move USDC
+    other = sac_contract_strkey(NATIVE, PUBNET)  # the XLM SAC claiming to move USDC
     event = parse(_event(other, [_sym("transfer"), _sc_addr(ALICE), _sc_addr(BOB), _str(SAC_USDC.canonical)],
                          _i128(7)))
     assert event.asset is None and event.contract_id == other
@@ -133,7 +133,7 @@ def test_asset_string_that_does_not_hash_to_the_contract_is_a_custom_token():
 ])
 def test_malformed_contract_event_is_skipped_with_reason(topics, data, reason):
     with pytest.raises(MalformedEvent, match=reason):
-        parse(_event(sac_contract_id(NATIVE, PUBNET), topics, data))
+        parse(_event(sac_contract_strkey(NATIVE, PUBNET), topics, data))
 
 
 @pytest.mark.parametrize("amount", [2**127 - 1, -(2**127), 2**64, 2**63])

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
+from obsrvr_ray.ledger.compact_events import compact_event
 from obsrvr_ray.ledger.decode import decode_ledger
-from obsrvr_ray.ledger.decoders import LAZY_TYPES
-from obsrvr_ray.ledger.events import compact_event
+from obsrvr_ray.ledger.decoder_backends import LAZY_TYPES
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.xdr.fast import Codec, XdrError, compiled_available
 from obsrvr_sandbox import generate_ledgers
@@ -169,7 +169,7 @@ def test_the_schema_is_built_once_when_threads_ask_for_it_at_once():
     once (several builds at once ran ast.parse concurrently, which fails in CPython 3.11)."""
     code = """
 import threading
-from obsrvr_ray.xdr.schema import load_schema
+from obsrvr_ray.xdr.type_model import load_schema
 start, got = threading.Barrier(8), []
 def ask():
     start.wait()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from obsrvr_ray.backfill_settings import BackfillConfig
 from obsrvr_ray.chunks.process import ChunkSettings
-from obsrvr_ray.config import BackfillConfig
 from obsrvr_ray.network import resolve_network, resolve_passphrase
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions

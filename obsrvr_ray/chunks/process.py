@@ -24,13 +24,12 @@ from obsrvr_ray.ledger.validate import ChainChecker
 from obsrvr_ray.objectstore import ObjectStore, open_store
 from obsrvr_ray.pipeline import ExtractOptions, RunReport, build_rows, rows_to_table, stream_ledgers
 from obsrvr_ray.ranges import Range
-from obsrvr_ray.schema import FAILURES
+from obsrvr_ray.schema import FAILURES, TRANSFERS_TABLE
 from obsrvr_ray.sinks.layout import OutputSpec, write_exports
 from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import ChunkCommit, TableSet
 
-TRANSFERS = "token_transfers"
 EXTRACT = "extract"  # a transaction's events could not be extracted; the ledger's other rows stand
 
 
@@ -54,7 +53,7 @@ class ChunkSettings:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where and how a chunk ran on a Ray cluster, as the Ray shell (`obsrvr_ray.actors.chunks`)
+    """Where and how a chunk ran on a Ray cluster, as the Ray shell (`obsrvr_ray.actors.chunk_tasks`)
     records it: the node of its read and of its commit task, Ray's attempt numbers (more than 0:
     Ray ran it again, after a lost worker or node, or to rebuild a lost object from its lineage),
     and its costs. Times are measured inside the read and the task; `handoff_seconds` runs from
@@ -177,13 +176,13 @@ def commit_from_rows(unit: WorkUnit, rows: dict[str, list[dict]], found: list[Fa
     """The unit's commit from rows already extracted (the live follower extracts each page as it
     arrives, for subscribers, and commits the rows later)."""
     tables = {t: rows_to_table(t, r) for t, r in rows.items()}
-    events = tables[TRANSFERS].num_rows if TRANSFERS in tables else 0
+    events = tables[TRANSFERS_TABLE].num_rows if TRANSFERS_TABLE in tables else 0
     volume = largest = None
-    if TRANSFERS in tables:
-        tables[TRANSFERS] = settings.extract.filter.apply(tables[TRANSFERS])
+    if TRANSFERS_TABLE in tables:
+        tables[TRANSFERS_TABLE] = settings.extract.filter.apply(tables[TRANSFERS_TABLE])
         if settings.analytics:
-            volume = hourly_partial(tables[TRANSFERS])
-            largest = largest_partial(tables[TRANSFERS], settings.top_transfers)
+            volume = hourly_partial(tables[TRANSFERS_TABLE])
+            largest = largest_partial(tables[TRANSFERS_TABLE], settings.top_transfers)
     failures = [*carried, *found]
     failures_table = pa.Table.from_pylist(
         [{"sequence": f.sequence, "object_key": f.origin, "stage": f.stage, "error": f.error} for f in failures],

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from obsrvr_ray.config import add_arguments, from_arguments
+from obsrvr_ray.backfill_settings import add_arguments, from_arguments
 from obsrvr_ray.jobs import backfill as backfill_job
 from obsrvr_ray.logs import setup_json_logging
 

@@ -9,6 +9,7 @@ import sys
 from obsrvr_ray import exit_codes
 from obsrvr_ray.cli.common import add_source_args, records_until, resolve_range, source_from_args, split_list
 from obsrvr_ray.network import network_name, resolve_network
+from obsrvr_ray.schema import TRANSFERS_TABLE
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                  decoder=args.decoder)
         writer = TableWriter(table, args.out, args.format, compression=args.compression, follow=follow,
                              flush_every=args.flush_every, report=report, s3=s3,
-                             row_filter=event_filter if table == "token_transfers" else None)
+                             row_filter=event_filter if table == TRANSFERS_TABLE else None)
         bar = tqdm(total=None if follow else end - start + 1, unit="ledger", file=sys.stderr,
                    disable=None, dynamic_ncols=True, desc=f"export {args.table}")
         interrupted = False

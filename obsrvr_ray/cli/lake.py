@@ -11,7 +11,7 @@ from obsrvr_ray.network import network_name, resolve_passphrase
 
 def cmd_lake_import(args: argparse.Namespace) -> int:
     from obsrvr_ray.objectstore import S3Options, open_store
-    from obsrvr_ray.sinks.lake import LakeWriter, import_files
+    from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files
     from obsrvr_ray.sources.lake_layout import LakeConfig
 
     config = LakeConfig(

@@ -18,7 +18,8 @@ from obsrvr_ray.settings_model import read_yaml
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve_p = subparsers.add_parser("serve", help="run the live app: follow RPC, serve REST/WebSocket/Flight")
-    serve_p.add_argument("--config", help="YAML settings (the keys of obsrvr_ray/serve/settings.py); flags override")
+    serve_p.add_argument("--config",
+                         help="YAML settings (the keys of obsrvr_ray/serve/serve_settings.py); flags override")
     serve_p.add_argument("--rpc", help="Stellar RPC URL to follow")
     serve_p.add_argument("--dataset", help="output dataset: a directory or s3://bucket/prefix")
     serve_p.add_argument("--start", help="first ledger when the dataset is empty")
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_p.set_defaults(func=cmd_rpc_serve)
 
 
-# flag -> the setting it gives (obsrvr_ray/serve/settings.py), for errors that name the flag
+# flag -> the setting it gives (obsrvr_ray/serve/serve_settings.py), for errors that name the flag
 _FLAGS = {"rpc_url": "--rpc", "dataset": "--dataset", "start": "--start", "lake": "--lake", "network": "--network",
           "http_host": "--host", "flight_port": "--flight-port", "security.dev_mode": "--dev",
           "security.key_store": "--key-store", "security.tls_cert": "--tls-cert", "security.tls_key": "--tls-key"}
@@ -76,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from obsrvr_ray.jobs.driver import connect
     from obsrvr_ray.serve.deployments import compose
-    from obsrvr_ray.serve.settings import live_config_from_args
+    from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     connect(args.ray_address)
     rpc_url = args.rpc
@@ -120,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_rpc_serve(args: argparse.Namespace) -> int:
     from obsrvr_ray.objectstore import LocalStore
     from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
-    from obsrvr_ray.sources.lake import LakeSource
+    from obsrvr_ray.sources.lake_source import LakeSource
 
     start, end = ledger_number("--start", args.start), ledger_number("--end", args.end)
     check_range(start, end)

@@ -10,6 +10,7 @@ import json
 from obsrvr_ray import exit_codes
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 
 
 def parse_as_of(text: str | None):
@@ -58,7 +59,7 @@ def cmd_retain(args: argparse.Namespace) -> int:
     from obsrvr_ray.table.maintenance import parse_age, retain
 
     tables = _tables(args)
-    for name in _names(args) or ("ledgers", "transactions", "token_transfers"):
+    for name in _names(args) or tuple(TABLES):
         if tables.table(name) is not None:
             print(f"{name}: {retain(tables, name, parse_age(args.older_than)):,} rows older than {args.older_than} "
                   "deleted (their files go at the next vacuum)")
@@ -94,8 +95,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                          as_of=parse_as_of(args.as_of))
     name = args.name.replace("-", "_")
     rows = reader.read(name)
-    order = {"ledgers": ["sequence"], "transactions": ["ledger_sequence", "transaction_index"],
-             "token_transfers": ["ledger_sequence", "event_index"]}[name]
+    order = {LEDGERS_TABLE: ["sequence"], TRANSACTIONS_TABLE: ["ledger_sequence", "transaction_index"],
+             TRANSFERS_TABLE: ["ledger_sequence", "event_index"]}[name]
     rows = rows.sort_by([(c, "ascending") for c in order])
     written = write_table(rows, args.to, args.format, s3=S3Options(endpoint_url=args.s3_endpoint_url,
                                                                  region=args.s3_region))
@@ -107,7 +108,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from obsrvr_ray.table.maintenance import verify
 
     tables = _tables(args)
-    names = _names(args) or tuple(t for t in ("ledgers", "transactions", "token_transfers")
+    names = _names(args) or tuple(t for t in TABLES
                                   if tables.table(t) is not None)
     problems = verify(tables, names)
     for problem in problems:

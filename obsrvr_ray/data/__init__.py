@@ -10,16 +10,16 @@ from it as a `map_batches` step, and the backfill's chunks committed by a Datasi
 (read, decode, extract) fused with the commit of the chunk to the output's Delta tables.
 """
 
-from obsrvr_ray.data.chunks import ChunkDatasource
-from obsrvr_ray.data.extract import (
+from obsrvr_ray.data.chunk_datasource import ChunkDatasource
+from obsrvr_ray.data.extract_step import (
     ChunkSplitError,
     Extractor,
     FailureLog,
     extract_table,
     extract_token_transfers,
 )
-from obsrvr_ray.data.ledgers import LEDGER_ROWS, LedgerDatasource, read_ledgers
-from obsrvr_ray.data.sink import TableDatasink
+from obsrvr_ray.data.ledger_datasource import LEDGER_ROWS, LedgerDatasource, read_ledgers
+from obsrvr_ray.data.table_datasink import TableDatasink
 
 __all__ = [
     "LEDGER_ROWS",

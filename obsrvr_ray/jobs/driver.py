@@ -23,19 +23,20 @@ from typing import TextIO
 
 import ray
 
-from obsrvr_ray.actors.chunks import ChunkReader, commit_chunk
+from obsrvr_ray.actors.chunk_tasks import ChunkReader, commit_chunk
+from obsrvr_ray.backfill_metrics import BackfillMetrics
 from obsrvr_ray.chunks.job import Job, output_shape
 from obsrvr_ray.chunks.output import chunk_failures, plan_failed, reset_settings, write_analytics
 from obsrvr_ray.chunks.plan import Plan, Watermark, WorkUnit, plan
-from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, Placement
+from obsrvr_ray.chunks.process import ChunkResult, Placement
 from obsrvr_ray.chunks.report import BackfillReport
 from obsrvr_ray.errors import Failure, TransientSourceError
 from obsrvr_ray.logs import log_event
-from obsrvr_ray.metrics import BackfillMetrics
 from obsrvr_ray.network import network_name
 from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.progress import Progress
 from obsrvr_ray.ranges import Range, normalize, overlaps, size
+from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.sources.horizon import SOURCE_BACKOFF, PatienceNotice
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
@@ -188,8 +189,8 @@ def execute_data(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]
     """Run every unit as a Ray Data pipeline: a ChunkDatasource read task per unit (read, decode,
     extract, fused) into the TableDatasink (commit). A source outage that outlasts Ray's task
     retries fails the pipeline; the chunks it left uncommitted are reported for a rerun."""
-    from obsrvr_ray.data.chunks import ChunkDatasource
-    from obsrvr_ray.data.sink import TableDatasink
+    from obsrvr_ray.data.chunk_datasource import ChunkDatasource
+    from obsrvr_ray.data.table_datasink import TableDatasink
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
     made = list(units)  # Ray Data makes every read task up front
@@ -349,7 +350,7 @@ def run(job: Job, stdout: TextIO = sys.stdout) -> int:
             log_event(log, "nodes_summary", nodes=placed)
     report.interrupted = stop.received
     if stop.received is None:
-        if settings.analytics and TRANSFERS in settings.tables and not report.analytics:
+        if settings.analytics and TRANSFERS_TABLE in settings.tables and not report.analytics:
             report.analytics = write_analytics(tables, store, settings)
         report.failed_chunks = len(chunk_failures(tables, requested))
         if config.verify_output:

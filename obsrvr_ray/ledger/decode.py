@@ -14,8 +14,8 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import DecodeError, ValidationError
 from obsrvr_ray.gcpause import gc_paused
-from obsrvr_ray.ledger.codec import batch_header
-from obsrvr_ray.ledger.decoders import get_decoder
+from obsrvr_ray.ledger.decoder_backends import get_decoder
+from obsrvr_ray.ledger.framing import batch_header
 from obsrvr_ray.ledger.hashing import header_hash
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.xdr.fast import codec

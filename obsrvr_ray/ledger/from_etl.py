@@ -10,9 +10,9 @@ import json
 from obsrvr_ray.errors import DecodeError, ValidationError
 from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger.apply_order import apply_order
-from obsrvr_ray.ledger.codec import b64decode
 from obsrvr_ray.ledger.decode import check_header_hash
-from obsrvr_ray.ledger.decoders import Decoder, get_decoder
+from obsrvr_ray.ledger.decoder_backends import Decoder, get_decoder
+from obsrvr_ray.ledger.framing import b64decode
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 
 _FIELDS = {

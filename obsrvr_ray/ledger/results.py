@@ -39,7 +39,9 @@ def operation_results(result: X.TransactionResult) -> list[X.OperationResult] | 
     return body.results
 
 
-def inner_transaction_hash(result: X.TransactionResult) -> bytes | None:
+def recorded_inner_hash(result: X.TransactionResult) -> bytes | None:
+    """The inner transaction's hash as a fee bump's result records it (None for other results);
+    ledger.hashing.inner_transaction_hash computes the same hash from the envelope."""
     if result.result.code in _WITH_INNER:
         return result.result.inner_result_pair.transaction_hash.hash
     return None

@@ -4,7 +4,7 @@ dataset in cells of a fixed grid, multiples of `commit_every` ledgers (so files 
 ledger, and two followers that ever run at once — an upgrade starting the new one before the
 old one stops — commit the very same ranges, which the dataset admits once). A cell is committed
 when it is complete; ledgers of a partial cell are read again after a restart.
-Plain Python: obsrvr_ray/actors/follower.py runs it in a thread, inside the Serve deployment.
+Plain Python: obsrvr_ray/live/service.py runs it in a thread, inside the Serve deployment.
 
 - Where it starts: the ledger after the dataset's last committed one (the cursor survives any
   restart because it is the dataset), else `start`. Ledgers published but not yet committed when
@@ -42,7 +42,7 @@ import pyarrow as pa
 
 from obsrvr_ray.chunks.process import header_only
 from obsrvr_ray.errors import SourceError
-from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.ledger.framing import b64decode
 from obsrvr_ray.ledger.validate import ChainBreak, ChainChecker, Link
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerRecord, LedgerSource
@@ -106,7 +106,7 @@ class FollowerStatus:
         return asdict(self)
 
 
-class Follower:
+class LedgerFollower:
     def __init__(self, rpc: RpcClient, extract: Extract, commit: Commit, publish: Publish, *, start: int,
                  fallback: LedgerSource | None = None, commit_every: int = 12, poll_interval: float = 1.0,
                  page_size: int = MAX_PAGE, max_backoff: float = 30.0,

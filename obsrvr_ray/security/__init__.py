@@ -4,5 +4,5 @@ One concern per module: `policy` (roles, permissions, the principal), `apikeys` 
 hashing), `keystore` (the hashed keys on disk), `tokens` (JWT verification), `ratelimit` (token
 buckets), `clientip` (who the caller is behind proxies), `settings` (configuration), `gate` (the
 order of checks for one call), `tls` (certificates for tests and demos), `cli` (`obsrvr-ray keys`).
-The web and Flight adapters live in `obsrvr_ray/serve/security.py` and `obsrvr_ray/serve/flight_auth.py`.
+The web and Flight adapters live in `obsrvr_ray/serve/http_security.py` and `obsrvr_ray/serve/flight_auth.py`.
 """

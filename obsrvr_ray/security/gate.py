@@ -29,7 +29,7 @@ from obsrvr_ray.security.errors import (
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import ADMIN, Principal, roles_granting
 from obsrvr_ray.security.ratelimit import RateLimiter
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.security.tokens import TokenVerifier
 
 API_KEY_HEADER = "x-api-key"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.security.errors import AuthenticationError
 from obsrvr_ray.security.policy import ROLES, Principal
-from obsrvr_ray.security.settings import JwtSettings
+from obsrvr_ray.security.security_settings import JwtSettings
 
 _REASONS: tuple[tuple[type[Exception], str], ...] = (
     (jwt.ExpiredSignatureError, "token expired"),

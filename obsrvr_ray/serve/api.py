@@ -39,7 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.live.metrics import ApiMetrics
+from obsrvr_ray.live.live_metrics import ApiMetrics
 from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
 from obsrvr_ray.query import (
     AMOUNT_MAX,
@@ -53,7 +53,7 @@ from obsrvr_ray.query import (
     strings_of,
 )
 from obsrvr_ray.serve.console import console_router
-from obsrvr_ray.serve.security import websocket_subprotocol
+from obsrvr_ray.serve.http_security import websocket_subprotocol
 from obsrvr_ray.settings_model import Settings
 from obsrvr_ray.table.tableset import parse_as_of
 from obsrvr_ray.ttp.events import KINDS
@@ -73,8 +73,8 @@ class LiveView(Protocol):
         """Token transfers of the newest ledgers (newer than `after`)."""
 
 
-class Guard(Protocol):
-    """Authentication and authorisation (obsrvr_ray/serve/security.py provides the real one)."""
+class RouteGuard(Protocol):
+    """Authentication and authorisation (obsrvr_ray/serve/http_security.py provides the real one)."""
 
     def require(self, permission: str) -> Callable[..., Awaitable[object]]:
         """A FastAPI dependency admitting callers with `permission`."""
@@ -169,14 +169,14 @@ class _AppParts:
 
     reader: TableReader
     live: LiveView
-    guard: Guard
+    guard: RouteGuard
     settings: ApiSettings
     metrics: ApiMetrics
     subscribers: Subscribers
     last_status: dict  # the follower's last status, read by the metrics
 
 
-def create_app(reader: TableReader, live: LiveView, guard: Guard, settings: ApiSettings | None = None,
+def create_app(reader: TableReader, live: LiveView, guard: RouteGuard, settings: ApiSettings | None = None,
                extra_routers: tuple[APIRouter, ...] = ()) -> FastAPI:
     settings = settings or ApiSettings()
     last_status: dict = {}
@@ -207,7 +207,7 @@ def _count_requests(app: FastAPI, metrics: ApiMetrics) -> None:
         return response
 
 
-def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Guard) -> None:
+def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: RouteGuard) -> None:
     """The dataset's transfers, ledgers, transactions and analytics, with the follower's newest ledgers."""
     @app.get("/v1/token-transfers", dependencies=[Depends(guard.require("read"))], tags=["token transfers"])
     async def token_transfers(query: TransferQuery = Depends(transfer_query),

@@ -4,6 +4,10 @@
   Api        FastAPI ingress (REST, WebSocket, health, /metrics); scale its replicas freely
   Flight     one replica: an Arrow Flight server on its own port
 
+Those are the deployment names config files and handles use; the classes carry the role suffix
+(FollowerDeployment, ...), so the follower's loop (live.follow.LedgerFollower) and its service
+(live.service.FollowerService) are not confused with them.
+
 `build(args)` is the application builder `serve run` / `serve deploy` call with the `args`
 of a config file (see obsrvr_ray/serve/config.example.yaml); `obsrvr-ray serve` calls it too.
 """
@@ -12,35 +16,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass, field
 
 import pyarrow as pa
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from obsrvr_ray.actors.follower import FollowerConfig, FollowerService
 from obsrvr_ray.live.recent import AsyncWaiter, RecentLedgers
-from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.query import TableReader
-from obsrvr_ray.security.settings import SecuritySettings
-from obsrvr_ray.serve.api import ApiSettings, create_app
+from obsrvr_ray.serve.api import create_app
+from obsrvr_ray.serve.serve_settings import LiveAppConfig, live_config_from_args
 
 STATUS_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class LiveAppConfig:
-    follower: FollowerConfig
-    dataset: str  # the follower's output location, read by the API and Flight
-    s3: S3Options = field(default_factory=S3Options)
-    api: ApiSettings = field(default_factory=ApiSettings)
-    security: SecuritySettings = field(default_factory=SecuritySettings)
-    flight_host: str = "127.0.0.1"
-    flight_port: int = 8815
-
-
-@serve.deployment(num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
-class Follower:
+@serve.deployment(name="Follower", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
+class FollowerDeployment:
     def __init__(self, config: FollowerConfig) -> None:
         self.service = FollowerService(config)
         self.service.start()
@@ -113,16 +104,16 @@ class HandleLive:
             return TOKEN_TRANSFERS.empty_table()
 
 
-@serve.deployment(max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})  # I/O bound: scale by replicas
+@serve.deployment(name="Api", max_ongoing_requests=2000, ray_actor_options={"num_cpus": 0})  # I/O bound: by replicas
 @serve.ingress()
-class Api:
+class ApiDeployment:
     def __init__(self, config: LiveAppConfig, follower: DeploymentHandle, flight: DeploymentHandle) -> None:
         self.config = config
         self.live = HandleLive(follower)
         self.flight = flight  # held so the Flight deployment is part of the application
 
     def __serve_build_asgi_app__(self):
-        from obsrvr_ray.serve.security import build_guard
+        from obsrvr_ray.serve.http_security import build_guard
 
         guard, routers, wrap = build_guard(self.config.security)
         app = create_app(TableReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
@@ -130,8 +121,8 @@ class Api:
         return wrap(app)
 
 
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
-class Flight:
+@serve.deployment(name="Flight", num_replicas=1, ray_actor_options={"num_cpus": 0})
+class FlightDeployment:
     def __init__(self, config: LiveAppConfig, follower: DeploymentHandle) -> None:
         from obsrvr_ray.serve.flight import TransfersFlightServer
         from obsrvr_ray.serve.flight_auth import flight_server_options
@@ -157,12 +148,14 @@ class Flight:
 
 def compose(config: LiveAppConfig):
     """The application graph: the ingress holds handles to the follower and the Flight server."""
-    follower = Follower.bind(config.follower)
-    return Api.bind(config, follower, Flight.bind(config, follower))
+    follower = FollowerDeployment.bind(config.follower)
+    return ApiDeployment.bind(config, follower, FlightDeployment.bind(config, follower))
+
+
+# By the names config files give them (serveConfigV2's `deployments`).
+DEPLOYMENTS = {"Follower": FollowerDeployment, "Api": ApiDeployment, "Flight": FlightDeployment}
 
 
 def build(args: dict):
     """Application builder for `serve run obsrvr_ray.serve.deployments:build` and config files."""
-    from obsrvr_ray.serve.settings import live_config_from_args
-
     return compose(live_config_from_args(args))

@@ -30,7 +30,7 @@ from pyarrow import flight
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.query import MAX_PAGE, TableReader, TransferQuery, ledger_of, min_amount_of, strings_of
-from obsrvr_ray.schema import TABLES
+from obsrvr_ray.schema import TABLES, TRANSFERS_TABLE
 from obsrvr_ray.serve.flight_auth import MIDDLEWARE_KEY, CallerMiddleware, caller
 from obsrvr_ray.ttp.filters import EventFilter
 
@@ -59,10 +59,10 @@ def parse_ticket(raw: bytes) -> dict:
 def ticket_query(ticket: dict) -> tuple[str, TransferQuery]:
     """The table a ticket reads and its query (the ledger range only, for ledgers and transactions);
     ConfigError names the field that is wrong, as REST does."""
-    table = ticket.get("table", "token_transfers")
+    table = ticket.get("table", TRANSFERS_TABLE)
     if not isinstance(table, str) or table not in TABLES:
         raise ConfigError(f"table must be one of {sorted(TABLES)} (got {json.dumps(table)[:60]})")
-    known = _TRANSFER_FIELDS if table == "token_transfers" else _RANGE_FIELDS
+    known = _TRANSFER_FIELDS if table == TRANSFERS_TABLE else _RANGE_FIELDS
     unknown = sorted(set(ticket) - set(known))
     if unknown:
         raise ConfigError(f"unknown ticket fields {', '.join(unknown)[:200]}: "
@@ -117,7 +117,7 @@ class TransfersFlightServer(flight.FlightServerBase):
 
     @staticmethod
     def _table(descriptor: flight.FlightDescriptor) -> str:
-        table = descriptor.path[0].decode(errors="replace") if descriptor.path else "token_transfers"
+        table = descriptor.path[0].decode(errors="replace") if descriptor.path else TRANSFERS_TABLE
         if table not in TABLES:
             raise flight.FlightServerError(f"no table {table[:60]!r}; the tables are {sorted(TABLES)}")
         return table
@@ -167,7 +167,7 @@ class TransfersFlightServer(flight.FlightServerBase):
             table, query = ticket_query(ticket)
         except ConfigError as exc:
             raise flight.FlightServerError(_one_line(f"bad ticket: {exc}")) from exc
-        if table != "token_transfers":
+        if table != TRANSFERS_TABLE:
             column = _LEDGER_COLUMN[table]
             expr = None
             if query.start_ledger is not None:

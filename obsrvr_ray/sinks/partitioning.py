@@ -15,15 +15,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.schema import LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"  # what hive, pyarrow and DuckDB read back as null
 
 # key -> (tables it applies to, how its value is derived from a row)
 PARTITION_KEYS: dict[str, tuple[frozenset[str], str]] = {
-    "date": (frozenset({"ledgers", "transactions", "token_transfers"}), "closed_at as YYYY-MM-DD (UTC)"),
-    "hour": (frozenset({"ledgers", "transactions", "token_transfers"}), "closed_at's hour of day, 0-23 (UTC)"),
-    "asset_code": (frozenset({"token_transfers"}), "asset_code (null for XLM and custom tokens)"),
-    "event_type": (frozenset({"token_transfers"}), "event_topic (transfer, mint, burn, clawback, fee)"),
+    "date": (frozenset({LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE}), "closed_at as YYYY-MM-DD (UTC)"),
+    "hour": (frozenset({LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE}), "closed_at's hour of day, 0-23 (UTC)"),
+    "asset_code": (frozenset({TRANSFERS_TABLE}), "asset_code (null for XLM and custom tokens)"),
+    "event_type": (frozenset({TRANSFERS_TABLE}), "event_topic (transfer, mint, burn, clawback, fee)"),
 }
 
 

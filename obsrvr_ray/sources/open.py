@@ -16,8 +16,8 @@ from obsrvr_ray.objectstore import LocalStore, ObjectStore, S3Options, S3Store
 from obsrvr_ray.resilience import Bulkhead
 from obsrvr_ray.sources.base import LedgerSource
 from obsrvr_ray.sources.etl import EtlSource
-from obsrvr_ray.sources.lake import LakeSource
 from obsrvr_ray.sources.lake_layout import PUBNET_PUBLIC_LAKE, PUBNET_PUBLIC_LAKE_REGION
+from obsrvr_ray.sources.lake_source import LakeSource
 from obsrvr_ray.sources.rpc import RpcSource
 
 PUBLIC_BUCKET = PUBNET_PUBLIC_LAKE.removeprefix("s3://").split("/")[0]

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 
 from obsrvr_ray.errors import DecodeError, SourceError, TransientSourceError
-from obsrvr_ray.ledger.codec import b64decode
+from obsrvr_ray.ledger.framing import b64decode
 from obsrvr_ray.ranges import Grid
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
 from obsrvr_ray.sources.base import LedgerRecord

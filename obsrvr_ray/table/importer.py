@@ -49,7 +49,7 @@ from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.logs import log_event
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore, S3Options, open_store
 from obsrvr_ray.ranges import Range, parse_range_key, range_key
-from obsrvr_ray.schema import FAILURES, TABLES
+from obsrvr_ray.schema import FAILURES, TABLES, TRANSFERS_TABLE
 from obsrvr_ray.sinks.layout import OutputSpec, write_analytics_exports, write_exports
 from obsrvr_ray.sinks.partitioning import NULL_PARTITION
 from obsrvr_ray.table.location import TableLocation
@@ -155,7 +155,7 @@ def import_layout(source: str, out: str, s3: S3Options | None = None) -> ImportR
                     report.exports[name] = report.exports.get(name, 0) + n
             log_event(log, "chunk_imported", chunk=range_key(chunk), generation=generation,
                       rows={t: v.num_rows for t, v in commit.tables.items()}, failures=commit.failures.num_rows)
-    if settings.get("analytics") and "token_transfers" in names:
+    if settings.get("analytics") and TRANSFERS_TABLE in names:
         report.analytics = _rebuild_analytics(tables, settings, report.chunks > 0, out_store, exports)
     return report
 
@@ -242,7 +242,7 @@ def chunk_commit(store: ObjectStore, entry: _Entry, settings: dict, fmt: str) ->
                               f"{name} rows in its {fmt} files, its manifest entry says {expected}")
         tables[name] = table
     partials: dict[str, pa.Table | None] = {"hourly": None, "largest": None}
-    if settings.get("analytics") and "token_transfers" in names:
+    if settings.get("analytics") and TRANSFERS_TABLE in names:
         for kind, schema in PARTIALS.items():
             parts = [_read_parquet(contents[f.path], f, store).select(schema.names).cast(schema)
                      for f in wanted if f.table == kind]

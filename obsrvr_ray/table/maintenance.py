@@ -22,16 +22,16 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable, WriterProperties
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.schema import TABLES
+from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.table.tableset import CHUNKS_TABLE, COMMIT_ORDER, TableSet
 
 # Columns that identify a row once: a table holding one of these twice has a duplicated chunk.
-ROW_KEYS = {"ledgers": ("sequence",), "transactions": ("transaction_hash",),
-            "token_transfers": ("ledger_sequence", "event_index")}
-TIME_COLUMN = {"ledgers": "closed_at", "transactions": "closed_at", "token_transfers": "closed_at"}
+ROW_KEYS = {LEDGERS_TABLE: ("sequence",), TRANSACTIONS_TABLE: ("transaction_hash",),
+            TRANSFERS_TABLE: ("ledger_sequence", "event_index")}
+TIME_COLUMN = {LEDGERS_TABLE: "closed_at", TRANSACTIONS_TABLE: "closed_at", TRANSFERS_TABLE: "closed_at"}
 ROW_GROUP_ROWS = 16_384  # rows per row group in compacted files: the unit a ledger-range read skips by
-LEDGER_COLUMN = {"ledgers": "sequence", "transactions": "ledger_sequence", "token_transfers": "ledger_sequence"}
-ROW_COUNTS = {"ledgers": "ledger_rows", "transactions": "transaction_rows", "token_transfers": "transfer_rows"}
+LEDGER_COLUMN = {LEDGERS_TABLE: "sequence", TRANSACTIONS_TABLE: "ledger_sequence", TRANSFERS_TABLE: "ledger_sequence"}
+ROW_COUNTS = {LEDGERS_TABLE: "ledger_rows", TRANSACTIONS_TABLE: "transaction_rows", TRANSFERS_TABLE: "transfer_rows"}
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL
 from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.ranges import Range, range_key
-from obsrvr_ray.schema import FAILURES, TABLES
+from obsrvr_ray.schema import FAILURES, LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.sinks.partitioning import partition_columns, with_partition_columns
 from obsrvr_ray.table.location import TableLocation
 
@@ -67,7 +67,7 @@ VOLUME_ROWS = pa.schema([("chunk_start", pa.int64()), *(f if f.name != "volume" 
 LARGEST_ROWS = pa.schema([("chunk_start", pa.int64()), *LARGEST_PARTIAL])
 
 # The order a chunk generation is committed in; CHUNKS_TABLE last marks it done.
-COMMIT_ORDER = ("ledgers", "transactions", "token_transfers", VOLUME_PARTIALS, LARGEST_PARTIALS, FAILURES_TABLE,
+COMMIT_ORDER = (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE, VOLUME_PARTIALS, LARGEST_PARTIALS, FAILURES_TABLE,
                 CHUNKS_TABLE)
 CONTROL_SCHEMAS = {FAILURES_TABLE: FAILURE_ROWS, CHUNKS_TABLE: CHUNK_ROWS, VOLUME_PARTIALS: VOLUME_ROWS,
                    LARGEST_PARTIALS: LARGEST_ROWS}
@@ -378,7 +378,7 @@ def _chunk_row(commit: ChunkCommit) -> pa.Table:
     return pa.Table.from_pylist([{
         "chunk_start": commit.chunk[0], "chunk_end": commit.chunk[1], "generation": commit.generation,
         "ledgers": commit.ledgers, "events": commit.events, "ledger_rows": rows.get("ledgers"),
-        "transaction_rows": rows.get("transactions"), "transfer_rows": rows.get("token_transfers"),
+        "transaction_rows": rows.get(TRANSACTIONS_TABLE), "transfer_rows": rows.get(TRANSFERS_TABLE),
         "failures": commit.failures.num_rows, "new_failures": commit.new_failures, "writer": commit.writer,
         "committed_at": dt.datetime.now(dt.UTC),
     }], schema=CHUNK_ROWS)

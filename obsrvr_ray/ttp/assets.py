@@ -120,7 +120,7 @@ def sac_contract_hash(asset: X.Asset, net_id: bytes) -> bytes:
 
 
 @lru_cache(maxsize=8192)
-def sac_contract_id(asset: Asset, passphrase: str) -> str:
+def sac_contract_strkey(asset: Asset, passphrase: str) -> str:
     """C-strkey of the asset's Stellar Asset Contract on the network."""
     return strkey.contract(sac_contract_hash(asset.to_xdr(), network_id(passphrase)))
 
@@ -130,4 +130,4 @@ def sac_of_sep11(text: str, passphrase: str) -> tuple[Asset, str] | None:
     """The asset a SAC event names in its last topic and that asset's SAC id (None when the
     text is not an asset): keyed on the text, which every event of a token repeats."""
     asset = parse_sep11(text) if text else None
-    return None if asset is None else (asset, sac_contract_id(asset, passphrase))
+    return None if asset is None else (asset, sac_contract_strkey(asset, passphrase))

@@ -12,7 +12,7 @@ from obsrvr_ray.ledger import meta as M
 from obsrvr_ray.ledger.accounts import base_account, muxed_address
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
 from obsrvr_ray.ledger.results import operation_results, successful
-from obsrvr_ray.ttp.assets import Asset, sac_contract_id
+from obsrvr_ray.ttp.assets import Asset, sac_contract_strkey
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TxContext:
         return M.operation_changes(self.tx.meta, index)
 
     def sac(self, asset: Asset) -> str:
-        return sac_contract_id(asset, self.passphrase)
+        return sac_contract_strkey(asset, self.passphrase)
 
     def common(self, op_index: int | None) -> dict:
         """Event fields that locate it: tx index and hash, 1-based operation index."""

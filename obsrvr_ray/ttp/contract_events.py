@@ -10,7 +10,7 @@ tokens may keep that admin-first layout in V4 meta: the third topic, an address,
 The trailing asset string marks a SAC event only when the asset's SAC id equals the emitting
 contract; anything else is a custom token, kept with no asset and named by its contract.
 
-Events arrive in the compact form of obsrvr_ray.ledger.events (tuples), whichever decoder
+Events arrive in the compact form of obsrvr_ray.ledger.compact_events (tuples), whichever decoder
 produced them.
 """
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import BugError
-from obsrvr_ray.ledger.events import meta_events
+from obsrvr_ray.ledger.compact_events import meta_events
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
-from obsrvr_ray.ttp.assets import NATIVE, sac_contract_id
+from obsrvr_ray.ttp.assets import NATIVE, sac_contract_strkey
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import address, i128, parse_token_event, symbol
-from obsrvr_ray.ttp.events import FEE, Event, MalformedEvent
-from obsrvr_ray.ttp.extraction import LedgerEvents, Skipped, TxEvents
+from obsrvr_ray.ttp.events import FEE, Event, LedgerEvents, MalformedEvent, Skipped, TxEvents
 from obsrvr_ray.xdr.lazy import LazyXdr
 
 
@@ -82,7 +81,7 @@ def core_tx_events(ctx: TxContext, native_sac: str) -> TxEvents:
 def core_ledger_events(ledger: Ledger, passphrase: str) -> LedgerEvents:
     """Events read from TransactionMetaV4; every transaction must carry V4 meta."""
     result = LedgerEvents(ledger.sequence, protocol=ledger.protocol_version, source="core")
-    native_sac = sac_contract_id(NATIVE, passphrase)
+    native_sac = sac_contract_strkey(NATIVE, passphrase)
     for tx in ledger.transactions:
         ctx = TxContext(ledger, tx, passphrase)
         version = meta_version(tx)

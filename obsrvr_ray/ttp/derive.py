@@ -8,14 +8,23 @@ from collections.abc import Callable
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import BugError
-from obsrvr_ray.ledger.events import meta_events
+from obsrvr_ray.ledger.compact_events import meta_events
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp import claimable_balances, clawback, liquidity_pools, offers, payments, revocation
 from obsrvr_ray.ttp.assets import NATIVE
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.contract_events import parse_token_event
-from obsrvr_ray.ttp.events import BURN, MINT, TRANSFER, Event, MalformedEvent, TransferError
-from obsrvr_ray.ttp.extraction import LedgerEvents, Skipped, TxEvents
+from obsrvr_ray.ttp.events import (
+    BURN,
+    MINT,
+    TRANSFER,
+    Event,
+    LedgerEvents,
+    MalformedEvent,
+    Skipped,
+    TransferError,
+    TxEvents,
+)
 from obsrvr_ray.ttp.fees import fee_events
 from obsrvr_ray.ttp.issuer import classic_event
 from obsrvr_ray.ttp.reconcile import change_deltas, event_deltas

@@ -6,7 +6,7 @@ from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp.core_events import core_ledger_events, has_unified_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
-from obsrvr_ray.ttp.extraction import LedgerEvents
+from obsrvr_ray.ttp.events import LedgerEvents
 from obsrvr_ray.ttp.rows import event_rows
 
 EVENT_SOURCES = ("auto", "core", "operations")

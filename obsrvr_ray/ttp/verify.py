@@ -16,8 +16,7 @@ from itertools import zip_longest
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ttp.core_events import core_ledger_events, has_unified_events
 from obsrvr_ray.ttp.derive import derived_ledger_events
-from obsrvr_ray.ttp.events import Event
-from obsrvr_ray.ttp.extraction import TxEvents
+from obsrvr_ray.ttp.events import Event, TxEvents
 from obsrvr_ray.ttp.reconcile import reconcile
 
 

@@ -1,7 +1,7 @@
 /* The compiled form of obsrvr_ray.xdr.pydecode: the same table-driven XDR decoder in C.
  *
  * The table (types, fields, arms) is built in Python from stellar-sdk's generated decoder
- * (obsrvr_ray/xdr/schema.py) and handed to Decoder(); this file only walks bytes by it. It
+ * (obsrvr_ray/xdr/type_model.py) and handed to Decoder(); this file only walks bytes by it. It
  * accepts exactly what pydecode accepts and builds the same objects; differential tests keep
  * the two equal.
  */
@@ -357,7 +357,7 @@ static int read_field(Decoder *d, const Input *in, int fid, Py_ssize_t *pos, int
  *   event  = (contract: C strkey | None, type: int, body_v: int, topics: [scval], data: scval)
  *   scval  = (type: int, value)   value: bool | int | bytes | str (string, symbol) | None
  *            | (scval, ...) (vec; topics too) | ((scval, scval), ...) (map) | strkey str (address)
- * built from bytes the generic walk has just checked (see scan_meta below). obsrvr_ray/ledger/events.py builds
+ * built from bytes the generic walk has just checked (see scan_meta below). obsrvr_ray/ledger/compact_events.py builds
  * the same tuples from stellar-sdk objects (the reference path); tests keep them equal.
  */
 enum { SCV_BOOL = 0, SCV_VOID = 1, SCV_U32 = 3, SCV_I32 = 4, SCV_U64 = 5, SCV_I64 = 6, SCV_TIMEPOINT = 7,

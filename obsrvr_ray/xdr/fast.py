@@ -11,7 +11,7 @@ from functools import cache
 
 from obsrvr_ray.xdr.lazy import LazyXdr
 from obsrvr_ray.xdr.pydecode import PyDecoder, XdrError, install_union_defaults
-from obsrvr_ray.xdr.schema import EnumType, Field, StructType, load_schema
+from obsrvr_ray.xdr.type_model import EnumType, Field, StructType, load_schema
 
 try:
     from obsrvr_ray.xdr import _fastxdr

@@ -4,7 +4,7 @@ Most of a ledger's bytes are ledger-entry changes and Soroban footprints that a 
 never reads; leaving them encoded is what makes our decoder fast. Reading any attribute
 decodes the value (once); `to_xdr_bytes()` returns the bytes without decoding. The compiled
 decoder also leaves in `scanned_events` what it read on its way past a v4 TransactionMeta: its
-contract events in compact form (obsrvr_ray.ledger.events), else None."""
+contract events in compact form (obsrvr_ray.ledger.compact_events), else None."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from obsrvr_ray.xdr.schema import EnumType, Field, StructType, UnionType, XdrType, load_schema
+from obsrvr_ray.xdr.type_model import EnumType, Field, StructType, UnionType, XdrType, load_schema
 
 MAX_DEPTH = 512
 _U32 = struct.Struct(">I")

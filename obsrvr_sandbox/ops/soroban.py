@@ -20,7 +20,7 @@ from stellar_sdk import xdr as X
 from obsrvr_sandbox.addresses import contract_address
 from obsrvr_sandbox.entries import ContractBalanceEntry, ContractInstanceEntry, Key, TtlEntry
 from obsrvr_sandbox.entry_xdr import key_xdr
-from obsrvr_sandbox.events import move_event, sac_contract_id
+from obsrvr_sandbox.events import move_event, sac_contract_hash_of
 from obsrvr_sandbox.moves import Move
 from obsrvr_sandbox.ops.balances import credit, debit
 from obsrvr_sandbox.ops.base import OpContext, OpOutcome, UnsupportedOperation, asset_from_xdr, inner_result
@@ -77,7 +77,7 @@ def _deploy(ctx: OpContext, args: X.CreateContractArgs) -> OpOutcome:
     ):
         raise UnsupportedOperation("the sandbox only deploys Stellar Asset Contracts")
     asset = asset_from_xdr(preimage.from_asset)
-    contract_id = sac_contract_id(asset, ctx.ledger.network_id)
+    contract_id = sac_contract_hash_of(asset, ctx.ledger.network_id)
     if ctx.txn.contract_instance(contract_id) is not None:
         return _outcome(_CODES.INVOKE_HOST_FUNCTION_TRAPPED)
     _create_persistent(ctx.txn, ContractInstanceEntry(contract_id, asset), ctx.ledger.sequence)

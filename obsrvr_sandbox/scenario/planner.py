@@ -39,7 +39,7 @@ from obsrvr_sandbox.entries import (
     PoolShareEntry,
     TrustlineEntry,
 )
-from obsrvr_sandbox.events import sac_contract_id
+from obsrvr_sandbox.events import sac_contract_hash_of
 from obsrvr_sandbox.keys import Actor, derived_actor, root_actor
 from obsrvr_sandbox.ops.balances import available, spendable_xlm
 from obsrvr_sandbox.state import ChangeType, EntryTxn, LedgerInfo, LedgerState
@@ -144,7 +144,7 @@ class Planner:
         return self.issuers[self.assets.index(asset)]
 
     def sac(self, asset: Asset) -> bytes:
-        return sac_contract_id(asset, self.ledger.network_id)
+        return sac_contract_hash_of(asset, self.ledger.network_id)
 
     # --- who can act ---------------------------------------------------------------------
 

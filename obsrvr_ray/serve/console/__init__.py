@@ -8,7 +8,7 @@
 The page holds no data and no secret, so these answer without credentials, like the OpenAPI
 docs; everything the page shows comes from the API with the caller's key. The key is typed
 into the page, kept in sessionStorage and sent as a header (`Authorization: Bearer`); the
-WebSocket offers it as the `bearer.<key>` subprotocol (obsrvr_ray/serve/security.py), never in
+WebSocket offers it as the `bearer.<key>` subprotocol (obsrvr_ray/serve/http_security.py), never in
 a URL. When the app runs with authentication off (`--dev`, loopback only) the page says so in
 a meta tag and asks for no key.
 

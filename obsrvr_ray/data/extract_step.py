@@ -13,12 +13,12 @@ import ray
 from ray.data import Dataset
 
 from obsrvr_ray.chunks.plan import Segment, WorkUnit
-from obsrvr_ray.chunks.process import TRANSFERS, ChunkSettings, extract, is_ledger_failure
+from obsrvr_ray.chunks.process import ChunkSettings, extract, is_ledger_failure
 from obsrvr_ray.chunks.raw import RAW_SCHEMA
 from obsrvr_ray.errors import ConfigError, Failure
 from obsrvr_ray.network import resolve_passphrase
 from obsrvr_ray.pipeline import ExtractOptions, rows_to_table
-from obsrvr_ray.schema import FAILURES, TABLES
+from obsrvr_ray.schema import FAILURES, TABLES, TRANSFERS_TABLE
 from obsrvr_ray.sources.base import CLOSE_META
 from obsrvr_ray.ttp.filters import EventFilter
 
@@ -96,15 +96,15 @@ class Extractor:
     `network` overrides the passphrase the rows carry (the one read_ledgers resolved).
     """
 
-    def __init__(self, table: str = TRANSFERS, *, network: str | None = None, events_from: str = "auto",
+    def __init__(self, table: str = TRANSFERS_TABLE, *, network: str | None = None, events_from: str = "auto",
                  decoder: str = "fast", chain_check: bool = True, event_types: Iterable[str] = (),
                  assets: Iterable[str] = (), accounts: Iterable[str] = (), failures: FailureLog | None = None) -> None:
         if table not in TABLES:
             raise ConfigError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
         self.table = table
         self.filter = EventFilter.of(event_types, assets, accounts)
-        if self.filter.active and table != TRANSFERS:
-            raise ConfigError(f"event filters apply to {TRANSFERS} only, not to {table}")
+        if self.filter.active and table != TRANSFERS_TABLE:
+            raise ConfigError(f"event filters apply to {TRANSFERS_TABLE} only, not to {table}")
         self.passphrase = resolve_passphrase(network) if network else None
         self.events_from, self.decoder, self.chain_check = events_from, decoder, chain_check
         self.failures = failures if failures is not None else FailureLog()
@@ -146,7 +146,7 @@ class Extractor:
         settings = ChunkSettings((self.table,), None, options, self.chain_check, analytics=False)
         rows, report = extract(unit, raw, settings)
         table = rows_to_table(self.table, rows[self.table])
-        if self.table == TRANSFERS:
+        if self.table == TRANSFERS_TABLE:
             table = self.filter.apply(table)
         return table, failures + report.failures, named.num_rows
 
@@ -159,7 +159,7 @@ def _chunks(batch: pa.Table) -> Iterator[pa.Table]:
         yield batch.filter(pc.equal(batch["chunk_start"], start)).sort_by("chunk_row")
 
 
-def extract_table(ledgers: Dataset, table: str = TRANSFERS, *, failures: FailureLog | None = None,
+def extract_table(ledgers: Dataset, table: str = TRANSFERS_TABLE, *, failures: FailureLog | None = None,
                   network: str | None = None, events_from: str = "auto", decoder: str = "fast",
                   chain_check: bool = True, event_types: Iterable[str] = (), assets: Iterable[str] = (),
                   accounts: Iterable[str] = (), **map_args: Any) -> tuple[Dataset, FailureLog]:
@@ -180,5 +180,5 @@ def extract_token_transfers(ledgers: Dataset, *, event_types: Iterable[str] = ()
                             **kwargs: Any) -> tuple[Dataset, FailureLog]:
     """`ledgers` as a token_transfers Dataset (schema.TOKEN_TRANSFERS), filtered by event types
     (transfer, mint, burn, clawback, fee), assets and accounts, and the log of its failures."""
-    return extract_table(ledgers, TRANSFERS, failures=failures, event_types=event_types, assets=assets,
+    return extract_table(ledgers, TRANSFERS_TABLE, failures=failures, event_types=event_types, assets=assets,
                          accounts=accounts, **kwargs)

@@ -22,27 +22,40 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field
 
-from obsrvr_ray.actors.follower import FollowerConfig
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.errors import ConfigError
+from obsrvr_ray.live.service import FollowerConfig
 from obsrvr_ray.network import resolve_network
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import ledger_sequence
-from obsrvr_ray.schema import TABLES
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
+from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings
-from obsrvr_ray.serve.deployments import LiveAppConfig
 from obsrvr_ray.settings_model import Settings, Text, one_of, some_of, translated, whole
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.sources.rpc import RpcClient
 from obsrvr_ray.table.maintenance import MaintenancePolicy
+
+
+@dataclass(frozen=True)
+class LiveAppConfig:
+    """What the live app's deployments are built from (obsrvr_ray.serve.deployments.compose)."""
+
+    follower: FollowerConfig
+    dataset: str  # the follower's output location, read by the API and Flight
+    s3: S3Options = field(default_factory=S3Options)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    flight_host: str = "127.0.0.1"
+    flight_port: int = 8815
 
 
 class ResilienceSettings(Settings):
@@ -86,7 +99,7 @@ class ServeSettings(Settings):
     start: Annotated[int, translated(ledger_sequence)] = 2
     lake: Text | None = None
     network: Text | None = None
-    tables: Annotated[tuple[str, ...], some_of(tuple(TABLES))] = ("ledgers", "transactions", "token_transfers")
+    tables: Annotated[tuple[str, ...], some_of(tuple(TABLES))] = (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE)
     partition_by: Annotated[tuple[str, ...], translated(_partition_keys)] = ("date",)
     commit_every: Annotated[int, whole(1)] = 12
     http_host: Text = "127.0.0.1"

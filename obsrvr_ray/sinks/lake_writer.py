@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obsrvr_ray.errors import DecodeError, ObsrvrError
-from obsrvr_ray.ledger.codec import b64decode, decompress, zstd_compress
 from obsrvr_ray.ledger.decode import peek_sequence, split_batch
+from obsrvr_ray.ledger.framing import b64decode, decompress, zstd_compress
 from obsrvr_ray.objectstore import ObjectStore
 from obsrvr_ray.sources.lake_layout import CONFIG_KEY, LakeConfig
 

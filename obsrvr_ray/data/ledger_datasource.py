@@ -1,5 +1,5 @@
 """A ledger range as a `ray.data.Dataset` (`read_ledgers`, `LedgerDatasource`); the extraction
-that follows it is obsrvr_ray.data.extract.
+that follows it is obsrvr_ray.data.extract_step.
 
 This module is the Ray shell only: the reading (`chunks.raw.read_unit`), the planning
 (`chunks.plan`) and the extraction (`chunks.process.extract`) are the backfill's own code, plain

@@ -1,6 +1,6 @@
 """`TableDatasink`: a Ray Data sink that commits chunks to the output's Delta tables.
 
-Each write task commits the chunks of its blocks (rows of obsrvr_ray.data.chunks.CHUNK_ROWS), each
+Each write task commits the chunks of its blocks (rows of obsrvr_ray.data.chunk_datasource.CHUNK_ROWS), each
 exactly once (obsrvr_ray/table/tableset.py: keyed by chunk and generation in every table's log),
 and writes the plain-file exports asked for. Committing per chunk, not once at the end, is what
 lets a rerun after a crash resume from the last committed chunk rather than from the start.
@@ -20,9 +20,10 @@ import pyarrow as pa
 from ray.data.datasource import Datasink
 
 from obsrvr_ray.chunks.output import write_analytics
-from obsrvr_ray.chunks.process import TRANSFERS, ChunkResult, ChunkSettings, commit_chunk
-from obsrvr_ray.data.chunks import commits_of
+from obsrvr_ray.chunks.process import ChunkResult, ChunkSettings, commit_chunk
+from obsrvr_ray.data.chunk_datasource import commits_of
 from obsrvr_ray.objectstore import open_store
+from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
 
@@ -56,7 +57,7 @@ class TableDatasink(Datasink[list[ChunkResult]]):
         """Keep every task's chunk results, and rebuild the merged analytics once."""
         returned = getattr(write_result, "write_returns", write_result)
         self.results = [r for task in returned for r in (task or [])]
-        if self.settings.analytics and TRANSFERS in self.settings.tables:
+        if self.settings.analytics and TRANSFERS_TABLE in self.settings.tables:
             self.analytics = write_analytics(_tables(self.settings), open_store(self.settings.output.location,
                                                                                    self.settings.output.s3),
                                              self.settings)

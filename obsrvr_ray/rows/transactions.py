@@ -12,7 +12,7 @@ from obsrvr_ray.ledger import envelope as E
 from obsrvr_ray.ledger import meta as M
 from obsrvr_ray.ledger.accounts import base_account, muxed_parts
 from obsrvr_ray.ledger.model import Ledger, LedgerTransaction
-from obsrvr_ray.ledger.results import go_enum_name, inner_transaction_hash, successful
+from obsrvr_ray.ledger.results import go_enum_name, recorded_inner_hash, successful
 from obsrvr_ray.toid import toid
 
 _MEMO_HASHES = (X.MemoType.MEMO_HASH, X.MemoType.MEMO_RETURN)
@@ -175,7 +175,7 @@ def transaction_row(ledger: Ledger, tx: LedgerTransaction) -> dict:
     }
     if fee_bump:
         fee_account, fee_muxed, _ = muxed_parts(env.fee_bump.tx.fee_source)
-        inner_hash = inner_transaction_hash(result)
+        inner_hash = recorded_inner_hash(result)
         row.update(
             fee_account=fee_account,
             fee_account_muxed=fee_muxed,

@@ -41,7 +41,7 @@ from obsrvr_ray.security.errors import KeyStateError, KeyStoreError, RateLimited
 from obsrvr_ray.security.gate import Credentials, Gate
 from obsrvr_ray.security.keystore import KeyStore, utcnow
 from obsrvr_ray.security.policy import ADMINISTER, Principal, check_permission, roles_granting
-from obsrvr_ray.security.settings import SecuritySettings
+from obsrvr_ray.security.security_settings import SecuritySettings
 
 API_KEY_HEADER = "X-API-Key"
 WS_SUBPROTOCOL = "bearer"
@@ -71,7 +71,7 @@ def websocket_subprotocol(websocket: WebSocket) -> str | None:
 
 
 class Guard:
-    """Authentication and authorisation for the app's routes and WebSocket (api.py's `Guard`)."""
+    """Authentication and authorisation for the app's routes and WebSocket (api.py's `RouteGuard`)."""
 
     def __init__(self, settings: SecuritySettings, gate: Gate | None = None) -> None:
         self.settings = settings

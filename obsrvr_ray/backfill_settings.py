@@ -27,7 +27,7 @@ from pydantic import Field, create_model
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.ranges import Range, ledger_sequence, normalize, parse_ranges
-from obsrvr_ray.schema import TABLES
+from obsrvr_ray.schema import TABLES, TRANSFERS_TABLE
 from obsrvr_ray.settings_model import (
     Flag,
     Positive,
@@ -127,7 +127,7 @@ class BackfillConfig(Settings):
                                                "endpoint of an S3-compatible store for the output")
     out_s3_region: Text | None = setting(None, "output.region", "--out-s3-region", "S3 region of the output")
     tables: Annotated[tuple[str, ...], some_of(tuple(TABLES))] = setting(
-        ("token_transfers",), "output.tables", "--tables", f"tables to write: {', '.join(TABLES)}", "many")
+        (TRANSFERS_TABLE,), "output.tables", "--tables", f"tables to write: {', '.join(TABLES)}", "many")
     formats: Annotated[tuple[str, ...], some_of(FORMATS)] = setting(
         ("parquet",), "output.formats", "--format",
         f"file formats: {', '.join(FORMATS)} (repeatable or comma-separated)", "many", alias="--formats")
@@ -280,6 +280,6 @@ def validate(config: BackfillConfig) -> BackfillConfig:
         raise ConfigError(f"{name('end')} {config.end} is before {name('start')} {config.start}")
     if config.ranges:
         config = config.model_copy(update={"ledgers": normalize(config.ranges), "start": None, "end": None})
-    if "token_transfers" not in config.tables and (config.event_types or config.included_assets or config.accounts):
+    if TRANSFERS_TABLE not in config.tables and (config.event_types or config.included_assets or config.accounts):
         raise ConfigError("filters apply to token_transfers, which output.tables (--tables) does not include")
     return config

@@ -1,6 +1,6 @@
 """The backfill as a Ray Data pipeline: `ChunkDatasource` plans one read task per work unit and
 runs the whole chunk in it (read, decode, validate, extract, filter, aggregate: the task engine's
-steps, fused), yielding the chunk's commit as one row; `TableDatasink` (obsrvr_ray.data.sink)
+steps, fused), yielding the chunk's commit as one row; `TableDatasink` (obsrvr_ray.data.table_datasink)
 commits each row to the output's tables.
 
 A chunk's commit is several tables (ledgers, transactions, token transfers, failures, analytics
@@ -23,12 +23,13 @@ from ray.data.datasource import Datasource, ReadTask
 from obsrvr_ray.chunks.plan import WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, build_commit
 from obsrvr_ray.chunks.raw import read_unit
-from obsrvr_ray.data.ledgers import worker_source
+from obsrvr_ray.data.ledger_datasource import worker_source
 from obsrvr_ray.errors import Failure
+from obsrvr_ray.schema import LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.sources.open import SourceSpec
 from obsrvr_ray.table.tableset import ChunkCommit
 
-_TABLE_FIELDS = ("ledgers", "transactions", "token_transfers", "failures", "volume", "largest")
+_TABLE_FIELDS = (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE, "failures", "volume", "largest")
 CHUNK_ROWS = pa.schema(
     [
         ("chunk_start", pa.int64()),
@@ -71,7 +72,7 @@ def commit_row(commit: ChunkCommit, seconds: float) -> pa.Table:
 def commits_of(block: pa.Table) -> Iterator[tuple[ChunkCommit, float]]:
     """The commits of a block of CHUNK_ROWS, with the seconds each took to build."""
     for row in block.to_pylist():
-        data = {name: _table(row[f"{name}_ipc"]) for name in ("ledgers", "transactions", "token_transfers")}
+        data = {name: _table(row[f"{name}_ipc"]) for name in (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE)}
         yield ChunkCommit(
             (row["chunk_start"], row["chunk_end"]), row["generation"],
             {name: table for name, table in data.items() if table is not None}, _table(row["failures_ipc"]),

@@ -1,5 +1,5 @@
-"""The live follower's service, hosted by the Serve deployment obsrvr_ray.serve.deployments.Follower
-(one replica, restarted by Serve if its process dies). It runs obsrvr_ray.live.follow.Follower in
+"""The live follower's service, hosted by the Serve deployment obsrvr_ray.serve.deployments.FollowerDeployment
+(one replica, restarted by Serve if its process dies). It runs obsrvr_ray.live.follow.LedgerFollower in
 a thread, commits to the same dataset as the backfill (the same chunk commit protocol, so each
 ledger is there exactly once), and holds the newest ledgers' transfers for subscribers
 (RecentLedgers).
@@ -23,11 +23,12 @@ from obsrvr_ray.chunks.plan import Segment, WorkUnit
 from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_rows, extract_records
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.ledger.validate import Link
-from obsrvr_ray.live.follow import Follower
+from obsrvr_ray.live.follow import LedgerFollower
 from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
+from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
@@ -36,7 +37,6 @@ from obsrvr_ray.table.maintenance import MaintenancePolicy, MaintenanceStatus, m
 from obsrvr_ray.table.tableset import TableSet
 
 NAME = "obsrvr-follower"
-TRANSFERS = "token_transfers"
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class FollowerConfig:
 
 
 @dataclass
-class Page:
+class ExtractedPage:
     """One page the follower extracted: its ledgers, their rows and failures (committed with the
     rest of their cell), and per-ledger transfers for subscribers."""
 
@@ -107,7 +107,7 @@ class FollowerService:
         if fallback is not None and fallback.bulkhead is not None:
             bulkheads["lake"] = fallback.bulkhead
         start = resume_point(config)
-        self.follower = Follower(rpc, self._extract, self._commit, self.recent.add, start=start,
+        self.follower = LedgerFollower(rpc, self._extract, self._commit, self.recent.add, start=start,
                                  fallback=fallback, commit_every=config.commit_every,
                                  poll_interval=config.poll_interval, bulkheads=bulkheads,
                                  link=resume_link(config, start))
@@ -130,7 +130,7 @@ class FollowerService:
             except Exception as exc:  # the store is down, a conflict: report it, try at the next run
                 self.maintenance.last_error = f"{type(exc).__name__}: {exc}"
 
-    def _extract(self, records: list[LedgerRecord]) -> Page:
+    def _extract(self, records: list[LedgerRecord]) -> ExtractedPage:
         """A page's rows, linked to the ledger before it when that is known (the hash chain)."""
         first, last = records[0].sequence, records[-1].sequence
         previous = self._previous
@@ -138,13 +138,13 @@ class FollowerService:
         unit = WorkUnit((first, last), 0, (Segment(first, last, link),))
         settings = self.config.settings
         rows, report = extract_records(unit, ([previous] if link else []) + records, settings)
-        transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS, rows.get(TRANSFERS, [])))
+        transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS_TABLE, rows.get(TRANSFERS_TABLE, [])))
         per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
                       for seq in range(unit.chunk[0], unit.chunk[1] + 1)}
         self._previous = records[-1]
-        return Page(unit.chunk[0], unit.chunk[1], unit.segments[0].link, rows, report.failures, per_ledger)
+        return ExtractedPage(unit.chunk[0], unit.chunk[1], unit.segments[0].link, rows, report.failures, per_ledger)
 
-    def _commit(self, pages: list[Page]) -> None:
+    def _commit(self, pages: list[ExtractedPage]) -> None:
         """The pages' rows as one chunk, through the backfill's commit protocol (no second extraction)."""
         began = time.monotonic()
         first, last = pages[0].first, pages[-1].last

@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 from obsrvr_ray.errors import DecodeError, LedgerError, SourceError, ValidationError
-from obsrvr_ray.ledger.codec import decompress
 from obsrvr_ray.ledger.decode import peek_sequence, split_batch
+from obsrvr_ray.ledger.framing import decompress
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore
 from obsrvr_ray.ranges import Grid
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy, call_with_retry
