@@ -57,11 +57,13 @@ demo-stop:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # The suite runs the compiled decoder and, in its differential tests, the pure-Python one; the
 # commands' own tests then run again with the pure-Python decoder only.
 test: $(STAMP) $(CONSOLE_ASSETS)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 	OBSRVR_PURE_XDR=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_bad_input.py tests/test_export.py
 

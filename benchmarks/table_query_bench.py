@@ -156,7 +156,7 @@ class Grower:
     def commit_next(self) -> None:
         from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial
         from obsrvr_ray.schema import FAILURES
-        from obsrvr_ray.sinks.partitioning import with_partition_columns
+        from obsrvr_ray.table.partitioning import with_partition_columns
         from obsrvr_ray.table.tableset import ChunkCommit
 
         k = self.commits

@@ -43,8 +43,8 @@ from obsrvr_ray.settings_model import (
     words,
 )
 from obsrvr_ray.sinks.files import FORMATS, PARQUET_COMPRESSIONS
-from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import source_kind
+from obsrvr_ray.table.partitioning import check_keys
 from obsrvr_ray.ttp.events import KINDS
 from obsrvr_ray.ttp.extract import EVENT_SOURCES
 

@@ -29,11 +29,11 @@ from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import contains, normalize, parse_ranges, subtract
 from obsrvr_ray.schema import TOKEN_TRANSFERS
 from obsrvr_ray.sinks.layout import OutputSpec
-from obsrvr_ray.sinks.partitioning import split
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import open_source
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
+from obsrvr_ray.table.partitioning import split
 from obsrvr_ray.table.tableset import SettingsChanged, Shape, TableSet
 from tests.helpers import read_jsonl
 

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
+from obsrvr_ray.chunks.layout_import import LayoutError, hive_values, import_layout
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
@@ -27,9 +28,8 @@ from obsrvr_ray.ranges import Range, range_key
 from obsrvr_ray.schema import FAILURES, TABLES
 from obsrvr_ray.sinks.files import encode_table
 from obsrvr_ray.sinks.layout import data_path, failures_path
-from obsrvr_ray.sinks.partitioning import keys_for, split
-from obsrvr_ray.table.importer import LayoutError, hive_values, import_layout
 from obsrvr_ray.table.maintenance import verify
+from obsrvr_ray.table.partitioning import keys_for, split
 from obsrvr_ray.table.tableset import CHUNKS_TABLE, COMMIT_ORDER, LARGEST_PARTIALS, VOLUME_PARTIALS, TableSet
 from obsrvr_sandbox import generate_ledgers
 from tests.helpers import run_cli

@@ -143,7 +143,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from obsrvr_ray.table.importer import import_layout
+    from obsrvr_ray.chunks.layout_import import import_layout
 
     report = import_layout(args.source, args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
     print(f"imported {report.chunks} chunk generations ({report.skipped} already there): "

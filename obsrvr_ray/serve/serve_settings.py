@@ -39,10 +39,10 @@ from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import ApiSettings
 from obsrvr_ray.settings_model import Settings, Text, one_of, some_of, translated, whole
 from obsrvr_ray.sinks.layout import OutputSpec
-from obsrvr_ray.sinks.partitioning import check_keys
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.sources.rpc import RpcClient
 from obsrvr_ray.table.maintenance import MaintenancePolicy
+from obsrvr_ray.table.partitioning import check_keys
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from obsrvr_ray.objectstore import ObjectStore, S3Options
 from obsrvr_ray.ranges import Range, range_key
 from obsrvr_ray.schema import FAILURES
 from obsrvr_ray.sinks.files import EXTENSIONS, encode_table
-from obsrvr_ray.sinks.partitioning import keys_for, split
+from obsrvr_ray.table.partitioning import keys_for, split
 
 if TYPE_CHECKING:
     from obsrvr_ray.table.tableset import ChunkCommit

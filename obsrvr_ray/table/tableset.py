@@ -36,8 +36,8 @@ from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL
 from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.ranges import Range, range_key
 from obsrvr_ray.schema import FAILURES, LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
-from obsrvr_ray.sinks.partitioning import partition_columns, with_partition_columns
 from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.partitioning import partition_columns, with_partition_columns
 
 FAILURES_TABLE = "failures"
 CHUNKS_TABLE = "chunks"

@@ -45,14 +45,15 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL, merge
+from obsrvr_ray.chunks.output import merged_analytics
 from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.logs import log_event
 from obsrvr_ray.objectstore import ObjectNotFound, ObjectStore, S3Options, open_store
 from obsrvr_ray.ranges import Range, parse_range_key, range_key
 from obsrvr_ray.schema import FAILURES, TABLES, TRANSFERS_TABLE
 from obsrvr_ray.sinks.layout import OutputSpec, write_analytics_exports, write_exports
-from obsrvr_ray.sinks.partitioning import NULL_PARTITION
 from obsrvr_ray.table.location import TableLocation
+from obsrvr_ray.table.partitioning import NULL_PARTITION
 from obsrvr_ray.table.tableset import ANALYTICS, ChunkCommit, Shape, TableSet
 
 log = logging.getLogger(__name__)
@@ -378,8 +379,6 @@ def _rebuild_analytics(tables: TableSet, settings: dict, imported: bool, out_sto
     if not imported and all(tables.exists(f"{ANALYTICS}/{name}")
                             for name in merge(HOURLY_PARTIAL.empty_table(), LARGEST_PARTIAL.empty_table(), 1)):
         return {}
-    from obsrvr_ray.chunks.output import merged_analytics  # the backfill's own merge
-
     merged = merged_analytics(tables, int(settings.get("top_transfers") or 10))
     for name, table in merged.items():
         tables.replace_table(f"{ANALYTICS}/{name}", table)
