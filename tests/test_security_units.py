@@ -21,15 +21,6 @@ import pytest
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.security.apikeys import hash_key, key_id_of
 from obsrvr_ray.security.clientip import client_address, grpc_peer_host, parse_networks
-from obsrvr_ray.security.errors import (
-    AuthenticationError,
-    AuthUnavailable,
-    KeyStateError,
-    KeyStoreError,
-    PermissionDenied,
-    RateLimited,
-    UnknownKey,
-)
 from obsrvr_ray.security.gate import Credentials, Gate
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import (
@@ -48,6 +39,15 @@ from obsrvr_ray.security.policy import (
     check_permission,
 )
 from obsrvr_ray.security.ratelimit import RateLimiter
+from obsrvr_ray.security.refusals import (
+    AuthenticationError,
+    AuthUnavailable,
+    KeyStateError,
+    KeyStoreError,
+    PermissionDenied,
+    RateLimited,
+    UnknownKey,
+)
 from obsrvr_ray.security.security_settings import JwtSettings, SecuritySettings
 from obsrvr_ray.security.tokens import TokenVerifier
 from tests.test_security_support import HS_SECRET, ec_keys, rsa_keys, token

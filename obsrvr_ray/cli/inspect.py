@@ -8,7 +8,7 @@ from obsrvr_ray import exit_codes
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from obsrvr_ray.inspect import describe_file
+    from obsrvr_ray.file_summary import describe_file
 
     for path in args.files:
         print(describe_file(path, rows=args.rows))

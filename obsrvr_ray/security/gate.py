@@ -19,16 +19,16 @@ from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.logs import log_event
 from obsrvr_ray.security.apikeys import looks_like_key
 from obsrvr_ray.security.clientip import client_address, parse_networks
-from obsrvr_ray.security.errors import (
+from obsrvr_ray.security.keystore import KeyStore
+from obsrvr_ray.security.policy import ADMIN, Principal, roles_granting
+from obsrvr_ray.security.ratelimit import RateLimiter
+from obsrvr_ray.security.refusals import (
     AuthenticationError,
     AuthUnavailable,
     KeyStoreError,
     PermissionDenied,
     RateLimited,
 )
-from obsrvr_ray.security.keystore import KeyStore
-from obsrvr_ray.security.policy import ADMIN, Principal, roles_granting
-from obsrvr_ray.security.ratelimit import RateLimiter
 from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.security.tokens import TokenVerifier
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from obsrvr_ray.security.apikeys import ApiKey, hash_key, key_id_of, new_key_id, new_secret
-from obsrvr_ray.security.errors import AuthenticationError, KeyStateError, KeyStoreError, UnknownKey
 from obsrvr_ray.security.policy import ADMIN, check_roles
+from obsrvr_ray.security.refusals import AuthenticationError, KeyStateError, KeyStoreError, UnknownKey
 
 FORMAT_VERSION = 1
 T = TypeVar("T")

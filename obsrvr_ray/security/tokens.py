@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.security.errors import AuthenticationError
 from obsrvr_ray.security.policy import ROLES, Principal
+from obsrvr_ray.security.refusals import AuthenticationError
 from obsrvr_ray.security.security_settings import JwtSettings
 
 _REASONS: tuple[tuple[type[Exception], str], ...] = (

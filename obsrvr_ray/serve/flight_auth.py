@@ -19,9 +19,9 @@ from pathlib import Path
 from pyarrow import flight
 
 from obsrvr_ray.security.clientip import grpc_peer_host
-from obsrvr_ray.security.errors import AuthenticationError, PermissionDenied, RateLimited, SecurityError
 from obsrvr_ray.security.gate import Credentials, Gate
 from obsrvr_ray.security.policy import ADMINISTER, CONTROL, FLIGHT_READ, INGEST, Principal, check_permission
+from obsrvr_ray.security.refusals import AuthenticationError, PermissionDenied, RateLimited, SecurityError
 from obsrvr_ray.security.security_settings import SecuritySettings
 
 MIDDLEWARE_KEY = "auth"

@@ -37,10 +37,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from obsrvr_ray.errors import ConfigError
-from obsrvr_ray.security.errors import KeyStateError, KeyStoreError, RateLimited, SecurityError, UnknownKey
 from obsrvr_ray.security.gate import Credentials, Gate
 from obsrvr_ray.security.keystore import KeyStore, utcnow
 from obsrvr_ray.security.policy import ADMINISTER, Principal, check_permission, roles_granting
+from obsrvr_ray.security.refusals import KeyStateError, KeyStoreError, RateLimited, SecurityError, UnknownKey
 from obsrvr_ray.security.security_settings import SecuritySettings
 
 API_KEY_HEADER = "X-API-Key"
