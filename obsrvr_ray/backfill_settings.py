@@ -18,12 +18,10 @@ a default (obsrvr_ray.settings_model). Flags override the file.
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import Field, create_model
+from pydantic import create_model
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.ranges import Range, ledger_sequence, normalize, parse_ranges
@@ -34,6 +32,9 @@ from obsrvr_ray.settings_model import (
     Settings,
     Text,
     Words,
+    add_flags,
+    flag_values,
+    flags_of,
     one_of,
     read_yaml,
     some_of,
@@ -41,6 +42,9 @@ from obsrvr_ray.settings_model import (
     translated,
     whole,
     words,
+)
+from obsrvr_ray.settings_model import (
+    setting as flag_setting,
 )
 from obsrvr_ray.sinks.files import FORMATS, PARQUET_COMPRESSIONS
 from obsrvr_ray.sources.open import source_kind
@@ -54,9 +58,8 @@ SOURCE_TYPES = {"datalake": "lake", "s3": "s3", "rpc": "rpc"}  # YAML name -> th
 
 def setting(default: Any, key: str, flag: str, help: str, cli: str = "value",
             alias: str | None = None) -> Any:
-    """A field that is also a YAML key and a flag. `cli`: value; many (repeatable, comma-separated);
-    off (a flag that sets False); onoff. `alias`: an older spelling of the flag, still accepted."""
-    return Field(default, description=help, json_schema_extra={"key": key, "flag": flag, "cli": cli, "alias": alias})
+    """A field that is also a YAML key and a flag (settings_model.setting)."""
+    return flag_setting(default, flag, help, cli, key=key, alias=alias)
 
 
 def _partition_keys(raw: object) -> tuple[str, ...]:
@@ -170,36 +173,13 @@ class BackfillConfig(Settings):
 
 def _settings() -> dict[str, dict]:
     """attr -> its key, flag, cli kind and help: the fields that are settings."""
-    return {attr: {**f.json_schema_extra, "help": f.description} for attr, f in BackfillConfig.model_fields.items()
-            if f.json_schema_extra}
-
-
-class DeprecatedAlias(argparse.Action):
-    """An older spelling of a flag: it still works, and says the name to use instead."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, *, use: str, many: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, **kwargs)
-        self.use, self.many = use, many
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        print(f"{parser.prog}: {option_string} is deprecated, use {self.use}", file=sys.stderr)
-        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values] if self.many else values)
+    return flags_of(BackfillConfig)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every setting's flag, defaulting to 'not given' so the YAML file's value stands."""
     parser.add_argument("--config", help="YAML file of settings; flags override it")
-    actions = {"value": "store", "many": "append", "onoff": argparse.BooleanOptionalAction}
-    for attr, s in _settings().items():
-        if s["cli"] == "off":
-            parser.add_argument(s["flag"], dest=attr, action="store_const", const=False, default=None, help=s["help"])
-        else:
-            parser.add_argument(s["flag"], dest=attr, action=actions[s["cli"]], default=None, help=s["help"])
-        if s["alias"]:
-            parser.add_argument(s["alias"], dest=attr, action=DeprecatedAlias, use=s["flag"], many=s["cli"] == "many",
-                                help=argparse.SUPPRESS)
+    add_flags(parser, BackfillConfig)
     parser.add_argument("--retry-failed", action="store_true",
                         help="read again only the ledgers recorded as failed (all of the output's without a range)")
     parser.add_argument("--reset-settings", action="store_true",
@@ -244,10 +224,9 @@ def from_arguments(args: argparse.Namespace) -> BackfillConfig:
         values.pop("end", None)
     if args.start is not None or args.end is not None:
         values.pop("ledgers", None)
-    for attr, s in _settings().items():
-        given = getattr(args, attr, None)
-        if given is not None:
-            values[attr], names[attr] = given, s["flag"]
+    given, flags = flag_values(args, BackfillConfig)
+    values.update(given)
+    names.update(flags)
     config = BackfillConfig.check({**values, "retry_failed": args.retry_failed, "reset_settings": args.reset_settings,
                                    "verify_output": args.verify_output}, names=names)
     return validate(config)

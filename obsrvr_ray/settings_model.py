@@ -14,14 +14,16 @@ never leaves this module, a ConfigError (exit code 2 on the command line) does.
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import sys
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from obsrvr_ray.errors import ConfigError
 
@@ -52,6 +54,73 @@ class Settings(BaseModel, metaclass=_Checked):
             return cls.model_validate(values)
         except ValidationError as exc:
             raise settings_error(exc, cls, names, prefix, where) from None
+
+    @classmethod
+    def from_flags(cls, args: argparse.Namespace) -> Self:
+        """The flags `add_flags` made for this model, as parsed, checked: a bad or missing value is
+        refused naming its flag."""
+        values, names = flag_values(args, cls)
+        return cls.check(values, names={**{attr: s["flag"] for attr, s in flags_of(cls).items()}, **names})
+
+
+# --- flags: a field that is also a command-line flag declares it (setting); argparse is built
+# from the model (add_flags) and hands back what was given (flag_values), for the model to check.
+
+
+def setting(default: Any, flag: str, help: str, cli: str = "value", *, key: str | None = None,
+            alias: str | None = None) -> Any:
+    """A field given by a flag, and with `key` by a settings file too; `...` as the default makes
+    it required. `cli`: value; many (repeatable, comma-separated); on / off (a switch setting True /
+    False); onoff; positional (`flag` is its name in the usage); positionals (one or more).
+    `alias`: an older spelling of the flag, still accepted."""
+    return Field(default, description=help, json_schema_extra={"key": key, "flag": flag, "cli": cli, "alias": alias})
+
+
+def flags_of(model: type[BaseModel]) -> dict[str, dict]:
+    """attr -> its flag, cli kind, key and help: the fields of `model` that are flags."""
+    return {attr: {**f.json_schema_extra, "help": f.description} for attr, f in model.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and "flag" in f.json_schema_extra}
+
+
+class DeprecatedAlias(argparse.Action):
+    """An older spelling of a flag: it still works, and says the name to use instead."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, use: str, many: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.use, self.many = use, many
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated, use {self.use}", file=sys.stderr)
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), values] if self.many else values)
+
+
+_ACTIONS = {"value": "store", "many": "append", "onoff": argparse.BooleanOptionalAction}
+
+
+def add_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """Every flag of `model`, taken as given: each defaults to 'not given' (so the model's default,
+    or a settings file's value, stands) and argparse checks no value (the model does, in its style)."""
+    for attr, s in flags_of(model).items():
+        kind = s["cli"]
+        if kind in ("positional", "positionals"):
+            parser.add_argument(attr, metavar=s["flag"], nargs="+" if kind == "positionals" else None, help=s["help"])
+        elif kind in ("on", "off"):
+            parser.add_argument(s["flag"], dest=attr, action="store_const", const=kind == "on", default=None,
+                                help=s["help"])
+        else:
+            parser.add_argument(s["flag"], dest=attr, action=_ACTIONS[kind], default=None, help=s["help"])
+        if s["alias"]:
+            parser.add_argument(s["alias"], dest=attr, action=DeprecatedAlias, use=s["flag"], many=kind == "many",
+                                help=argparse.SUPPRESS)
+
+
+def flag_values(args: argparse.Namespace, model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The flags of `model` given on the command line, by attribute, and the flag each came under."""
+    given = {attr: (getattr(args, attr, None), s["flag"]) for attr, s in flags_of(model).items()}
+    given = {attr: pair for attr, pair in given.items() if pair[0] is not None}
+    return {a: v for a, (v, _) in given.items()}, {a: f for a, (_, f) in given.items()}
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -212,6 +281,20 @@ def some_of(options: Collection[str]) -> BeforeValidator:
         return values
 
     return _check(check)
+
+
+def checked_text(check: Callable[[str], Any]) -> BeforeValidator:
+    """Text that `check` (raising ConfigError) accepts, kept as given: what the command shows back."""
+
+    def convert(raw: object) -> str:
+        value = text(raw)
+        try:
+            check(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return _check(convert)
 
 
 def translated(check: Callable[[Any], Any]) -> BeforeValidator:
