@@ -11,7 +11,7 @@ import pytest
 
 from obsrvr_ray import exit_codes
 from obsrvr_ray.backfill_settings import add_arguments, from_arguments
-from obsrvr_ray.cli import build_parser
+from obsrvr_ray.cli import build_parser, main
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import PASSPHRASES, PUBNET, resolve_network
 from obsrvr_ray.security.security_settings import SecuritySettings
@@ -76,3 +76,22 @@ def test_one_set_of_exit_codes_and_one_network_rule():
     assert resolve_network("testnet", PUBNET) == PASSPHRASES["testnet"]  # the operator's choice wins
     assert resolve_network(None, PASSPHRASES["sandbox"]) == PASSPHRASES["sandbox"]  # then the source's
     assert resolve_network(None, None) == PUBNET
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["export", "ledgers", "--source", "/lake", "--out", "/o", "--flush-every", "0"],
+     "--flush-every: expected a whole number >= 1, got '0'"),
+    (["lake", "import", "a.xdr", "--out", "/o", "--ledgers-per-batch", "many"],
+     "--ledgers-per-batch: expected a whole number >= 1, got 'many'"),
+    (["table", "vacuum", "--out", "/o", "--retention-hours", "-1"],
+     "--retention-hours: expected a number >= 0.0, got '-1'"),
+    (["keys", "create", "--store", "/nonexistent/keys.json", "--expires-days", "0"],
+     "--expires-days: expected a positive number, got '0'"),
+    (["rpc", "serve", "--lake", "/lake", "--start", "3", "--end", "9", "--port", "http"],
+     "--port: expected a whole number >= 0, got 'http'"),
+])
+def test_every_command_refuses_a_bad_flag_in_the_one_style(argv, said, capsys):
+    """Each command's flags are a settings model: a bad value is refused before anything runs, in
+    the backfill's style, naming the flag, with the usage exit code."""
+    assert main(argv) == exit_codes.USAGE
+    assert capsys.readouterr().err.splitlines() == [f"obsrvr-ray: configuration error: {said}"]

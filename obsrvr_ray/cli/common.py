@@ -1,17 +1,19 @@
-"""What several commands share: the source flags, the ledger range they ask for, running a
-command with the project's error reporting and exit codes."""
+"""What several commands share: the source flags (a settings model, as every command's flags
+are: obsrvr_ray.settings_model), the ledger range they ask for, running a command with the
+project's error reporting and exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from obsrvr_ray import exit_codes
 from obsrvr_ray.errors import ConfigError, ObsrvrError
 from obsrvr_ray.network import resolve_passphrase
-from obsrvr_ray.ranges import check_range, check_within, ledger_number
+from obsrvr_ray.ranges import check_range, check_within, ledger_sequence
+from obsrvr_ray.settings_model import Flag, Settings, Text, add_flags, one_of, setting, translated, whole
 
 if TYPE_CHECKING:
     from obsrvr_ray.sources.base import LedgerRecord
@@ -23,42 +25,47 @@ SOURCE_HELP = (
 )
 
 
-def add_source_args(p: argparse.ArgumentParser, *, start_required: bool = False) -> None:
-    p.add_argument("--source", required=True, help=SOURCE_HELP)
-    p.add_argument("--start", required=start_required, help="first ledger (default: etl file's first)")
-    p.add_argument("--end", help="last ledger, inclusive; omit to follow new ledgers until interrupted")
-    p.add_argument("--wait-for-end", action="store_true",
-                   help="wait for ledgers up to --end the source has not closed yet, instead of refusing them")
-    p.add_argument("--network", help="network name (pubnet, testnet, futurenet, standalone, sandbox) or "
-                   "passphrase; default: what the source declares, else pubnet")
-    p.add_argument("--s3-endpoint-url", help="endpoint of an S3-compatible store (e.g. http://127.0.0.1:9000)")
-    p.add_argument("--s3-region", help="S3 region")
-    p.add_argument("--anonymous", action=argparse.BooleanOptionalAction, default=None,
-                   help="unsigned S3 requests (default: on for the public AWS bucket only)")
-    p.add_argument("--prefetch", type=int, default=8, help="objects fetched concurrently from a data lake")
-    p.add_argument("--no-chain-check", action="store_true", help="do not check the header hash chain")
-    p.add_argument("--decoder", default="fast", choices=["fast", "reference"],
-                   help="XDR decoder: ours (default) or stellar-sdk's, the reference it is tested against")
+Ledger = Annotated[int | None, translated(ledger_sequence)]
 
 
-def source_from_args(args: argparse.Namespace):
+class SourceFlags(Settings):
+    """The flags of a command that reads ledgers from a source."""
+
+    source: Text = setting(..., "--source", SOURCE_HELP)
+    start: Ledger = setting(None, "--start", "first ledger (default: etl file's first)")
+    end: Ledger = setting(None, "--end", "last ledger, inclusive; omit to follow new ledgers until interrupted")
+    wait_for_end: Flag = setting(False, "--wait-for-end", "wait for ledgers up to --end the source has not closed "
+                                 "yet, instead of refusing them", "on")
+    network: Text | None = setting(None, "--network", "network name (pubnet, testnet, futurenet, standalone, "
+                                   "sandbox) or passphrase; default: what the source declares, else pubnet")
+    s3_endpoint_url: Text | None = setting(None, "--s3-endpoint-url",
+                                           "endpoint of an S3-compatible store (e.g. http://127.0.0.1:9000)")
+    s3_region: Text | None = setting(None, "--s3-region", "S3 region")
+    anonymous: Flag | None = setting(None, "--anonymous",
+                                     "unsigned S3 requests (default: on for the public AWS bucket only)", "onoff")
+    prefetch: Annotated[int, whole(1)] = setting(8, "--prefetch", "objects fetched concurrently from a data lake")
+    chain_check: Flag = setting(True, "--no-chain-check", "do not check the header hash chain", "off")
+    decoder: Annotated[str, one_of(("fast", "reference"))] = setting(
+        "fast", "--decoder", "XDR decoder: ours (default) or stellar-sdk's, the reference it is tested against")
+
+
+def source_from_args(flags: SourceFlags):
     from obsrvr_ray.sources.open import SourceOptions, open_source
 
     opts = SourceOptions(
-        s3_endpoint_url=args.s3_endpoint_url,
-        s3_region=args.s3_region,
-        anonymous=args.anonymous,
-        network_passphrase=resolve_passphrase(args.network) if args.network else None,
-        prefetch=args.prefetch,
+        s3_endpoint_url=flags.s3_endpoint_url,
+        s3_region=flags.s3_region,
+        anonymous=flags.anonymous,
+        network_passphrase=resolve_passphrase(flags.network) if flags.network else None,
+        prefetch=flags.prefetch,
     )
-    return open_source(args.source, opts)
+    return open_source(flags.source, opts)
 
 
-def resolve_range(args: argparse.Namespace, source) -> tuple[int, int | None]:
-    """The range asked for, checked as every command checks one, and against the newest ledger
+def resolve_range(flags: SourceFlags, source) -> tuple[int, int | None]:
+    """The range asked for (each ledger checked by SourceFlags), checked against the newest ledger
     the source holds (unless --wait-for-end): refused in one line before anything is read."""
-    start = None if args.start is None else ledger_number("--start", args.start)
-    end = None if args.end is None else ledger_number("--end", args.end)
+    start, end = flags.start, flags.end
     if start is None:  # from the source's first ledger to its last (an etl file's)
         start = source.earliest()
         if start is None:
@@ -66,7 +73,7 @@ def resolve_range(args: argparse.Namespace, source) -> tuple[int, int | None]:
         end = source.latest() if end is None else end
     if end is not None:
         check_range(start, end)
-        if not args.wait_for_end:
+        if not flags.wait_for_end:
             check_within(((start, end),), source.latest(), source.description)
     return start, end
 
@@ -88,9 +95,13 @@ def records_until(source, start: int, end: int) -> Iterator[LedgerRecord]:
             return
 
 
-def split_list(values: list[str] | None) -> list[str]:
-    """Repeatable, comma-separated option values -> one flat list."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+def add_command(subparsers: argparse._SubParsersAction, name: str, helptext: str,
+                command: Callable[[Settings], int], model: type[Settings], **kwargs) -> argparse.ArgumentParser:
+    """A (sub)command whose flags `model` declares: they are checked by it before `command` runs."""
+    parser = subparsers.add_parser(name, help=helptext, **kwargs)
+    add_flags(parser, model)
+    parser.set_defaults(func=lambda namespace: command(model.from_flags(namespace)))
+    return parser
 
 
 def run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:

@@ -5,44 +5,73 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Annotated
 
 from obsrvr_ray import exit_codes
-from obsrvr_ray.cli.common import add_source_args, records_until, resolve_range, source_from_args, split_list
+from obsrvr_ray.cli.common import SourceFlags, add_command, records_until, resolve_range, source_from_args
 from obsrvr_ray.network import network_name, resolve_network
 from obsrvr_ray.schema import TRANSFERS_TABLE
+from obsrvr_ray.settings_model import Flag, Text, Words, one_of, setting, some_of, whole
+from obsrvr_ray.sinks.files import FORMATS, PARQUET_COMPRESSIONS
+from obsrvr_ray.ttp.events import KINDS
+from obsrvr_ray.ttp.extract import EVENT_SOURCES
+
+EXPORTED = ("ledgers", "transactions", "token-transfers")
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+class ExportSettings(SourceFlags):
+    """The flags of `export`."""
+
+    table: Annotated[str, one_of(EXPORTED)] = setting(..., "table", f"the table: {', '.join(EXPORTED)}",
+                                                      "positional")
+    out: Text = setting(..., "--out", "output file (a directory when following), local or s3://")
+    format: Annotated[str, one_of(FORMATS)] = setting("parquet", "--format", f"file format: {', '.join(FORMATS)}")
+    compression: Annotated[str, one_of(PARQUET_COMPRESSIONS)] = setting(
+        "zstd", "--compression", f"Parquet compression: {', '.join(PARQUET_COMPRESSIONS)}")
+    flush_every: Annotated[int, whole(1)] = setting(100, "--flush-every", "when following: ledgers per part file")
+    events_from: Annotated[str, one_of(EVENT_SOURCES)] = setting(
+        "auto", "--events-from", "token transfers: events core emitted (TransactionMetaV4, what stellar-etl reads), "
+        "events derived from operations, or core's when present (default)")
+    verify: Flag = setting(False, "--verify",
+                           "token transfers: check derived events, core events and balance changes agree", "on")
+    event_types: Annotated[tuple[str, ...], some_of(KINDS)] = setting(
+        (), "--event-types", f"token transfers: keep these types ({', '.join(KINDS)}); repeatable or "
+        "comma-separated", "many")
+    assets: Words = setting((), "--assets", "token transfers: keep these assets "
+                            "(native, CODE:ISSUER, CODE, or a token contract C...)", "many")
+    accounts: Words = setting((), "--accounts", "token transfers: keep events from or to these addresses", "many")
+
+
+def cmd_export(flags: ExportSettings) -> int:
     from tqdm import tqdm
 
     from obsrvr_ray.objectstore import S3Options
     from obsrvr_ray.pipeline import ExtractOptions, RunReport, TableWriter, build_rows, stream_ledgers
     from obsrvr_ray.ttp.filters import EventFilter
 
-    source = source_from_args(args)
+    source = source_from_args(flags)
     try:
-        start, end = resolve_range(args, source)
-        passphrase = resolve_network(args.network, source.network_passphrase)
+        start, end = resolve_range(flags, source)
+        passphrase = resolve_network(flags.network, source.network_passphrase)
         report = RunReport(source=source.description, start=start, end=end, network=network_name(passphrase))
         follow = end is None
-        s3 = S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region)
-        table = args.table.replace("-", "_")
-        event_filter = EventFilter.of(split_list(args.event_types), split_list(args.assets),
-                                      split_list(args.accounts))
-        options = ExtractOptions(passphrase, events_from=args.events_from, verify=args.verify, filter=event_filter,
-                                 decoder=args.decoder)
-        writer = TableWriter(table, args.out, args.format, compression=args.compression, follow=follow,
-                             flush_every=args.flush_every, report=report, s3=s3,
+        s3 = S3Options(endpoint_url=flags.s3_endpoint_url, region=flags.s3_region)
+        table = flags.table.replace("-", "_")
+        event_filter = EventFilter.of(flags.event_types, flags.assets, flags.accounts)
+        options = ExtractOptions(passphrase, events_from=flags.events_from, verify=flags.verify, filter=event_filter,
+                                 decoder=flags.decoder)
+        writer = TableWriter(table, flags.out, flags.format, compression=flags.compression, follow=follow,
+                             flush_every=flags.flush_every, report=report, s3=s3,
                              row_filter=event_filter if table == TRANSFERS_TABLE else None)
         bar = tqdm(total=None if follow else end - start + 1, unit="ledger", file=sys.stderr,
-                   disable=None, dynamic_ncols=True, desc=f"export {args.table}")
+                   disable=None, dynamic_ncols=True, desc=f"export {flags.table}")
         interrupted = False
         try:
-            records = records_until(source, start, end) if args.wait_for_end and end is not None else \
+            records = records_until(source, start, end) if flags.wait_for_end and end is not None else \
                 source.records(start, end)
             for ledger in stream_ledgers(records, passphrase, report,
-                                         chain_check=not args.no_chain_check,
-                                         on_record=lambda _seq: bar.update(1), decoder=args.decoder):
+                                         chain_check=flags.chain_check,
+                                         on_record=lambda _seq: bar.update(1), decoder=flags.decoder):
                 writer.add(ledger, build_rows(table, ledger, options, report))
                 bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
         except KeyboardInterrupt:
@@ -53,7 +82,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         import time as _t
 
         report.finished = _t.monotonic()
-        print(report.summary(f"export {args.table}"), flush=True)
+        print(report.summary(f"export {flags.table}"), flush=True)
         if interrupted:
             # Every part is written whole and the summary printed: end now. The interrupt may have
             # landed inside a request to the source, whose connection pool or worker thread could
@@ -66,22 +95,4 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    exp = sub.add_parser("export", help="export a table for a ledger range to one file")
-    exp.add_argument("table", choices=["ledgers", "transactions", "token-transfers"])
-    add_source_args(exp)
-    exp.add_argument("--out", required=True, help="output file (a directory when following), local or s3://")
-    exp.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "csv"])
-    exp.add_argument("--compression", default="zstd", help="Parquet compression: snappy, gzip, lz4, zstd, brotli, none")
-    exp.add_argument("--flush-every", type=int, default=100, help="when following: ledgers per part file")
-    exp.add_argument("--events-from", default="auto", choices=["auto", "core", "operations"],
-                     help="token transfers: events core emitted (TransactionMetaV4, what stellar-etl reads), "
-                     "events derived from operations, or core's when present (default)")
-    exp.add_argument("--verify", action="store_true",
-                     help="token transfers: check derived events, core events and balance changes agree")
-    exp.add_argument("--event-types", action="append", help="token transfers: keep these types "
-                     "(transfer, mint, burn, clawback, fee); repeatable or comma-separated")
-    exp.add_argument("--assets", action="append", help="token transfers: keep these assets "
-                     "(native, CODE:ISSUER, CODE, or a token contract C...)")
-    exp.add_argument("--accounts", action="append", help="token transfers: keep events from or to these addresses")
-    exp.set_defaults(func=cmd_export)
-
+    add_command(sub, "export", "export a table for a ledger range to one file", cmd_export, ExportSettings)

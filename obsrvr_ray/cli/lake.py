@@ -4,12 +4,28 @@ generated ledgers: `obsrvr-sandbox generate`)."""
 from __future__ import annotations
 
 import argparse
+from typing import Annotated
 
 from obsrvr_ray import exit_codes
+from obsrvr_ray.cli.common import add_command
 from obsrvr_ray.network import network_name, resolve_passphrase
+from obsrvr_ray.settings_model import Settings, Text, setting, whole
 
 
-def cmd_lake_import(args: argparse.Namespace) -> int:
+class LakeImportSettings(Settings):
+    """The flags of `lake import`."""
+
+    files: tuple[Text, ...] = setting(..., "files", "ledger files to import", "positionals")
+    out: Text = setting(..., "--out", "lake root: a directory or s3://bucket/prefix")
+    network: Text = setting("pubnet", "--network", "network the ledgers belong to (written to .config.json)")
+    ledgers_per_batch: Annotated[int, whole(1)] = setting(1, "--ledgers-per-batch", "ledgers per object")
+    batches_per_partition: Annotated[int, whole(1)] = setting(64000, "--batches-per-partition",
+                                                              "objects per partition (directory)")
+    s3_endpoint_url: Text | None = setting(None, "--s3-endpoint-url", "endpoint of an S3-compatible store")
+    s3_region: Text | None = setting(None, "--s3-region", "S3 region")
+
+
+def cmd_lake_import(args: LakeImportSettings) -> int:
     from obsrvr_ray.objectstore import S3Options, open_store
     from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files
     from obsrvr_ray.sources.lake_layout import LakeConfig
@@ -29,14 +45,5 @@ def cmd_lake_import(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     lake = sub.add_parser("lake", help="build and inspect galexie-layout data lakes")
     lake_sub = lake.add_subparsers(dest="lake_command", required=True)
-    imp = lake_sub.add_parser("import", help="build a lake from ledger files (raw or batched XDR, "
-                              ".gz/.zst/.zstd, or base64 lines)")
-    imp.add_argument("files", nargs="+")
-    imp.add_argument("--out", required=True, help="lake root: a directory or s3://bucket/prefix")
-    imp.add_argument("--network", default="pubnet", help="network the ledgers belong to (written to .config.json)")
-    imp.add_argument("--ledgers-per-batch", type=int, default=1)
-    imp.add_argument("--batches-per-partition", type=int, default=64000)
-    imp.add_argument("--s3-endpoint-url")
-    imp.add_argument("--s3-region")
-    imp.set_defaults(func=cmd_lake_import)
-
+    add_command(lake_sub, "import", "build a lake from ledger files (raw or batched XDR, .gz/.zst/.zstd, or base64 "
+                "lines)", cmd_lake_import, LakeImportSettings)

@@ -8,12 +8,14 @@ import argparse
 import logging
 import signal
 import threading
+from typing import Annotated
 
 from obsrvr_ray import exit_codes
+from obsrvr_ray.cli.common import add_command
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import resolve_network
-from obsrvr_ray.ranges import check_range, ledger_number
-from obsrvr_ray.settings_model import read_yaml
+from obsrvr_ray.ranges import check_range, ledger_sequence
+from obsrvr_ray.settings_model import Settings, Text, read_yaml, setting, translated, whole
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,13 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     rpc_p = subparsers.add_parser("rpc", help="a local Stellar RPC (getLedgers) server")
     rpc_sub = rpc_p.add_subparsers(dest="rpc_command", required=True)
-    run_p = rpc_sub.add_parser("serve", help="serve getLedgers over HTTP until interrupted")
-    run_p.add_argument("--lake", required=True, help="serve the ledgers --start..--end of this lake")
-    run_p.add_argument("--start", required=True)
-    run_p.add_argument("--end", required=True)
-    run_p.add_argument("--host", default="127.0.0.1")
-    run_p.add_argument("--port", type=int, default=8000)
-    run_p.set_defaults(func=cmd_rpc_serve)
+    add_command(rpc_sub, "serve", "serve getLedgers over HTTP until interrupted", cmd_rpc_serve, RpcServeSettings)
+
+
+class RpcServeSettings(Settings):
+    """The flags of `rpc serve`."""
+
+    lake: Text = setting(..., "--lake", "serve the ledgers --start..--end of this lake")
+    start: Annotated[int, translated(ledger_sequence)] = setting(..., "--start", "first ledger served")
+    end: Annotated[int, translated(ledger_sequence)] = setting(..., "--end", "last ledger served, inclusive")
+    host: Text = setting("127.0.0.1", "--host", "HTTP address")
+    port: Annotated[int, whole(0)] = setting(8000, "--port", "HTTP port (0: any free one)")
 
 
 # flag -> the setting it gives (obsrvr_ray/serve/serve_settings.py), for errors that name the flag
@@ -118,12 +124,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_rpc_serve(args: argparse.Namespace) -> int:
+def cmd_rpc_serve(args: RpcServeSettings) -> int:
     from obsrvr_ray.objectstore import LocalStore
     from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
     from obsrvr_ray.sources.lake_source import LakeSource
 
-    start, end = ledger_number("--start", args.start), ledger_number("--end", args.end)
+    start, end = args.start, args.end
     check_range(start, end)
     source = LakeSource(LocalStore(args.lake))
     archive = LedgerArchive()

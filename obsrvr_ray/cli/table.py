@@ -6,11 +6,30 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from typing import Annotated
+
+from pydantic import Field
 
 from obsrvr_ray import exit_codes
+from obsrvr_ray.cli.common import add_command
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TRANSACTIONS_TABLE, TRANSFERS_TABLE
+from obsrvr_ray.settings_model import (
+    Flag,
+    Settings,
+    Text,
+    checked_text,
+    one_of,
+    setting,
+    translated,
+    whole,
+    words,
+)
+from obsrvr_ray.sinks.files import FORMATS
+
+EXPORTED = ("ledgers", "transactions", "token-transfers")
+TIME_HELP = "a version number or an ISO 8601 time"
 
 
 def parse_as_of(text: str | None):
@@ -20,18 +39,89 @@ def parse_as_of(text: str | None):
     return parse(text)
 
 
-def _tables(args: argparse.Namespace):
+def _age(text: str) -> dt.timedelta:
+    from obsrvr_ray.table.maintenance import parse_age
+
+    return parse_age(text)
+
+
+def _table_names(raw: object) -> tuple[str, ...]:
+    from obsrvr_ray.table.tableset import COMMIT_ORDER
+
+    names = words(raw)
+    unknown = [n for n in names if n not in COMMIT_ORDER]
+    if unknown:
+        raise ConfigError(f"{', '.join(map(repr, unknown))} not among {', '.join(COMMIT_ORDER)}")
+    return names
+
+
+class TableFlags(Settings):
+    """The flags of every `table` verb: where the output is."""
+
+    out: Text = setting(..., "--out", "the output: a directory or s3://bucket/prefix")
+    s3_endpoint_url: Text | None = setting(None, "--s3-endpoint-url", "endpoint of an S3-compatible store")
+    s3_region: Text | None = setting(None, "--s3-region", "S3 region")
+
+
+class TablesFlags(TableFlags):
+    """A verb over some of the output's tables."""
+
+    table: Annotated[tuple[str, ...], translated(_table_names)] = setting(
+        (), "--table", "a table (repeatable or comma-separated); default: all", "many")
+
+
+class HistorySettings(TablesFlags):
+    limit: Annotated[int, whole(1)] = setting(20, "--limit", "commits to show per table")
+
+
+class RetainSettings(TablesFlags):
+    older_than: Annotated[str, checked_text(_age)] = setting(..., "--older-than", "an age: 90d, 12h, 30m")
+
+
+class VacuumSettings(TablesFlags):
+    retention_hours: Annotated[float, Field(ge=0)] = setting(
+        168.0, "--retention-hours", "keep files older versions need for this long (default 168: time travel "
+        "reaches a week)")
+    dry_run: Flag = setting(False, "--dry-run", "say which files would be removed, remove none", "on")
+
+
+class RestoreSettings(TablesFlags):
+    to: Annotated[str, checked_text(parse_as_of)] = setting(..., "--to", TIME_HELP)
+
+
+class TableExportSettings(TableFlags):
+    name: Annotated[str, one_of(EXPORTED)] = setting(..., "name", f"the table: {', '.join(EXPORTED)}", "positional")
+    to: Text = setting(..., "--to", "the file to write, local or s3://")
+    format: Annotated[str, one_of(FORMATS)] = setting("parquet", "--format", f"file format: {', '.join(FORMATS)}")
+    as_of: Annotated[str | None, checked_text(parse_as_of)] = setting(None, "--as-of",
+                                                                      f"{TIME_HELP} (default: the latest)")
+
+
+class SqlSettings(TableFlags):
+    query: Text = setting(..., "query", "SQL, e.g. SELECT event_topic, count(*) FROM token_transfers GROUP BY 1",
+                          "positional")
+    as_of: Annotated[str | None, checked_text(parse_as_of)] = setting(None, "--as-of",
+                                                                      f"{TIME_HELP} (default: the latest)")
+    max_rows: Annotated[int, whole(1)] = setting(40, "--max-rows", "rows to show")
+
+
+class ImportSettings(TableFlags):
+    source: Text = setting(..., "source", "the earlier output's root: a directory or s3://bucket/prefix",
+                           "positional")
+
+
+def _tables(args: TableFlags):
     from obsrvr_ray.table.location import TableLocation
     from obsrvr_ray.table.tableset import TableSet
 
     return TableSet(TableLocation(args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region)))
 
 
-def _names(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(t for value in args.table or [] for t in value.split(",") if t)
+def _names(args: TablesFlags) -> tuple[str, ...]:
+    return args.table
 
 
-def cmd_history(args: argparse.Namespace) -> int:
+def cmd_history(args: HistorySettings) -> int:
     from obsrvr_ray.table.maintenance import existing, history
 
     tables = _tables(args)
@@ -47,7 +137,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_compact(args: argparse.Namespace) -> int:
+def cmd_compact(args: TablesFlags) -> int:
     from obsrvr_ray.table.maintenance import compact
 
     for done in compact(_tables(args), _names(args)):
@@ -55,7 +145,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_retain(args: argparse.Namespace) -> int:
+def cmd_retain(args: RetainSettings) -> int:
     from obsrvr_ray.table.maintenance import parse_age, retain
 
     tables = _tables(args)
@@ -66,7 +156,7 @@ def cmd_retain(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_vacuum(args: argparse.Namespace) -> int:
+def cmd_vacuum(args: VacuumSettings) -> int:
     from obsrvr_ray.table.maintenance import vacuum
 
     for name, files in vacuum(_tables(args), _names(args), args.retention_hours, args.dry_run).items():
@@ -74,7 +164,7 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_restore(args: argparse.Namespace) -> int:
+def cmd_restore(args: RestoreSettings) -> int:
     from obsrvr_ray.table.maintenance import restore
 
     target = parse_as_of(args.to)
@@ -87,7 +177,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: TableExportSettings) -> int:
     from obsrvr_ray.query import TableReader
     from obsrvr_ray.sinks.files import write_table
 
@@ -104,7 +194,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: TablesFlags) -> int:
     from obsrvr_ray.table.maintenance import verify
 
     tables = _tables(args)
@@ -117,7 +207,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return exit_codes.OK if not problems else exit_codes.FAILURES
 
 
-def cmd_sql(args: argparse.Namespace) -> int:
+def cmd_sql(args: SqlSettings) -> int:
     """DuckDB over the tables' committed snapshots, each registered under its name: DuckDB reads
     the Arrow dataset delta-rs hands it (no DuckDB extension needed) and pushes filters into it."""
     import duckdb
@@ -142,7 +232,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return exit_codes.OK
 
 
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(args: ImportSettings) -> int:
     from obsrvr_ray.chunks.layout_import import import_layout
 
     report = import_layout(args.source, args.out, S3Options(endpoint_url=args.s3_endpoint_url, region=args.s3_region))
@@ -156,38 +246,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                            "export, verify, import")
     verbs = table.add_subparsers(dest="table_command", required=True)
 
-    def verb(name: str, helptext: str, func, *, tables: bool = True) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=helptext)
-        p.add_argument("--out", required=True, help="the output: a directory or s3://bucket/prefix")
-        if tables:
-            p.add_argument("--table", action="append", help="a table (repeatable or comma-separated); default: all")
-        p.add_argument("--s3-endpoint-url")
-        p.add_argument("--s3-region")
-        p.set_defaults(func=func)
-        return p
-
-    verb("history", "the commits of each table, newest first", cmd_history).add_argument(
-        "--limit", type=int, default=20, help="commits to show per table")
-    verb("compact", "rewrite small files into large ones and checkpoint the log (readers are not blocked)",
-         cmd_compact)
-    verb("retain", "delete rows older than an age", cmd_retain).add_argument(
-        "--older-than", required=True, help="an age: 90d, 12h, 30m")
-    vac = verb("vacuum", "remove files no version within the retention window uses", cmd_vacuum)
-    vac.add_argument("--retention-hours", type=float, default=168.0,
-                     help="keep files older versions need for this long (default 168: time travel reaches a week)")
-    vac.add_argument("--dry-run", action="store_true")
-    verb("restore", "make an older version of a table its latest (a new commit)", cmd_restore).add_argument(
-        "--to", required=True, help="a version number or an ISO 8601 time")
-    exp = verb("export", "write a table's snapshot as one Parquet, JSON lines or CSV file", cmd_export, tables=False)
-    exp.add_argument("name", choices=["ledgers", "transactions", "token-transfers"])
-    exp.add_argument("--to", required=True, help="the file to write, local or s3://")
-    exp.add_argument("--format", default="parquet", choices=["parquet", "jsonl", "csv"])
-    exp.add_argument("--as-of", help="a version number or an ISO 8601 time (default: the latest)")
-    verb("verify", "audit: every row once, row counts equal to what the chunks committed", cmd_verify)
-    sql = verb("sql", "run a DuckDB query over the tables (each registered under its name)", cmd_sql, tables=False)
-    sql.add_argument("query", help="SQL, e.g. SELECT event_topic, count(*) FROM token_transfers GROUP BY 1")
-    sql.add_argument("--as-of", help="a version number or an ISO 8601 time (default: the latest)")
-    sql.add_argument("--max-rows", type=int, default=40)
-    imp = verb("import", "bring an output of the earlier layout (Parquet files and a _backfill manifest) into "
-               "Delta tables", cmd_import, tables=False)
-    imp.add_argument("source", help="the earlier output's root: a directory or s3://bucket/prefix")
+    for name, helptext, command, model in (
+        ("history", "the commits of each table, newest first", cmd_history, HistorySettings),
+        ("compact", "rewrite small files into large ones and checkpoint the log (readers are not blocked)",
+         cmd_compact, TablesFlags),
+        ("retain", "delete rows older than an age", cmd_retain, RetainSettings),
+        ("vacuum", "remove files no version within the retention window uses", cmd_vacuum, VacuumSettings),
+        ("restore", "make an older version of a table its latest (a new commit)", cmd_restore, RestoreSettings),
+        ("export", "write a table's snapshot as one Parquet, JSON lines or CSV file", cmd_export, TableExportSettings),
+        ("verify", "audit: every row once, row counts equal to what the chunks committed", cmd_verify, TablesFlags),
+        ("sql", "run a DuckDB query over the tables (each registered under its name)", cmd_sql, SqlSettings),
+        ("import", "bring an output of the earlier layout (Parquet files and a _backfill manifest) into Delta "
+         "tables", cmd_import, ImportSettings),
+    ):
+        add_command(verbs, name, helptext, command, model)
