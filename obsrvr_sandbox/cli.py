@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from obsrvr_ray import exit_codes
-from obsrvr_ray.cli.common import run
+from obsrvr_ray.cli.common import run, wait_for_stop
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.ranges import ledger_number
 
@@ -46,10 +44,7 @@ def cmd_feed(args: argparse.Namespace) -> int:
 
     feed = SandboxFeed(host=args.host, port=args.port, interval=args.interval, history=args.history).start()
     print(f"sandbox getLedgers feed at {feed.url}: a new ledger every {args.interval}s", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop()
     feed.stop()
     return exit_codes.OK
 

@@ -5,7 +5,9 @@ project's error reporting and exit codes."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -115,3 +117,12 @@ def run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace, 
     except ObsrvrError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exit_codes.FAILURES
+
+
+def wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM: a foreground server's command ends on either, then stops
+    its server."""
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()

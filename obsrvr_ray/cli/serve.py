@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from typing import Annotated
 
 from obsrvr_ray import exit_codes
-from obsrvr_ray.cli.common import add_command
+from obsrvr_ray.cli.common import add_command, wait_for_stop
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.network import resolve_network
 from obsrvr_ray.ranges import check_range, ledger_sequence
@@ -115,10 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     ]), flush=True)
     if args.detach:
         return exit_codes.OK
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop()
     serve.delete("obsrvr")
     ray.shutdown()
     return exit_codes.OK
@@ -137,9 +132,6 @@ def cmd_rpc_serve(args: RpcServeSettings) -> int:
     server = RpcServer(archive, resolve_network(None, source.network_passphrase), host=args.host,
                        port=args.port).start()
     print(f"serving getLedgers for ledgers {archive.window()} of {args.lake} at {server.url}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    wait_for_stop()
     server.stop()
     return exit_codes.OK
