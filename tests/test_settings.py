@@ -89,6 +89,12 @@ def test_one_set_of_exit_codes_and_one_network_rule():
      "--expires-days: expected a positive number, got '0'"),
     (["rpc", "serve", "--lake", "/lake", "--start", "3", "--end", "9", "--port", "http"],
      "--port: expected a whole number >= 0, got 'http'"),
+    (["inspect", "out.parquet", "--rows", "x"], "--rows: expected a whole number >= 0, got 'x'"),
+    # serve checks its settings before it joins a cluster or asks the RPC node anything
+    (["serve", "--rpc", "http://127.0.0.1:1", "--dataset", "/d", "--network", "testnet", "--dev", "--port", "abc"],
+     "--port: expected a whole number >= 0, got 'abc'"),
+    (["serve", "--rpc", "http://127.0.0.1:1", "--dataset", "/d", "--network", "testnet", "--dev",
+      "--flight-port", "-1"], "--flight-port: expected a whole number >= 0, got '-1'"),
 ])
 def test_every_command_refuses_a_bad_flag_in_the_one_style(argv, said, capsys):
     """Each command's flags are a settings model: a bad value is refused before anything runs, in

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from typing import Annotated
 
 from obsrvr_ray import exit_codes
+from obsrvr_ray.cli.common import add_command
+from obsrvr_ray.settings_model import Settings, Text, setting, whole
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+class InspectSettings(Settings):
+    """The flags of `inspect`."""
+
+    files: tuple[Text, ...] = setting(..., "files", "output files (Parquet, JSON lines, CSV)", "positionals")
+    rows: Annotated[int, whole(0)] = setting(3, "--rows", "sample rows to show")
+
+
+def cmd_inspect(args: InspectSettings) -> int:
     from obsrvr_ray.file_summary import describe_file
 
     for path in args.files:
@@ -16,8 +26,4 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    ins = sub.add_parser("inspect", help="summarise output files (Parquet, JSON lines, CSV)")
-    ins.add_argument("files", nargs="+")
-    ins.add_argument("--rows", type=int, default=3, help="sample rows to show")
-    ins.set_defaults(func=cmd_inspect)
-
+    add_command(sub, "inspect", "summarise output files (Parquet, JSON lines, CSV)", cmd_inspect, InspectSettings)

@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve_p.add_argument("--lake", help="data lake for ledgers older than the RPC node's retention")
     serve_p.add_argument("--network", help="network name or passphrase (default: the RPC node's)")
     serve_p.add_argument("--host", default=None, help="HTTP address (default 127.0.0.1)")
-    serve_p.add_argument("--port", type=int, default=8000)
-    serve_p.add_argument("--flight-port", type=int, default=None)
+    serve_p.add_argument("--port", default=None, help="HTTP port (default 8000)")
+    serve_p.add_argument("--flight-port", default=None, help="Arrow Flight port (default 8815)")
     serve_p.add_argument("--dev", action="store_true", help="no authentication; refused unless bound to loopback")
     serve_p.add_argument("--key-store", help="JSON file of hashed API keys (obsrvr-ray keys create ...)")
     serve_p.add_argument("--tls-cert", help="PEM certificate for HTTPS and Flight TLS")
@@ -53,7 +53,7 @@ class RpcServeSettings(Settings):
 
 # flag -> the setting it gives (obsrvr_ray/serve/serve_settings.py), for errors that name the flag
 _FLAGS = {"rpc_url": "--rpc", "dataset": "--dataset", "start": "--start", "lake": "--lake", "network": "--network",
-          "http_host": "--host", "flight_port": "--flight-port", "security.dev_mode": "--dev",
+          "http_host": "--host", "http_port": "--port", "flight_port": "--flight-port", "security.dev_mode": "--dev",
           "security.key_store": "--key-store", "security.tls_cert": "--tls-cert", "security.tls_key": "--tls-key"}
 
 
@@ -61,7 +61,7 @@ def _settings(args: argparse.Namespace, rpc_url: str | None) -> tuple[dict, dict
     """The --config file's settings with the flags given over them, and the flags' names."""
     settings = read_yaml(args.config) if args.config else {}
     flags = {"rpc_url": rpc_url, "dataset": args.dataset, "start": args.start, "lake": args.lake,
-             "network": args.network, "http_host": args.host, "flight_port": args.flight_port}
+             "network": args.network, "http_host": args.host, "http_port": args.port, "flight_port": args.flight_port}
     given = {k: v for k, v in flags.items() if v is not None}
     settings.update(given)
     security = dict(settings.get("security") or {})
@@ -83,16 +83,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from obsrvr_ray.serve.deployments import compose
     from obsrvr_ray.serve.serve_settings import live_config_from_args
 
-    connect(args.ray_address)
     rpc_url = args.rpc
     if not rpc_url and not args.config:
         raise ConfigError("give --rpc URL (or a --config with rpc_url)")
-    config = live_config_from_args(*_settings(args, rpc_url))
+    config = live_config_from_args(*_settings(args, rpc_url))  # checked before a cluster is joined
+    connect(args.ray_address)
     sec = config.security
     if sec.dev_mode:
         logging.getLogger("obsrvr_ray").warning(
             "DEV MODE: authentication is OFF (allowed because every server listens on loopback only)")
-    http = HTTPOptions(host=config.security.bind_hosts[0], port=args.port, ssl_certfile=sec.tls_cert,
+    http = HTTPOptions(host=config.security.bind_hosts[0], port=config.http_port, ssl_certfile=sec.tls_cert,
                        ssl_keyfile=sec.tls_key)
     serve.start(http_options=http)
     serve.run(compose(config), name="obsrvr", route_prefix="/", blocking=False)

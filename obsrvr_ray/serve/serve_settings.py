@@ -56,6 +56,7 @@ class LiveAppConfig:
     security: SecuritySettings = field(default_factory=SecuritySettings)
     flight_host: str = "127.0.0.1"
     flight_port: int = 8815
+    http_port: int = 8000  # Ray Serve's HTTP proxy (`obsrvr-ray serve`; a RayService sets its own)
 
 
 class ResilienceSettings(Settings):
@@ -103,6 +104,7 @@ class ServeSettings(Settings):
     partition_by: Annotated[tuple[str, ...], translated(_partition_keys)] = ("date",)
     commit_every: Annotated[int, whole(1)] = 12
     http_host: Text = "127.0.0.1"
+    http_port: Annotated[int, whole(0)] = 8000
     flight_host: Text | None = None  # default: http_host
     flight_port: Annotated[int, whole(0)] = 8815
     api: ApiSettings = ApiSettings()
@@ -154,4 +156,4 @@ def live_config_from_args(args: Mapping, names: Mapping[str, str] | None = None)
     security = {"bind_hosts": [given.http_host, flight_host], **given.security}
     return LiveAppConfig(follower=follower, dataset=output.location, s3=s3, api=given.api,
                          security=SecuritySettings.load(security, prefix="security."), flight_host=flight_host,
-                         flight_port=given.flight_port)
+                         flight_port=given.flight_port, http_port=given.http_port)
