@@ -10,7 +10,6 @@ snapshot's last ledger.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pyarrow.dataset as ds
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.objectstore import S3Options
+from obsrvr_ray.ranges import FIRST_LEDGER, LAST_LEDGER, ledger_sequence
 from obsrvr_ray.schema import LEDGERS_TABLE, TABLES, TOKEN_TRANSFERS, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
@@ -31,7 +31,6 @@ MAX_PAGE = 1000
 SPLIT_FILES_OVER = 8 << 20  # bytes: a file this large is read by row group (compaction makes them)
 _LEDGER_COLUMN = {LEDGERS_TABLE: "sequence", TRANSACTIONS_TABLE: "ledger_sequence", TRANSFERS_TABLE: "ledger_sequence"}
 ORDER = [("ledger_sequence", "ascending"), ("event_index", "ascending")]
-MAX_LEDGER = 2**32 - 1  # ledger sequences are uint32
 MAX_EVENT_INDEX = 2**63 - 1  # event_index is int64
 AMOUNT_MIN, AMOUNT_MAX = -(2**127), 2**127 - 1  # i128: the widest amount an event carries
 
@@ -48,7 +47,7 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         ledger, index = (int(part) for part in text.split(":"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"invalid cursor {_shown(cursor)}") from exc
-    if not (0 <= ledger <= MAX_LEDGER and 0 <= index <= MAX_EVENT_INDEX):
+    if not (0 <= ledger <= LAST_LEDGER and 0 <= index <= MAX_EVENT_INDEX):
         raise ConfigError(f"invalid cursor {_shown(cursor)}: its position is out of range")
     return ledger, index
 
@@ -65,17 +64,15 @@ def _shown(value: object) -> str:
 # ---- request parameters: one validation for REST queries, Flight tickets and WebSocket subscriptions.
 # Each refuses a value of the wrong type or range with a one-line ConfigError naming the field.
 def ledger_of(name: str, value: object) -> int | None:
-    """A ledger sequence (a JSON integer or its decimal text), or None when not given."""
+    """A ledger sequence (a JSON integer or its decimal text), or None when not given; the bounds
+    are every command's (ranges.ledger_sequence), the message the request's own."""
     if value is None:
         return None
-    number = value if isinstance(value, int) and not isinstance(value, bool) else None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            number = int(value)
-    if number is None or not 1 <= number <= MAX_LEDGER:
-        raise ConfigError(f"{name} must be a ledger sequence, an integer from 1 to {MAX_LEDGER} "
-                          f"(got {_shown(value)})")
-    return number
+    try:
+        return ledger_sequence(value)
+    except ConfigError:
+        raise ConfigError(f"{name} must be a ledger sequence, an integer from {FIRST_LEDGER} to {LAST_LEDGER} "
+                          f"(got {_shown(value)})") from None
 
 
 def strings_of(name: str, value: object) -> list[str]:

@@ -44,7 +44,6 @@ from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, jso
 from obsrvr_ray.query import (
     AMOUNT_MAX,
     AMOUNT_MIN,
-    MAX_LEDGER,
     MAX_PAGE,
     TableReader,
     TransferQuery,
@@ -52,6 +51,7 @@ from obsrvr_ray.query import (
     min_amount_of,
     strings_of,
 )
+from obsrvr_ray.ranges import FIRST_LEDGER, LAST_LEDGER
 from obsrvr_ray.serve.console import console_router
 from obsrvr_ray.serve.http_security import websocket_subprotocol
 from obsrvr_ray.settings_model import Settings
@@ -117,8 +117,8 @@ _TX_HASH_HEX = 64  # a transaction hash: 32 bytes in hex
 
 
 def transfer_query(
-    start_ledger: int | None = Query(None, ge=1, le=MAX_LEDGER, description="first ledger (inclusive)"),
-    end_ledger: int | None = Query(None, ge=1, le=MAX_LEDGER, description="last ledger (inclusive)"),
+    start_ledger: int | None = Query(None, ge=FIRST_LEDGER, le=LAST_LEDGER, description="first ledger (inclusive)"),
+    end_ledger: int | None = Query(None, ge=FIRST_LEDGER, le=LAST_LEDGER, description="last ledger (inclusive)"),
     account: list[str] | None = Query(None, description="G/M/C/B/L address, as sender or receiver"),
     asset: list[str] | None = Query(None, description="native, CODE:ISSUER, CODE or a token contract C..."),
     event_type: list[str] | None = Query(None, description=_EVENT_TYPES),
@@ -225,7 +225,7 @@ def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Route
         return {"rows": _jsonable(page.rows.to_pylist()), "next_cursor": page.next_cursor}
 
     @app.get("/v1/ledgers/{sequence}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
-    async def ledger(sequence: int = Path(ge=1, le=MAX_LEDGER)) -> dict:
+    async def ledger(sequence: int = Path(ge=FIRST_LEDGER, le=LAST_LEDGER)) -> dict:
         row = await asyncio.to_thread(reader.ledger, sequence)
         if row is None:
             raise HTTPException(status_code=404, detail=f"ledger {sequence} is not in the dataset")
