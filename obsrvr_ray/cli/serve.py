@@ -75,29 +75,18 @@ def _settings(args: argparse.Namespace, rpc_url: str | None) -> tuple[dict, dict
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import ray
-    from ray import serve
-    from ray.serve.config import HTTPOptions
-
-    from obsrvr_ray.jobs.driver import connect
-    from obsrvr_ray.serve.deployments import compose
+    from obsrvr_ray.serve import launch
     from obsrvr_ray.serve.serve_settings import live_config_from_args
 
     rpc_url = args.rpc
     if not rpc_url and not args.config:
         raise ConfigError("give --rpc URL (or a --config with rpc_url)")
     config = live_config_from_args(*_settings(args, rpc_url))  # checked before a cluster is joined
-    connect(args.ray_address)
     sec = config.security
     if sec.dev_mode:
         logging.getLogger("obsrvr_ray").warning(
             "DEV MODE: authentication is OFF (allowed because every server listens on loopback only)")
-    http = HTTPOptions(host=config.security.bind_hosts[0], port=config.http_port, ssl_certfile=sec.tls_cert,
-                       ssl_keyfile=sec.tls_key)
-    serve.start(http_options=http)
-    serve.run(compose(config), name="obsrvr", route_prefix="/", blocking=False)
-    scheme = "https" if sec.tls_enabled else "http"
-    base = f"{scheme}://{http.host}:{http.port}"
+    base = launch.start(config, args.ray_address)
     ws = base.replace("http", "ws", 1)
     flight_scheme = "grpc+tls" if sec.tls_enabled else "grpc+tcp"
     print("\n".join([
@@ -114,8 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.detach:
         return exit_codes.OK
     wait_for_stop()
-    serve.delete("obsrvr")
-    ray.shutdown()
+    launch.stop()
     return exit_codes.OK
 
 
