@@ -1,7 +1,8 @@
 """`obsrvr-ray`: one command line for every job of the project.
 
-Each command group is a module of this package with a `register(subparsers)`; COMMANDS lists
-them, the one place a command is added. Exit codes: obsrvr_ray.exit_codes.
+Each command group is a module with a `register(subparsers)`, in this package except the
+backfill, whose module is also what clusters run (obsrvr_ray.jobs.backfill); COMMANDS lists them,
+the one place a command is added. Exit codes: obsrvr_ray.exit_codes.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from importlib import import_module
 
 from obsrvr_ray.cli.common import run
 
-COMMANDS = ("export", "backfill", "lake", "inspect", "serve", "keys", "table")  # serve also registers `rpc`
+COMMANDS = ("obsrvr_ray.cli.export", "obsrvr_ray.jobs.backfill", "obsrvr_ray.cli.lake", "obsrvr_ray.cli.inspect",
+            "obsrvr_ray.cli.serve", "obsrvr_ray.cli.keys", "obsrvr_ray.cli.table")  # cli.serve also registers `rpc`
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="obsrvr-ray", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        import_module(f"obsrvr_ray.cli.{name}").register(sub)
+        import_module(name).register(sub)
     return parser
 
 

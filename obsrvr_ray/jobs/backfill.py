@@ -13,12 +13,39 @@ crash or a stop resumes: committed chunks are skipped. Exit codes (obsrvr_ray.ex
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
+from obsrvr_ray.backfill_settings import add_arguments, from_arguments
+from obsrvr_ray.logs import setup_json_logging
+
+SUMMARY = "backfill a ledger range on Ray into a partitioned, exactly-once dataset (resumable)"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `backfill` on the project's command line."""
+    parser = subparsers.add_parser("backfill", help=SUMMARY, description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(func=cmd_backfill)
+    return parser
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    config = from_arguments(args)
+    setup_json_logging(config.log_level)
+    from obsrvr_ray.chunks.job import resolve
+
+    job = resolve(config)  # the source is checked to hold the range before Ray starts or anything is written
+    from obsrvr_ray.jobs.driver import run  # imports Ray: only once the settings are known to be good
+
+    return run(job)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`obsrvr-ray backfill` under the name a cluster runs it by."""
+    """`obsrvr-ray backfill` under the name a cluster runs it by (the CLI's error handling and
+    exit codes)."""
     from obsrvr_ray.cli import main as cli_main
 
     return cli_main(["backfill", *(sys.argv[1:] if argv is None else argv)])
