@@ -13,8 +13,8 @@ from obsrvr_ray.objectstore import S3Options
 from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.ranges import Grid
 from obsrvr_ray.sinks.layout import OutputSpec
-from obsrvr_ray.sources.horizon import PatienceNotice, check_reach
 from obsrvr_ray.sources.open import SourceOptions, SourceSpec
+from obsrvr_ray.sources.reach import PatienceNotice, check_reach
 from obsrvr_ray.ttp.filters import EventFilter
 
 if TYPE_CHECKING:

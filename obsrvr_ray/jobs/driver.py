@@ -37,7 +37,7 @@ from obsrvr_ray.objectstore import open_store
 from obsrvr_ray.progress import Progress
 from obsrvr_ray.ranges import Range, normalize, overlaps, size
 from obsrvr_ray.schema import TRANSFERS_TABLE
-from obsrvr_ray.sources.horizon import SOURCE_BACKOFF, PatienceNotice
+from obsrvr_ray.sources.reach import SOURCE_BACKOFF, PatienceNotice
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.maintenance import verify
 from obsrvr_ray.table.tableset import SettingsChanged, TableSet
