@@ -60,9 +60,9 @@ class PyDecoder:
     def reader(self, name: str, *, materialize: bool) -> Reader:
         cache = self._readers if materialize else self._skippers
         if name not in cache:
-            def placeholder(buf: bytes, pos: int, depth: int) -> tuple[object, int]:
+            def forward(buf: bytes, pos: int, depth: int) -> tuple[object, int]:
                 return cache[name](buf, pos, depth)  # recursion: looked up when called, once built
-            cache[name] = placeholder
+            cache[name] = forward
             cache[name] = self._build(self.schema[name], materialize)
         return cache[name]
 
