@@ -497,15 +497,18 @@ def fits(need: dict[str, float], have: dict[str, float]) -> bool:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_replicas_land_on_workers_and_flight_on_its_own_pod(overlay):
+    from ray import serve
+
     from obsrvr_ray.serve import deployments as code
 
+    by_name = {d.name: d for d in vars(code).values() if isinstance(d, serve.Deployment)}  # the config's names
     service = one(overlay, "RayService")
     app = the_app(serve_config(service))
     nodes = autoscaler_view(service)
     workers = {name: node for name, node in nodes.items() if name != "headgroup"}
     for deployment in app["deployments"]:
         # A config's ray_actor_options replace the code's whole (Serve's override rule).
-        options = deployment.get("ray_actor_options", code.DEPLOYMENTS[deployment["name"]].ray_actor_options)
+        options = deployment.get("ray_actor_options", by_name[deployment["name"]].ray_actor_options)
         need = demand(options)
         assert not fits(need, nodes["headgroup"]["resources"]), f"{deployment['name']} could land on the head"
         assert any(fits(need, node["resources"]) for node in workers.values()), f"{deployment['name']} fits nowhere"

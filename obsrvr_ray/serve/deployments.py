@@ -152,9 +152,6 @@ def compose(config: LiveAppConfig):
     return ApiDeployment.bind(config, follower, FlightDeployment.bind(config, follower))
 
 
-# By the names config files give them (serveConfigV2's `deployments`).
-DEPLOYMENTS = {"Follower": FollowerDeployment, "Api": ApiDeployment, "Flight": FlightDeployment}
-
 
 def build(args: dict):
     """Application builder for `serve run obsrvr_ray.serve.deployments:build` and config files."""
