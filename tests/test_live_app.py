@@ -520,7 +520,7 @@ def test_the_websocket_and_flight_refuse_the_same_credentials(live):
             live.subscribe(headers=headers())
         assert refused.value.response.status_code == status, what
     # Browsers cannot set headers on a WebSocket: the JWT goes in a subprotocol, the server echoes `bearer`.
-    with ws_connect(live.ws, ssl=_ssl_context(live), proxy=None,
+    with ws_connect(live.ws, ssl=_ssl_context(live), proxy=None, open_timeout=30,
                     subprotocols=["bearer", f"bearer.{_jwt(['reader'])}"]) as ws:
         assert ws.subprotocol == "bearer"
         ws.send(json.dumps({"action": "subscribe"}))
