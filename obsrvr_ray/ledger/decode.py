@@ -22,16 +22,41 @@ from obsrvr_ray.xdr.fast import codec
 from obsrvr_ray.xdr.pydecode import XdrError
 
 
+def invalid_xdr(data: bytes, exc: Exception, *, sequence: int | None, origin: str) -> DecodeError:
+    """The error for bytes that are not a LedgerCloseMeta, whichever walker found it."""
+    return DecodeError(f"invalid LedgerCloseMeta XDR ({len(data)} bytes): {type(exc).__name__}: {exc}",
+                       sequence=sequence, origin=origin)
+
+
+def header_mismatch(sequence: int, recorded: bytes, actual: bytes, *, origin: str) -> ValidationError:
+    return ValidationError(f"header hash mismatch: recorded {recorded.hex()}, header hashes to {actual.hex()}",
+                           sequence=sequence, origin=origin)
+
+
+def count_mismatch(sequence: int, envelopes: int, results: int, *, origin: str) -> ValidationError:
+    return ValidationError(f"transaction set has {envelopes} envelopes but {results} results",
+                           sequence=sequence, origin=origin)
+
+
+def wrong_network(sequence: int, unmatched: int, results: int, passphrase: str, *, origin: str) -> ValidationError:
+    """Transaction hashes commit to the network passphrase: results that match no envelope."""
+    return ValidationError(
+        f"{unmatched} of {results} transaction hashes do not match any envelope hashed "
+        f"with network passphrase {passphrase!r}: wrong network passphrase, or corrupt transaction set",
+        sequence=sequence, origin=origin)
+
+
+def unexpected_sequence(expected: int, found: int, *, origin: str) -> ValidationError:
+    return ValidationError(f"expected ledger {expected} but the bytes hold ledger {found}", sequence=expected,
+                           origin=origin)
+
+
 def decode_close_meta(data: bytes, *, sequence: int | None = None, origin: str = "",
                       decoder: str = "reference") -> X.LedgerCloseMeta:
     try:
         return get_decoder(decoder).value("LedgerCloseMeta", data)
     except Exception as exc:  # both decoders raise ValueError/EOFError subclasses on bad bytes
-        raise DecodeError(
-            f"invalid LedgerCloseMeta XDR ({len(data)} bytes): {type(exc).__name__}: {exc}",
-            sequence=sequence,
-            origin=origin,
-        ) from exc
+        raise invalid_xdr(data, exc, sequence=sequence, origin=origin) from exc
 
 
 def split_batch(data: bytes, *, origin: str = "") -> list[tuple[int, bytes]]:
@@ -107,11 +132,7 @@ def check_header_hash(entry: X.LedgerHeaderHistoryEntry, *, origin: str = "") ->
     seq = entry.header.ledger_seq.uint32
     actual = header_hash(entry.header)
     if actual != entry.hash.hash:
-        raise ValidationError(
-            f"header hash mismatch: recorded {entry.hash.hash.hex()}, header hashes to {actual.hex()}",
-            sequence=seq,
-            origin=origin,
-        )
+        raise header_mismatch(seq, entry.hash.hash, actual, origin=origin)
 
 
 def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: str = "",
@@ -127,11 +148,7 @@ def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: s
         raise DecodeError(str(exc), sequence=seq, origin=origin) from exc
     processing = body.tx_processing
     if len(envelopes) != len(processing):
-        raise ValidationError(
-            f"transaction set has {len(envelopes)} envelopes but {len(processing)} results",
-            sequence=seq,
-            origin=origin,
-        )
+        raise count_mismatch(seq, len(envelopes), len(processing), origin=origin)
     by_hash = dict(zip(get_decoder(decoder).tx_hashes(envelopes, passphrase), envelopes, strict=True))
     transactions = []
     unmatched = 0
@@ -153,12 +170,7 @@ def ledger_from_close_meta(lcm: X.LedgerCloseMeta, passphrase: str, *, origin: s
             )
         )
     if unmatched:
-        raise ValidationError(
-            f"{unmatched} of {len(processing)} transaction hashes do not match any envelope hashed "
-            f"with network passphrase {passphrase!r}: wrong network passphrase, or corrupt transaction set",
-            sequence=seq,
-            origin=origin,
-        )
+        raise wrong_network(seq, unmatched, len(processing), passphrase, origin=origin)
     return Ledger(
         sequence=seq,
         header_entry=entry,
@@ -177,11 +189,7 @@ def decode_ledger(data: bytes, passphrase: str, *, sequence: int | None = None, 
     lcm = decode_close_meta(data, sequence=sequence, origin=origin, decoder=decoder)
     ledger = ledger_from_close_meta(lcm, passphrase, origin=origin, decoder=decoder)
     if sequence is not None and ledger.sequence != sequence:
-        raise ValidationError(
-            f"expected ledger {sequence} but the bytes hold ledger {ledger.sequence}",
-            sequence=sequence,
-            origin=origin,
-        )
+        raise unexpected_sequence(sequence, ledger.sequence, origin=origin)
     return ledger
 
 

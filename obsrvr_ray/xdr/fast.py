@@ -141,6 +141,17 @@ class Codec:
             out.append(hashlib.sha256(prefix + header + raw[4:end]).digest())
         return out
 
+    def type_id(self, name: str) -> int:
+        """A type's index in the compiled table, for C walkers built on this decoder."""
+        return self._ids[name]
+
+    @property
+    def compiled_decoder(self) -> object:
+        """The C decoder whose tables and walking primitives other C walkers share."""
+        if not self.compiled:
+            raise RuntimeError("the pure-Python decoder has no compiled form")
+        return self._c
+
     def skip(self, name: str, data: bytes, pos: int = 0) -> int:
         if self.compiled:
             return self._c.skip(self._ids[name], data, pos)

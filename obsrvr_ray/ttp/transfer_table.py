@@ -1,0 +1,183 @@
+"""Token-transfer rows of many ledgers as one Arrow table, straight from ledger bytes.
+
+The compiled walker (obsrvr_ray/xdr/_transfers.c) reads a ledger whose transactions all carry
+TransactionMetaV4, which is every ledger of the public data lake, and appends its rows to Arrow
+column buffers without building a Python object per event or row. Any other ledger (older
+metas, non-canonical bytes, the extension not built, `OBSRVR_PURE_XDR=1`, or events derived from
+operations on request) is decoded and read by the Python rules, which remain the specification:
+tests/test_transfer_columns.py holds the two to equal rows. Either way one ledger is checked as
+obsrvr_ray.ledger.decode checks it (header hash, one result per envelope, the network) and raises
+the same DecodeError / ValidationError.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache
+
+import pyarrow as pa
+from stellar_sdk import xdr as X
+
+from obsrvr_ray import strkey
+from obsrvr_ray.ledger import decode as D
+from obsrvr_ray.ledger.hashing import SIGNED_BODIES
+from obsrvr_ray.network import network_id
+from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE, rows_to_table
+from obsrvr_ray.ttp.assets import NATIVE, sac_contract_hash, sac_of_sep11
+from obsrvr_ray.ttp.events import Skipped
+from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_ray.xdr.fast import XdrError, codec
+
+try:
+    from obsrvr_ray.xdr._fastxdr import TransferColumns as _Columns
+except ImportError:  # no compiler at install time: the Python rules serve every ledger
+    _Columns = None
+
+# The walker's column order; it must be the table's.
+_COLUMNS = ("transaction_hash", "transaction_id", "operation_id", "event_topic", "from", "to", "asset", "asset_type",
+            "asset_code", "asset_issuer", "amount_raw", "amount", "contract_id", "ledger_sequence", "closed_at",
+            "to_muxed", "to_muxed_id", "transaction_index", "operation_index", "event_index")
+_TYPE_IDS = ("LedgerCloseMeta", "LedgerCloseMetaExt", "LedgerHeader", "StellarValue", "LedgerHeaderHistoryEntryExt",
+             "GeneralizedTransactionSet", "TransactionPhase", "TxSetComponent", "TransactionEnvelope",
+             "TransactionResult", "LedgerEntryChanges", "TransactionMeta", "ExtensionPoint",
+             "SorobanTransactionMetaV2", "DiagnosticEvent", "SCVal", "ContractEvent", "TransactionEventStage",
+             "LedgerCloseMetaV0", "LedgerCloseMetaV1", "LedgerCloseMetaV2")
+
+
+@dataclass(frozen=True)
+class LedgerTransfers:
+    """What reading one ledger's token transfers found: the header facts the hash chain checks
+    (see ledger.validate.ChainChecker), the rows it added, and every rule it could not apply."""
+
+    sequence: int
+    hash: bytes
+    previous_hash: bytes
+    protocol_version: int
+    origin: str
+    rows: int
+    errors: list[Skipped] = field(default_factory=list)  # data that breaks a rule: recorded as failures
+    skipped: int = 0  # contract events that are not token movements
+    compiled: bool = True
+
+
+@cache
+def _openssl_sha256() -> int:
+    """Address of OpenSSL's one-shot SHA256 (the library hashlib uses), or 0: hashing each
+    envelope through hashlib costs a Python call per transaction."""
+    name = ctypes.util.find_library("crypto")
+    if not name:
+        return 0
+    try:
+        return ctypes.cast(ctypes.CDLL(name).SHA256, ctypes.c_void_p).value or 0
+    except (OSError, AttributeError):
+        return 0
+
+
+def _asset_answer(text: str, passphrase: str) -> tuple | None:
+    """What a SAC event's asset text names: (SAC id bytes, the four asset columns), or None."""
+    found = sac_of_sep11(text, passphrase)
+    if found is None:
+        return None
+    asset, sac = found
+    return (strkey.decode(sac)[1], *asset.columns)
+
+
+def _walker(passphrase: str) -> _Columns | None:
+    walker_codec = codec()
+    if _Columns is None or not walker_codec.compiled:
+        return None
+    ids = tuple(walker_codec.type_id(name) for name in _TYPE_IDS)
+    bodies = {tag: (walker_codec.type_id(name), head) for tag, (name, head) in SIGNED_BODIES.items()}
+    net = network_id(passphrase)
+    native = (sac_contract_hash(NATIVE.to_xdr(), net), *NATIVE.columns)
+    names = {t.value: t.name for t in X.SCValType}
+
+    def make(sha256_address: int) -> _Columns:
+        return _Columns(walker_codec.compiled_decoder, ids, bodies, net, native,
+                        lambda text: _asset_answer(text, passphrase), names, hashlib.sha256, sha256_address)
+
+    walker = make(_openssl_sha256())
+    probe = b"obsrvr-ray sha256 probe"
+    if walker.digest(probe) != hashlib.sha256(probe).digest():  # a libcrypto that is not what it claims
+        walker = make(0)
+    return walker
+
+
+class TransferTable:
+    """Appends ledgers' token-transfer rows; `take()` returns them as one table, in the order
+    the ledgers were added. A ledger that fails adds nothing."""
+
+    def __init__(self, passphrase: str, *, events_from: str = "auto") -> None:
+        self.passphrase = passphrase
+        self.events_from = events_from
+        self._walker = _walker(passphrase) if events_from in ("auto", "core") else None
+        self._pieces: list[pa.Table] = []
+
+    @property
+    def compiled(self) -> bool:
+        return self._walker is not None
+
+    def add(self, data: bytes, *, sequence: int | None = None, origin: str = "") -> LedgerTransfers:
+        """Check one LedgerCloseMeta and append its rows (raises DecodeError / ValidationError)."""
+        if self._walker is None:
+            return self._add_decoded(data, sequence, origin)
+        try:
+            status, seq, hash_, previous, protocol, _closed, details, errors, skipped = self._walker.add(
+                data, -1 if sequence is None else sequence)
+        except XdrError as exc:
+            raise D.invalid_xdr(data, exc, sequence=sequence, origin=origin) from exc
+        if status == "fallback":
+            return self._add_decoded(data, sequence, origin)
+        if status == "header":
+            raise D.header_mismatch(seq, hash_, details, origin=origin)
+        if status == "count":
+            raise D.count_mismatch(seq, *details, origin=origin)
+        if status == "unmatched":
+            raise D.wrong_network(seq, *details, self.passphrase, origin=origin)
+        if status == "sequence":
+            raise D.unexpected_sequence(sequence, seq, origin=origin)
+        return LedgerTransfers(seq, hash_, previous, protocol, origin, details,
+                               [Skipped(seq, tx_hash, op, reason, error=True) for tx_hash, op, reason in errors],
+                               skipped)
+
+    def _add_decoded(self, data: bytes, sequence: int | None, origin: str) -> LedgerTransfers:
+        ledger = D.decode_ledger(data, self.passphrase, sequence=sequence, origin=origin, decoder="fast")
+        rows, events = token_transfer_rows(ledger, self.passphrase, self.events_from)
+        self._flush_walker()
+        if rows:
+            self._pieces.append(rows_to_table(TRANSFERS_TABLE, rows))
+        return LedgerTransfers(ledger.sequence, ledger.hash, ledger.previous_hash, ledger.protocol_version, origin,
+                               len(rows), [s for s in events.skipped if s.error],
+                               sum(1 for s in events.skipped if not s.error), compiled=False)
+
+    def _flush_walker(self) -> None:
+        if self._walker is None or not self._walker.rows:
+            return
+        count, buffers = self._walker.take()
+        arrays = []
+        for f, (validity, offsets, values, nulls) in zip(TOKEN_TRANSFERS, buffers, strict=True):
+            bufs = [None if validity is None else pa.py_buffer(validity)]
+            if offsets is not None:
+                bufs.append(pa.py_buffer(offsets))
+            bufs.append(pa.py_buffer(values))
+            arrays.append(pa.Array.from_buffers(f.type, count, bufs, null_count=nulls))
+        self._pieces.append(pa.Table.from_arrays(arrays, schema=TOKEN_TRANSFERS))
+
+    def take(self) -> pa.Table:
+        """Every row added since the last take, as one table."""
+        self._flush_walker()
+        pieces, self._pieces = self._pieces, []
+        if not pieces:
+            return TOKEN_TRANSFERS.empty_table()
+        return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+
+
+def _check_columns() -> None:
+    if tuple(TOKEN_TRANSFERS.names) != _COLUMNS:
+        raise RuntimeError("schema.TOKEN_TRANSFERS and the compiled walker's columns differ")
+
+
+_check_columns()
