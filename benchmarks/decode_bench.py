@@ -1,13 +1,18 @@
-"""Our decoder against the reference, in one run, on one core.
+"""Token-transfer rows from ledger bytes: ours against the reference, in one run, on one core.
 
-For every real ledger in ../shared/data/ledgers and for a generated lake, measures the path
-ledger bytes -> validated ledger -> token-transfer rows with stellar-sdk's decoder and with
-ours, and reports per protocol era: ledgers/s, MB/s of XDR, events/s, and the ratio. Each
-ledger is run in five rounds of (ours three times, the reference once), keeping each one's
-best, so that a slow spell of a shared machine hits both; also stellar-sdk's decoding alone (collector
-on, no validation, no rules: the 2.2 ledgers/s the decoder issue quotes). Also Parquet write
-rows/s for the token_transfers table. CPU time of this process is the clock (single thread):
-the numbers are per core. Results go to benchmarks/results/decode.json.
+For every real ledger in ../shared/data/ledgers (pubnet by protocol era, and the 320 testnet
+ledgers of protocol 19) and for a generated lake, measures ledger bytes -> validated ledger ->
+the token_transfers table in Arrow, three ways:
+  ours       ttp.transfer_table.TransferTable: the compiled walker (TransactionMetaV4 ledgers),
+             else our decoder and the Python rules;
+  rules      our decoder and the Python rules (the path before the walker, and its oracle);
+  reference  stellar-sdk's decoder and the same rules.
+Each ledger runs in rounds of (ours three times, rules once, the reference once), keeping each
+one's best, so that a slow spell of a shared machine hits all three. Also stellar-sdk's decoding
+alone, and the per-ledger fixed cost: the intercept of ours' time against the transaction count
+over the testnet ledgers (least squares), and the median time of the ledgers without
+transactions. CPU time of this process is the clock (single thread): the numbers are per core.
+Results go to benchmarks/results/decode.json.
 
     python -m benchmarks.decode_bench [--shared ../shared/data] [--generated 300]
 """
@@ -18,8 +23,10 @@ import argparse
 import io
 import json
 import os
+import statistics
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,56 +34,81 @@ from stellar_sdk import xdr as X
 
 from benchmarks.common import RESULTS, machine, sandbox_lake
 from obsrvr_ray.ledger.decode import decode_ledger
-from obsrvr_ray.network import PUBNET, SANDBOX
+from obsrvr_ray.network import PUBNET, SANDBOX, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
-from obsrvr_ray.pipeline import rows_to_table
+from obsrvr_ray.schema import TRANSFERS_TABLE, rows_to_table
 from obsrvr_ray.sinks.lake_writer import read_ledger_file
 from obsrvr_ray.sources.lake_source import LakeSource
 from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_ray.ttp.transfer_table import TransferTable
 from obsrvr_ray.xdr.fast import compiled_available
 
 ERAS = [("protocol 2-19 (LedgerCloseMeta v0)", 0, 19), ("protocol 20-22 (v1)", 20, 22),
         ("protocol 23-26 (v2, parallel sets)", 23, 99), ("protocol 26 only", 26, 26)]
+TESTNET_DIR = "stellar-go-testnet"
+PATHS = ("ours", "rules", "reference")
 
 
-def run_path(data: bytes, passphrase: str, decoder: str) -> int:
-    ledger = decode_ledger(data, passphrase, decoder=decoder)
+@cache
+def _table(passphrase: str) -> TransferTable:
+    return TransferTable(passphrase)
+
+
+def run_path(data: bytes, passphrase: str, path: str) -> int:
+    """One ledger's bytes to its token_transfers table; returns the row count."""
+    if path == "ours":
+        table = _table(passphrase)
+        table.add(data)
+        return table.take().num_rows
+    ledger = decode_ledger(data, passphrase, decoder="fast" if path == "rules" else "reference")
     rows, _ = token_transfer_rows(ledger, passphrase)
-    return len(rows)
+    return rows_to_table(TRANSFERS_TABLE, rows).num_rows
 
 
-def _best(data: bytes, passphrase: str, decoder: str, repeat: int) -> tuple[float, int]:
-    """Fewest CPU seconds of `repeat` runs over one ledger, and its event count."""
+def _best(data: bytes, passphrase: str, path: str, repeat: int) -> tuple[float, int]:
+    """Fewest CPU seconds of `repeat` runs over one ledger, and its row count."""
     best, events = None, 0
     for _ in range(repeat):
         start = time.process_time()
-        events = run_path(data, passphrase, decoder)
+        events = run_path(data, passphrase, path)
         elapsed = time.process_time() - start
         best = elapsed if best is None else min(best, elapsed)
     return best, events
 
 
 def measure_each(ledgers: list[bytes], passphrase: str, rounds: int, fast_per_round: int) -> list[dict]:
-    """Per ledger, `rounds` rounds of (ours `fast_per_round` times, the reference once), keeping
-    each decoder's best (CPU seconds of this process): both are sampled across the same stretch
-    of time, so a slow spell of a shared machine hits both alike. And stellar-sdk's decoding
-    alone, once."""
-    for decoder in ("fast", "reference"):
-        run_path(ledgers[0], passphrase, decoder)  # warm: schema tables, caches
+    """Per ledger, `rounds` rounds of (ours `fast_per_round` times, the rules and the reference
+    once each), keeping each path's best (CPU seconds of this process). And stellar-sdk's
+    decoding alone, once."""
+    for path in PATHS:
+        run_path(ledgers[0], passphrase, path)  # warm: schema tables, caches
     out = []
     for data in ledgers:
-        fast = ref = float("inf")
+        best = dict.fromkeys(PATHS, float("inf"))
+        counts = {}
         for _ in range(rounds):
-            seconds, events = _best(data, passphrase, "fast", fast_per_round)
-            fast = min(fast, seconds)
-            seconds, ref_events = _best(data, passphrase, "reference", 1)
-            ref = min(ref, seconds)
-            assert events == ref_events, "the two decoders disagree: run the differential tests"
+            for path in PATHS:
+                seconds, counts[path] = _best(data, passphrase, path, fast_per_round if path == "ours" else 1)
+                best[path] = min(best[path], seconds)
+        assert len(set(counts.values())) == 1, "the paths disagree: run tests/test_transfer_columns.py"
         start = time.process_time()
         X.LedgerCloseMeta.from_xdr_bytes(data)
-        out.append({"bytes": len(data), "events": events, "fast": fast, "reference": ref,
-                    "alone": time.process_time() - start})
+        out.append({"bytes": len(data), "events": counts["ours"], **best, "alone": time.process_time() - start,
+                    "transactions": len(decode_ledger(data, passphrase, decoder="fast").transactions)})
     return out
+
+
+def fixed_cost(measured: list[dict]) -> dict:
+    """Ours' per-ledger cost that does not grow with the ledger: the intercept of a least-squares
+    line through (transactions, seconds), and the median of the ledgers without transactions."""
+    xs = [m["transactions"] for m in measured]
+    ys = [m["ours"] for m in measured]
+    slope, intercept = statistics.linear_regression(xs, ys)
+    empty = [m["ours"] for m in measured if m["transactions"] == 0]
+    return {"intercept_us": round(intercept * 1e6, 1), "per_transaction_us": round(slope * 1e6, 1),
+            "empty_ledgers": len(empty),
+            "empty_ledger_median_us": round(statistics.median(empty) * 1e6, 1) if empty else None,
+            "mean_us": round(statistics.fmean(ys) * 1e6, 1), "mean_transactions": round(statistics.fmean(xs), 2)}
 
 
 def summary(measured: list[dict]) -> dict:
@@ -89,28 +121,33 @@ def summary(measured: list[dict]) -> dict:
                 "mb_per_s": round(size / 1e6 / seconds, 2), "events_per_s": round(events / seconds, 1),
                 "events": events}
 
-    fast, ref, alone = rates("fast"), rates("reference"), rates("alone")
-    return {"reference": ref, "fast": fast,
+    ours, rules, ref, alone = rates("ours"), rates("rules"), rates("reference"), rates("alone")
+    return {"reference": ref, "rules": rules, "ours": ours,
             "stellar_sdk_decode_only": {k: alone[k] for k in ("ledgers", "seconds", "ledgers_per_s")},
-            "ratio": round(fast["ledgers_per_s"] / ref["ledgers_per_s"], 1),
-            "ratio_vs_stellar_sdk_decode_only": round(fast["ledgers_per_s"] / alone["ledgers_per_s"], 1),
+            "ratio": round(ours["ledgers_per_s"] / ref["ledgers_per_s"], 1),
+            "ratio_vs_rules": round(ours["ledgers_per_s"] / rules["ledgers_per_s"], 2),
+            "ratio_vs_stellar_sdk_decode_only": round(ours["ledgers_per_s"] / alone["ledgers_per_s"], 1),
             "mean_xdr_mb": round(size / n / 1e6, 3)}
 
 
 def parquet_rows_per_s(ledgers: list[bytes], passphrase: str) -> dict:
-    rows = []
-    for data in ledgers:
-        rows += token_transfer_rows(decode_ledger(data, passphrase), passphrase)[0]
-    pq.write_table(rows_to_table("token_transfers", rows[:10]), io.BytesIO(), compression="zstd")  # warm pyarrow
+    """Rows/s of ledgers added to one TransferTable (bytes to Arrow, as a backfill chunk does)
+    and of writing that table as Parquet."""
+    table = TransferTable(passphrase)
+    table.add(ledgers[0])
+    pq.write_table(table.take(), io.BytesIO(), compression="zstd")  # warm pyarrow
     start = time.process_time()
-    table = rows_to_table("token_transfers", rows)
+    for data in ledgers:
+        table.add(data)
+    built = table.take()
     build = time.process_time() - start
     buf = io.BytesIO()
     start = time.process_time()
-    pq.write_table(table, buf, compression="zstd")
+    pq.write_table(built, buf, compression="zstd")
     write = time.process_time() - start
-    return {"rows": len(rows), "arrow_rows_per_s": round(len(rows) / build),
-            "parquet_rows_per_s": round(len(rows) / write), "parquet_bytes": buf.tell()}
+    return {"rows": built.num_rows, "ledgers": len(ledgers), "ledgers_per_s": round(len(ledgers) / build, 1),
+            "arrow_rows_per_s": round(built.num_rows / build), "parquet_rows_per_s": round(built.num_rows / write),
+            "parquet_bytes": buf.tell()}
 
 
 def main() -> None:
@@ -121,8 +158,13 @@ def main() -> None:
     args = parser.parse_args()
 
     real: dict[int, bytes] = {}
+    testnet: list[bytes] = []
     for path in sorted(Path(args.shared, "ledgers").glob("*/*")):
-        if path.suffix != ".md":
+        if path.suffix == ".md":
+            continue
+        if path.parent.name == TESTNET_DIR:
+            testnet += [data for _, data in read_ledger_file(path)]
+        else:
             real.update(read_ledger_file(path))
     protocols = {seq: decode_ledger(data, PUBNET, decoder="fast").protocol_version for seq, data in real.items()}
     report = {"machine": machine(), "compiled_decoder": compiled_available(), "eras": {}}
@@ -131,6 +173,9 @@ def main() -> None:
                         strict=True))
     for name, lo, hi in ERAS:
         report["eras"][name] = summary([measured[s] for s in order if lo <= protocols[s] <= hi])
+    testnet_measured = measure_each(testnet, resolve_passphrase("testnet"), rounds=3, fast_per_round=3)
+    report["eras"]["protocol 19 testnet (small ledgers)"] = summary(testnet_measured)
+    report["fixed_cost"] = fixed_cost(testnet_measured)
     lake = sandbox_lake(Path(args.work), args.generated)
     generated = [r.data for r in LakeSource(LocalStore(lake)).records(2, args.generated + 1)]
     report["generated"] = summary(measure_each(generated, SANDBOX, rounds=1, fast_per_round=3))
@@ -142,20 +187,25 @@ def main() -> None:
     m = report["machine"]
     print(f"machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
           f"compiled decoder: {report['compiled_decoder']}")
-    print("decode + validate + token-transfer rows on one core. reference: the same pipeline with "
-          "--decoder reference (stellar-sdk); sdk alone: stellar-sdk's decoding only, collector on")
-    print(f"{'ledgers':<36} {'':>5} {'ledgers/s':>10} {'MB/s':>8} {'events/s':>10}")
+    print("bytes -> validated ledger -> token_transfers in Arrow, one core. ours: TransferTable; rules: our "
+          "decoder + the Python rules; reference: stellar-sdk's decoder + the rules")
+    print(f"{'ledgers':<40} {'':>9} {'ledgers/s':>10} {'MB/s':>8} {'rows/s':>10}")
     for name, r in [*report["eras"].items(), ("generated sandbox ledgers", report["generated"])]:
-        n = r["fast"]["ledgers"]
-        for i, (label, m) in enumerate((("ref", r["reference"]), ("fast", r["fast"]))):
+        n = r["ours"]["ledgers"]
+        for i, label in enumerate(("reference", "rules", "ours")):
+            m = r[label]
             head = f"{name} ({n})" if i == 0 else ""
-            print(f"{head:<36} {label:>5} {m['ledgers_per_s']:>10} {m['mb_per_s']:>8} {m['events_per_s']:>10}")
+            print(f"{head:<40} {label:>9} {m['ledgers_per_s']:>10} {m['mb_per_s']:>8} {m['events_per_s']:>10}")
         alone = r["stellar_sdk_decode_only"]["ledgers_per_s"]
-        print(f"{'':<36} {'':>5} fast/ref {r['ratio']}x; stellar-sdk decoding alone {alone} ledgers/s, "
-              f"fast/that {r['ratio_vs_stellar_sdk_decode_only']}x")
+        print(f"{'':<40} {'':>9} ours/reference {r['ratio']}x, ours/rules {r['ratio_vs_rules']}x; "
+              f"stellar-sdk decoding alone {alone} ledgers/s")
+    f = report["fixed_cost"]
+    print(f"per-ledger fixed cost (testnet): intercept {f['intercept_us']} us + {f['per_transaction_us']} us a "
+          f"transaction; {f['empty_ledgers']} empty ledgers: median {f['empty_ledger_median_us']} us; "
+          f"mean {f['mean_us']} us at {f['mean_transactions']} transactions")
     p = report["parquet"]
-    print(f"token_transfers: {p['arrow_rows_per_s']:,} rows/s into Arrow, {p['parquet_rows_per_s']:,} rows/s "
-          f"written as Parquet (zstd)")
+    print(f"token_transfers of {p['ledgers']} ledgers in one table: {p['ledgers_per_s']} ledgers/s, "
+          f"{p['arrow_rows_per_s']:,} rows/s into Arrow, {p['parquet_rows_per_s']:,} rows/s written as Parquet (zstd)")
     print(f"wrote {out}")
 
 

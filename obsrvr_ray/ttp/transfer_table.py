@@ -22,6 +22,7 @@ import pyarrow as pa
 from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
+from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger import decode as D
 from obsrvr_ray.ledger.hashing import SIGNED_BODIES
 from obsrvr_ray.network import network_id
@@ -115,11 +116,13 @@ class TransferTable:
         self.events_from = events_from
         self._walker = _walker(passphrase) if events_from in ("auto", "core") else None
         self._pieces: list[pa.Table] = []
+        self._rows: list[dict] = []  # the rules' rows since the walker's last ones: one table for them all
 
     @property
     def compiled(self) -> bool:
         return self._walker is not None
 
+    @gc_paused
     def add(self, data: bytes, *, sequence: int | None = None, origin: str = "") -> LedgerTransfers:
         """Check one LedgerCloseMeta and append its rows (raises DecodeError / ValidationError)."""
         if self._walker is None:
@@ -139,6 +142,8 @@ class TransferTable:
             raise D.wrong_network(seq, *details, self.passphrase, origin=origin)
         if status == "sequence":
             raise D.unexpected_sequence(sequence, seq, origin=origin)
+        if details and self._rows:  # the walker holds only this ledger's rows: the rules' come first
+            self._flush_rows()
         return LedgerTransfers(seq, hash_, previous, protocol, origin, details,
                                [Skipped(seq, tx_hash, op, reason, error=True) for tx_hash, op, reason in errors],
                                skipped)
@@ -147,11 +152,14 @@ class TransferTable:
         ledger = D.decode_ledger(data, self.passphrase, sequence=sequence, origin=origin, decoder="fast")
         rows, events = token_transfer_rows(ledger, self.passphrase, self.events_from)
         self._flush_walker()
-        if rows:
-            self._pieces.append(rows_to_table(TRANSFERS_TABLE, rows))
+        self._rows.extend(rows)
         return LedgerTransfers(ledger.sequence, ledger.hash, ledger.previous_hash, ledger.protocol_version, origin,
                                len(rows), [s for s in events.skipped if s.error],
                                sum(1 for s in events.skipped if not s.error), compiled=False)
+
+    def _flush_rows(self) -> None:
+        self._pieces.append(rows_to_table(TRANSFERS_TABLE, self._rows))
+        self._rows = []
 
     def _flush_walker(self) -> None:
         if self._walker is None or not self._walker.rows:
@@ -169,6 +177,8 @@ class TransferTable:
     def take(self) -> pa.Table:
         """Every row added since the last take, as one table."""
         self._flush_walker()
+        if self._rows:
+            self._flush_rows()
         pieces, self._pieces = self._pieces, []
         if not pieces:
             return TOKEN_TRANSFERS.empty_table()
