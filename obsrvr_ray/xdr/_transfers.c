@@ -170,7 +170,9 @@ typedef struct {
     /* per ledger */
     Ev *evs;
     Py_ssize_t nevs, evs_cap;
-    Buf hashes;                      /* the envelopes' hashes, 32 bytes each */
+    Buf spans;                       /* the envelopes' signed bodies (Span) */
+    Buf results;                     /* the results' transaction hashes (pointers into the input) */
+    Buf hashes;                      /* the envelopes' hashes, 32 bytes each, sorted */
     Buf scratch;                     /* a signed payload */
     PyObject *errors;                /* [(tx hash hex, op index | None, reason)] of the ledger */
     Py_ssize_t skipped;              /* contract events that are not token movements */
@@ -510,8 +512,35 @@ static int walk_meta(TransferColumns *x, const Input *in, Py_ssize_t *pos, int d
     return 0;
 }
 
-/* A TransactionEnvelope at *pos: checked as skip_type checks it, and its hash under the network
- * appended to x->hashes (ledger/hashing.SIGNED_BODIES: network id, a header, the body). */
+static void sha256_of(TransferColumns *x, const unsigned char *p, Py_ssize_t n, unsigned char *out, int *err) {
+    if (x->sha256 != NULL) {
+        x->sha256(p, (size_t)n, out);
+        return;
+    }
+    PyObject *payload = PyBytes_FromStringAndSize((const char *)p, n);
+    PyObject *hasher = payload ? PyObject_CallOneArg(x->hashlib_sha256, payload) : NULL;
+    Py_XDECREF(payload);
+    PyObject *digest = hasher ? PyObject_CallMethod(hasher, "digest", NULL) : NULL;
+    Py_XDECREF(hasher);
+    if (digest == NULL) {
+        *err = 1;
+        return;
+    }
+    memcpy(out, PyBytes_AS_STRING(digest), 32);
+    Py_DECREF(digest);
+}
+
+static int cmp_hash(const void *a, const void *b) {
+    return memcmp(a, b, 32);
+}
+
+/* Where an envelope's signed body is: hashed once the walk knows the ledger is the walker's. */
+typedef struct {
+    uint32_t tag;
+    Py_ssize_t start, end;
+} Span;
+
+/* A TransactionEnvelope at *pos: checked as skip_type checks it; its signed body's span is kept. */
 static int walk_envelope(TransferColumns *x, const Input *in, Py_ssize_t *pos, int depth) {
     Decoder *d = x->d;
     const TypeSpec *t = &d->types[x->t_envelope];
@@ -531,28 +560,33 @@ static int walk_envelope(TransferColumns *x, const Input *in, Py_ssize_t *pos, i
         if (i == inner->first) body_end = p;
     }
     if (tag >= 8 || x->body_tid[tag] < 0) return fail(d, "envelope type %u has no signature payload", tag);
-    Py_ssize_t body = body_end - (*pos + 4);
-    x->scratch.len = 0;
-    if (buf_put(&x->scratch, x->network_id, 32) < 0 ||
-        buf_put(&x->scratch, x->body_head[tag], x->body_head_len[tag]) < 0 ||
-        buf_put(&x->scratch, in->buf + *pos + 4, body) < 0 || buf_grow(&x->hashes, 32) < 0) {
-        return -1;
-    }
-    unsigned char *digest = (unsigned char *)x->hashes.p + x->hashes.len;
-    if (x->sha256 != NULL) {
-        x->sha256((const unsigned char *)x->scratch.p, (size_t)x->scratch.len, digest);
-    } else {
-        PyObject *payload = PyBytes_FromStringAndSize(x->scratch.p, x->scratch.len);
-        PyObject *hasher = payload ? PyObject_CallOneArg(x->hashlib_sha256, payload) : NULL;
-        Py_XDECREF(payload);
-        PyObject *out = hasher ? PyObject_CallMethod(hasher, "digest", NULL) : NULL;
-        Py_XDECREF(hasher);
-        if (out == NULL) return -1;
-        memcpy(digest, PyBytes_AS_STRING(out), 32);
-        Py_DECREF(out);
-    }
-    x->hashes.len += 32;
+    Span span = {tag, *pos + 4, body_end};
+    if (buf_put(&x->spans, &span, sizeof span) < 0) return -1;
     *pos = p;
+    return 0;
+}
+
+/* Each envelope's hash under the network (ledger/hashing.SIGNED_BODIES: network id, a header,
+ * the body), into x->hashes, sorted. */
+static int hash_envelopes(TransferColumns *x, const Input *in) {
+    Py_ssize_t n = x->spans.len / (Py_ssize_t)sizeof(Span);
+    x->hashes.len = 0;
+    if (buf_grow(&x->hashes, 32 * n) < 0) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const Span *span = &((const Span *)x->spans.p)[i];
+        x->scratch.len = 0;
+        if (buf_put(&x->scratch, x->network_id, 32) < 0 ||
+            buf_put(&x->scratch, x->body_head[span->tag], x->body_head_len[span->tag]) < 0 ||
+            buf_put(&x->scratch, in->buf + span->start, span->end - span->start) < 0) {
+            return -1;
+        }
+        int err = 0;
+        sha256_of(x, (const unsigned char *)x->scratch.p, x->scratch.len,
+                  (unsigned char *)x->hashes.p + 32 * i, &err);
+        if (err) return -1;
+    }
+    x->hashes.len = 32 * n;
+    qsort(x->hashes.p, n, 32, cmp_hash);
     return 0;
 }
 
@@ -609,9 +643,6 @@ static int walk_gen_txset(TransferColumns *x, const Input *in, Py_ssize_t *pos, 
     return 0;
 }
 
-static int cmp_hash(const void *a, const void *b) {
-    return memcmp(a, b, 32);
-}
 
 /* The remaining members of the struct `tid` from member index `from` on. */
 static int skip_members(Decoder *d, const Input *in, int tid, int from, Py_ssize_t *pos, int depth) {
@@ -629,23 +660,6 @@ typedef struct {
     unsigned char actual[32];
 } Facts;
 
-static void sha256_of(TransferColumns *x, const unsigned char *p, Py_ssize_t n, unsigned char *out, int *err) {
-    if (x->sha256 != NULL) {
-        x->sha256(p, (size_t)n, out);
-        return;
-    }
-    PyObject *payload = PyBytes_FromStringAndSize((const char *)p, n);
-    PyObject *hasher = payload ? PyObject_CallOneArg(x->hashlib_sha256, payload) : NULL;
-    Py_XDECREF(payload);
-    PyObject *digest = hasher ? PyObject_CallMethod(hasher, "digest", NULL) : NULL;
-    Py_XDECREF(hasher);
-    if (digest == NULL) {
-        *err = 1;
-        return;
-    }
-    memcpy(out, PyBytes_AS_STRING(digest), 32);
-    Py_DECREF(digest);
-}
 
 /* The whole LedgerCloseMeta: facts for validation, events into x->evs. */
 static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
@@ -675,7 +689,8 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
     p = he;
     if (skip_type(d, in, x->t_header_ext, &p, inner - 1) < 0) return -1;
     /* the transaction set */
-    x->hashes.len = 0;
+    x->spans.len = 0;
+    x->results.len = 0;
     if (v == 0) {
         if (need(d, in, p, 32) < 0) return -1;
         p += 32;
@@ -683,8 +698,7 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
     } else if (walk_gen_txset(x, in, &p, inner - 1) < 0) {
         return -1;
     }
-    f->n_env = (uint32_t)(x->hashes.len / 32);
-    qsort(x->hashes.p, f->n_env, 32, cmp_hash);
+    f->n_env = (uint32_t)(x->spans.len / (Py_ssize_t)sizeof(Span));
     /* txProcessing: result pair, fee changes, meta (v2: ext first, post-apply fee changes last) */
     uint32_t n;
     if (array_count(d, in, &p, &n) < 0) return -1;
@@ -695,7 +709,7 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
         if (need(d, in, p, 44) < 0) return -1;
         const unsigned char *tx_hash = in->buf + p;
         int32_t code = (int32_t)rd32(in->buf + p + 40);
-        if (f->n_env == 0 || bsearch(tx_hash, x->hashes.p, f->n_env, 32, cmp_hash) == NULL) f->unmatched++;
+        if (buf_put(&x->results, &tx_hash, sizeof tx_hash) < 0) return -1;
         p += 32;
         if (skip_type(d, in, x->t_result, &p, inner - 3) < 0) return -1;
         if (skip_type(d, in, x->t_changes, &p, inner - 2) < 0) return -1;
@@ -705,6 +719,12 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
     }
     if (skip_members(d, in, body, v == 0 ? 3 : 4, &p, inner) < 0) return -1;
     if (p != in->len) return fail(d, "%zd trailing bytes", in->len - p);
+    if (*in->noncanonical) return 0;
+    if (hash_envelopes(x, in) < 0) return -1;
+    const unsigned char **hashes = (const unsigned char **)x->results.p;
+    for (uint32_t i = 0; i < n; i++) {
+        if (f->n_env == 0 || bsearch(hashes[i], x->hashes.p, f->n_env, 32, cmp_hash) == NULL) f->unmatched++;
+    }
     return 0;
 }
 
@@ -929,6 +949,8 @@ static void TC_dealloc(TransferColumns *x) {
     PyMem_Free(x->evs);
     PyMem_Free(x->texts);
     PyMem_Free(x->hashes.p);
+    PyMem_Free(x->spans.p);
+    PyMem_Free(x->results.p);
     PyMem_Free(x->scratch.p);
     Py_XDECREF(x->errors);
     Py_XDECREF(x->hashlib_sha256);
