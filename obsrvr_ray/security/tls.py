@@ -41,7 +41,7 @@ class ClientFiles:
 
 
 @dataclass(frozen=True)
-class TestPki:
+class Pki:
     """`generate_pki`'s files: the server's, the CRL and one client certificate per name."""
 
     server: TlsFiles
@@ -137,7 +137,7 @@ def _client(ca: _Ca, out: Path, name: str, not_before: dt.datetime, not_after: d
 
 
 def generate_pki(directory: str | os.PathLike, hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1"),
-                 clients: Sequence[str] = ("admin", "reader", "processor"), days: int = 30) -> TestPki:
+                 clients: Sequence[str] = ("admin", "reader", "processor"), days: int = 30) -> Pki:
     """A CA, a server certificate, a client certificate per name in `clients`, and the ones a
     mutual-TLS listener must refuse: `expired` (valid until yesterday), `revoked` (listed in crl.pem)
     and `other-ca` (signed by a CA of the same name that nobody trusts). Client certificates carry CN=<name> and the URI
@@ -156,4 +156,4 @@ def generate_pki(directory: str | os.PathLike, hosts: Sequence[str] = ("localhos
            .next_update(until).add_revoked_certificate(revoked.build()).sign(ca.key, hashes.SHA256()))
     crl_path = out / "crl.pem"
     crl_path.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
-    return TestPki(server=server, crl=crl_path, clients={name: files for name, (files, _) in made.items()})
+    return Pki(server=server, crl=crl_path, clients={name: files for name, (files, _) in made.items()})

@@ -19,8 +19,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from obsrvr_ray.security.clientip import grpc_peer_host
 from obsrvr_ray.security.client_certs import server_context
+from obsrvr_ray.security.clientip import grpc_peer_host
 from obsrvr_ray.security.security_settings import SecuritySettings
 
 CHUNK = 256 * 1024
