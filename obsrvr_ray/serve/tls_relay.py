@@ -57,12 +57,14 @@ class TlsRelay:
         self._server: asyncio.Server | None = None
 
     def start(self, backend_port: int) -> TlsRelay:
-        """Listen (in a thread of its own) and relay to 127.0.0.1:backend_port; returns once listening."""
+        """Listen (on a loop in a thread of its own: the caller may be on a running loop, as a Serve
+        replica's constructor is) and relay to 127.0.0.1:backend_port; returns once listening."""
         self.backend_port = backend_port
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._relay, self.host, self.port, ssl=self.context, reuse_address=True))
-        self.port = self._server.sockets[0].getsockname()[1]
         threading.Thread(target=self._loop.run_forever, name="flight-tls-relay", daemon=True).start()
+        listening = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._relay, self.host, self.port, ssl=self.context, reuse_address=True), self._loop)
+        self._server = listening.result(timeout=30)
+        self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
