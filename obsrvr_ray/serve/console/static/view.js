@@ -18,9 +18,10 @@ export function parts(root, view, names) {
   }));
 }
 
-/** A <select>'s options, from [value, text] pairs. */
-export function setOptions(select, choices) {
-  select.replaceChildren(...choices.map(([value, text]) => el("option", { value, text })));
+/** A <select>'s options, from [value, text] pairs; `chosen`: the value selected by default. */
+export function setOptions(select, choices, chosen) {
+  select.replaceChildren(...choices.map(([value, text]) =>
+    el("option", { value, text, selected: value === chosen ? "" : undefined })));
 }
 
 export class View {

@@ -51,9 +51,8 @@ export class VolumeView extends View {
   constructor(root, context) {
     super(root, context, "volume", ["form", "window", "hourly", "daily", "types", "types-table", "largest",
                                     "hourly-table"]);
-    const eventType = this.ui.form.elements.event_type;
-    setOptions(eventType, [["", "every type"], ...EVENT_TYPES.map((type) => [type, type])]);
-    eventType.value = "transfer";
+    setOptions(this.ui.form.elements.event_type, [["", "every type"], ...EVENT_TYPES.map((type) => [type, type])],
+               "transfer");
     this.newest = null; // close time (Unix s) of the newest committed ledger
     this.query = null; // the parameters of the analytics shown
     this.data = null;
