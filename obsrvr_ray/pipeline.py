@@ -105,10 +105,12 @@ def stream_ledgers(
     for record in records:
         if record.sequence is not None:
             # Every path to rows passes here: a source that broke its contract (one record per
-            # ledger, in order) must stop the range rather than write a ledger's rows twice.
+            # ledger, in order) is a bug in our code, and must stop the range rather than write a
+            # ledger's rows twice.
             if previous is not None and record.sequence <= previous[0]:
-                raise RuntimeError(f"ledger {record.sequence} ({record.origin}) came after ledger {previous[0]} "
-                                   f"({previous[1]}): a source must yield each ledger once, in order")
+                source = f"{report.source}: " if report.source else ""
+                raise BugError(f"{source}ledger {record.sequence} ({record.origin}) came after ledger {previous[0]} "
+                               f"({previous[1]}): a source must yield each ledger once, in order")
             previous = record.sequence, record.origin
         if on_record is not None:
             on_record(record.sequence)

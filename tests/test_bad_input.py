@@ -14,6 +14,7 @@ import pytest
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.cli import main
+from obsrvr_ray.errors import BugError
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.pipeline import RunReport, stream_ledgers
@@ -159,7 +160,7 @@ def test_a_ledger_a_source_repeats_stops_the_range_rather_than_write_it_twice(go
     records = [LedgerRecord(first, "a", data=good[first]), LedgerRecord(second, "b", data=good[second]),
                LedgerRecord(second, "c", data=good[second])]
     report = RunReport(source="test", start=first, end=second)
-    with pytest.raises(RuntimeError, match=f"ledger {second} \\(c\\) came after ledger {second} \\(b\\)"):
+    with pytest.raises(BugError, match=f"^test: ledger {second} \\(c\\) came after ledger {second} \\(b\\)"):
         list(stream_ledgers(records, PUBNET, report))
 
 

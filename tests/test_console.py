@@ -485,6 +485,27 @@ def test_the_status_view_shows_the_follower_breaker_readiness_and_the_tables(app
     browser.drain_log()
 
 
+def test_views_find_their_parts_from_one_list_and_make_the_event_type_choices_from_one(app, browser):
+    """view.js: a view's parts are `#<view>-<part>`, looked up once (a missing one fails naming its
+    id); the live checkboxes and the volume choice are made from the one EVENT_TYPES list."""
+    found = browser.js("""return import(new URL('console/view.js', document.baseURI)).then((view) => {
+        const root = document.querySelector('#view-lookup');
+        const ui = view.parts(root, 'lookup', ['rows-title', 'prev']);
+        let error = null;
+        try { view.parts(root, 'lookup', ['title', 'nothing']); } catch (e) { error = e.message; }
+        return {names: Object.keys(ui), ids: Object.values(ui).map((e) => e.id), error, types: view.EVENT_TYPES};
+    })""")
+    types = found.pop("types")
+    assert found == {"names": ["rowsTitle", "prev"], "ids": ["lookup-rows-title", "lookup-prev"],
+                     "error": "console: index.html has no #lookup-nothing"}
+    assert types == ["transfer", "mint", "burn", "clawback", "fee"]
+    assert browser.js("return [...document.querySelectorAll('#live-filters input[name=event_types]')]"
+                      ".map((e) => e.value)") == types
+    assert browser.js("const s = document.querySelector('#volume-form').elements.event_type;"
+                      "return [[...s.options].map((o) => o.value), [...s.options].filter((o) => o.defaultSelected)"
+                      ".map((o) => o.value)]") == [["", *types], ["transfer"]]
+
+
 def test_the_browser_logged_no_error_and_no_csp_violation_and_a_wrong_key_is_refused(app, browser):
     browser.js("console.warn('obsrvr-test: log check')")  # the log is really read: this must be in it
     browser.drain_log()

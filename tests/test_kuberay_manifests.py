@@ -640,3 +640,29 @@ def test_no_secret_is_committed(path):
         for doc in [d for d in yaml.load_all(text, Loader=LOADER) if d]:
             assert doc.get("kind") != "Secret", "Secrets are created by the operator"
             assert '"name": "RAY_AUTH_TOKEN", "value"' not in json.dumps(doc)
+
+
+def test_the_cert_manager_example_issues_what_the_mtls_settings_name():
+    """cert-manager's CRDs are not here, so the example is checked by structure: cert-manager.io/v1
+    Issuers and Certificates, the server certificate in the Secret the RayService mounts, client
+    certificates for client auth whose SPIFFE IDs are the identities the settings in its header map,
+    and those settings accepted by the app's security settings model."""
+    from obsrvr_ray.security.security_settings import TlsSettings
+
+    text = (KUBERAY / "mtls-cert-manager.yaml").read_text()
+    docs = [d for d in yaml.load_all(text, Loader=LOADER) if d]
+    assert {(d["apiVersion"], d["kind"]) for d in docs} == {("cert-manager.io/v1", "Issuer"),
+                                                           ("cert-manager.io/v1", "Certificate")}
+    issuers = {d["metadata"]["name"] for d in docs if d["kind"] == "Issuer"}
+    certificates = [d for d in docs if d["kind"] == "Certificate"]
+    assert all(c["spec"]["issuerRef"]["name"] in issuers for c in certificates)
+    mounted = set(re.findall(r"secretName: ([\w-]+)", manifest_text("base/rayservice-live.yaml")))
+    server = next(c for c in certificates if c["metadata"]["name"] == "obsrvr-tls")
+    assert server["spec"]["secretName"] in mounted and "server auth" in server["spec"]["usages"]
+    lines = text.splitlines()
+    start = lines.index("#   tls:")
+    block = next(i for i in range(start, len(lines)) if not lines[i].startswith("#   "))
+    settings = TlsSettings.check(yaml.safe_load("\n".join(x[4:] for x in lines[start:block]))["tls"])
+    clients = [c for c in certificates if "client auth" in c["spec"].get("usages", [])]
+    assert {uri for c in clients for uri in c["spec"]["uris"]} == set(settings.identities)
+    assert settings.client_ca == "/etc/obsrvr/tls/ca.crt"

@@ -41,7 +41,7 @@ from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import ROLES
-from obsrvr_ray.security.tls import generate_self_signed
+from obsrvr_ray.security.tls import generate_pki
 from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.ttp.extract import token_transfer_rows
@@ -180,7 +180,8 @@ def live(ray_head, ledgers, tmp_path_factory):
     writer = LakeWriter(LocalStore(lake), LakeConfig(network_passphrase=SANDBOX))
     writer.write_config()
     writer.write(ledgers.items())
-    tls = generate_self_signed(work / "tls")
+    pki = generate_pki(work / "tls")  # the server's certificate, and client certificates for mutual TLS
+    tls = pki.server
     store = KeyStore(work / "keys.json")
     keys = {role: store.create(role, name=f"test {role}")[1] for role in ("reader", "admin", "processor")}
     keys["fuzzer"] = store.create("admin", name="openapi fuzz")[1]  # a bucket of its own
@@ -203,11 +204,13 @@ def live(ray_head, ledgers, tmp_path_factory):
 
     os.environ.update(ray_head.env)
     ray.init(address=ray_head.address, namespace="obsrvr-live-test", logging_level="ERROR")
-    http_port, flight_port = free_port(), free_port()
+    http_port, flight_port, mtls_port = free_port(), free_port(), free_port()
     config = live_config_from_args({
         "rpc_url": rpc_url, "dataset": str(work / "out"), "start": 2, "lake": str(lake), "commit_every": 4,
-        "flight_port": flight_port,
+        "flight_port": flight_port, "mtls_port": mtls_port,
         "security": {"key_store": str(store.path), "tls_cert": str(tls.cert), "tls_key": str(tls.key),
+                     "tls": {"client_ca": str(tls.ca_cert), "client_cert": "optional", "crl": str(pki.crl),
+                             "identities": {pki.clients[r].identity: [r] for r in ("reader", "processor")}},
                      "rate_per_key": 5, "burst_per_key": 10,
                      "jwt": {"secret_file": str(jwt_secret), "issuer": ISSUER, "audience": AUDIENCE}},
         "api": {"ws_idle_timeout": IDLE_TIMEOUT, "ws_max_per_ip": 2, "ws_max_connections": 3, "ws_queue": 4,
@@ -217,7 +220,8 @@ def live(ray_head, ledgers, tmp_path_factory):
                                          ssl_keyfile=str(tls.key)))
     serve.run(compose(config), name=APP, route_prefix="/", blocking=False)
     app = Live(base=f"https://127.0.0.1:{http_port}", ws=f"wss://127.0.0.1:{http_port}/v1/subscribe",
-               flight_url=f"grpc+tls://127.0.0.1:{flight_port}", tls=tls, keys=keys, role_keys=role_keys,
+               flight_url=f"grpc+tls://127.0.0.1:{flight_port}", mtls=f"https://127.0.0.1:{mtls_port}", pki=pki,
+               tls=tls, keys=keys, role_keys=role_keys,
                store=store, archive=archive,
                rpc=rpc, rpc_port=rpc_port, ledgers=ledgers, lake=lake, out=work / "out", work=work)
     try:
@@ -537,6 +541,41 @@ def test_the_websocket_and_flight_refuse_the_same_credentials(live):
     assert client.do_get(ticket, options=_flight_options(_bearer(_jwt(["reader"])))).read_all().num_rows == 2
     with pytest.raises(requests.exceptions.RequestException):  # plain HTTP on the TLS port
         requests.get(live.base.replace("https", "http") + "/health/live", timeout=5)
+
+
+def test_client_certificates_on_the_serve_deployment(live):
+    """The Api replicas' own HTTPS listener and the Flight relay take client certificates (optional
+    here, so keys keep working on both): a reader certificate reads, is refused on admin routes; a
+    processor certificate gets what a processor key gets; expired, revoked and other-CA ones are
+    refused at the handshake."""
+    pki = live.pki
+
+    def call(method: str, path: str, name: str | None, headers: dict | None = None) -> requests.Response:
+        client = (str(pki.clients[name].cert), str(pki.clients[name].key)) if name else None
+        return requests.request(method, f"{live.mtls}{path}", cert=client, headers=headers, timeout=30,
+                                verify=str(live.tls.ca_cert), params={"limit": 1} if "transfers" in path else None)
+
+    assert call("get", "/v1/token-transfers", "reader").status_code == 200
+    assert call("get", "/admin/keys", "reader").status_code == 403
+    assert call("get", "/v1/token-transfers", None).status_code == 401
+    assert call("get", "/v1/token-transfers", None, _key(live.role_keys["reader"])).status_code == 200
+    for method, path in [("get", "/v1/token-transfers"), ("get", "/health"), ("post", "/admin/keys")]:
+        by_key = call(method, path, None, _key(live.role_keys["processor"])).status_code
+        assert call(method, path, "processor").status_code == by_key, path
+    for name in ("expired", "revoked", "other-ca"):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            call("get", "/v1/token-transfers", name)
+    ticket = flight.Ticket(json.dumps({"table": "ledgers", "start_ledger": 2, "end_ledger": 3}).encode())
+    for name, outcome in [("reader", 2), ("processor", flight.FlightUnauthorizedError),
+                          ("revoked", flight.FlightUnavailableError)]:
+        client = flight.FlightClient(live.flight_url, tls_root_certs=live.tls.ca_cert.read_bytes(),
+                                     cert_chain=pki.clients[name].cert.read_bytes(),
+                                     private_key=pki.clients[name].key.read_bytes())
+        if outcome == 2:
+            assert client.do_get(ticket).read_all().num_rows == 2
+        else:
+            with pytest.raises(outcome):
+                client.do_get(ticket).read_all()
 
 
 def _flight_options(headers: dict[str, str]) -> flight.FlightCallOptions:

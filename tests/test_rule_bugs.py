@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from stellar_sdk import xdr as X
@@ -19,8 +20,10 @@ from obsrvr_ray.chunks.process import ChunkSettings, process_unit
 from obsrvr_ray.chunks.raw import read_unit
 from obsrvr_ray.cli import main
 from obsrvr_ray.errors import BugError
+from obsrvr_ray.jobs.driver import transient_errors
 from obsrvr_ray.network import PUBNET
 from obsrvr_ray.pipeline import ExtractOptions
+from obsrvr_ray.ranges import range_key
 from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.open import open_source
 from obsrvr_ray.table.location import TableLocation
@@ -91,37 +94,81 @@ def test_a_chunk_with_a_rule_bug_raises_and_commits_nothing(decoded, real_lake, 
     assert committed(out) == []
 
 
-# The driver of a backfill, with the rule broken in every Ray worker of its job: the hook is
-# pickled by value from this script and runs in each worker before any task.
+# The driver of a backfill, with a fault injected in every Ray worker of its job: the hook (named
+# by the third argument) is pickled by value from this script and runs in each worker before any
+# task. Every time the fault strikes it adds a line to the attempts file (the second argument).
 DRIVER = textwrap.dedent("""
     import sys
     import ray
+
+    ATTEMPTS = sys.argv[2]
+
+    def attempt():
+        \"\"\"Which attempt this is, over every worker: 1 the first time.\"\"\"
+        with open(ATTEMPTS, "a+") as f:
+            f.seek(0)
+            n = len(f.readlines()) + 1
+            f.write(f"attempt {n}\\n")
+        return n
 
     def break_payment_rule():
         from stellar_sdk import xdr as X
         from obsrvr_ray.ttp import derive
 
         def broken(*_args):
+            attempt()
             raise AttributeError("injected: 'NoneType' object has no attribute 'amount'")
 
         derive.RULES[X.OperationType.PAYMENT] = broken
 
-    ray.init(address=sys.argv[1], runtime_env={"worker_process_setup_hook": break_payment_rule})
+    def source_times_out_once():
+        # chunks.raw's: a read task's function arrives pickled by value, naming read_unit there
+        from obsrvr_ray.chunks import raw
+        from obsrvr_ray.errors import TransientSourceError
+
+        read_unit = raw.read_unit
+
+        def flaky(source, unit):
+            if attempt() == 1:
+                raise TransientSourceError("injected: the store timed out", sequence=unit.chunk[0])
+            return read_unit(source, unit)
+
+        raw.read_unit = flaky
+
+    ray.init(address=sys.argv[1], runtime_env={"worker_process_setup_hook": globals()[sys.argv[3]]})
     from obsrvr_ray.jobs.backfill import main
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(main(sys.argv[4:]))
 """)
+
+
+def run_with_fault(ray_head: RayHead, hook: str, attempts: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", DRIVER, ray_head.address, str(attempts), hook, *args],
+                          cwd=REPO, env=ray_head.env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("engine", ["tasks", "data"])
 def test_a_backfill_with_a_rule_bug_fails_naming_it_and_commits_no_failure_row(ray_head: RayHead, decoded, real_lake,
                                                                              tmp_path, engine):
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER, ray_head.address, "--source", str(real_lake), "--start", str(LEDGER),
-         "--end", str(LEDGER), "--events-from", "operations", "--engine", engine, "--out", str(out)],
-        cwd=REPO, env=ray_head.env, capture_output=True, text=True, timeout=300)
+    out, attempts = tmp_path / "out", tmp_path / "attempts"
+    proc = run_with_fault(ray_head, "break_payment_rule", attempts, "--source", str(real_lake), "--start",
+                          str(LEDGER), "--end", str(LEDGER), "--events-from", "operations", "--engine", engine,
+                          "--out", str(out))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     chunk = re.search(r"^  - chunk \S+: (.*)$", proc.stdout, re.MULTILINE)
     assert chunk is not None, proc.stdout + proc.stderr
     assert f"BugError: {expected_message(decoded)}" in chunk.group(1)
     assert committed(out) == []  # nothing committed: no failures row stands for the bug
+    assert attempts.read_text().splitlines() == ["attempt 1"]  # a bug is not retried: it fails the chunk at once
+
+
+def test_the_data_engine_retries_a_transient_source_error_only(ray_head: RayHead, real_lake, tmp_path):
+    """Ray Data retries a map task on the errors `retried_map_errors` names: the transient source
+    errors (a rule bug above is raised at its first attempt)."""
+    assert {"obsrvr_ray.errors.TransientSourceError: ", "obsrvr_ray.resilience.CircuitOpenError: ",
+            "obsrvr_ray.resilience.BulkheadFullError: "} <= set(transient_errors())
+    out, attempts = tmp_path / "out", tmp_path / "attempts"
+    proc = run_with_fault(ray_head, "source_times_out_once", attempts, "--source", str(real_lake), "--start",
+                          str(LEDGER), "--end", str(LEDGER), "--engine", "data", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert attempts.read_text().splitlines() == ["attempt 1", "attempt 2"]  # timed out, then read
+    assert committed(out) == [f"{range_key((LEDGER, LEDGER))}.g0"]

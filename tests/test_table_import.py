@@ -311,6 +311,22 @@ def test_refuses_what_is_not_as_committed(tmp_path):
         import_layout(str(tmp_path / "earlier"), str(tmp_path / "t3"))
 
 
+def test_a_manifest_entry_of_the_wrong_types_is_refused_naming_its_keys(tmp_path):
+    """A manifest entry is input: a value of the wrong type is refused naming its key, rather than
+    making its file seem altered (`rows` is checked against the file's rows, `bytes` its size)."""
+    earlier = EarlierOutput(tmp_path / "earlier", SETTINGS)
+    earlier.commit(CHUNK_B, 0, list(range(CHUNK_B[0], CHUNK_B[1] + 1)), [], new_failures=0, processed=10)
+    key = tmp_path / "earlier" / f"_backfill/manifest/{range_key(CHUNK_B)}.g0.json"
+    entry = json.loads(key.read_text())
+    entry["files"][0]["rows"] = "many"
+    entry["files"][1]["bytes"] = None
+    key.write_text(json.dumps(entry))
+    with pytest.raises(LayoutError, match=r"\.g0\.json: not a manifest entry of the earlier layout: "
+                                          r"files\.0\.rows: .*integer.*; files\.1\.bytes: .*integer"):
+        import_layout(str(tmp_path / "earlier"), str(tmp_path / "tables"))
+    assert TableSet.at(str(tmp_path / "tables")).committed() == {}
+
+
 def test_hive_directory_values():
     assert hive_values("parquet/token_transfers/date=2026-01-01/asset_code=__HIVE_DEFAULT_PARTITION__/"
                        "part-0000000002-0000000011-g0-000.parquet") == {"date": "2026-01-01", "asset_code": None}

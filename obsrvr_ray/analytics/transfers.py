@@ -12,27 +12,18 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from obsrvr_ray.schema import TOKEN_TRANSFERS
+from obsrvr_ray.schema import I64, TOKEN_TRANSFERS, TS
 
 EXACT = pa.decimal256(76, 0)
 STROOP = 1e-7
 ASSET = ["contract_id", "asset", "asset_code", "asset_issuer"]  # contract_id identifies the token
 
-HOURLY_PARTIAL = pa.schema(
-    [
-        ("hour", pa.timestamp("us", tz="UTC")),
-        ("contract_id", pa.string()),
-        ("asset", pa.string()),
-        ("asset_code", pa.string()),
-        ("asset_issuer", pa.string()),
-        ("event_topic", pa.string()),
-        ("events", pa.int64()),
-        ("volume", EXACT),
-    ]
-)
+# The partials' token and event columns are those of TOKEN_TRANSFERS, taken from it.
+HOURLY_PARTIAL = pa.schema([("hour", TS), *(TOKEN_TRANSFERS.field(c) for c in [*ASSET, "event_topic"]),
+                            ("events", I64), ("volume", EXACT)])
 LARGEST_COLUMNS = [*ASSET, "amount_raw", "amount", "from", "to", "transaction_hash", "ledger_sequence",
                    "closed_at", "event_index"]
-LARGEST_PARTIAL = pa.schema([*(TOKEN_TRANSFERS.field(c) for c in LARGEST_COLUMNS), ("rank", pa.int64())])
+LARGEST_PARTIAL = pa.schema([*(TOKEN_TRANSFERS.field(c) for c in LARGEST_COLUMNS), ("rank", I64)])
 
 
 def hourly_partial(transfers: pa.Table) -> pa.Table:

@@ -37,12 +37,15 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
 
 from obsrvr_ray.analytics.transfers import HOURLY_PARTIAL, LARGEST_PARTIAL, merge
 from obsrvr_ray.chunks.output import merged_analytics
@@ -85,8 +88,16 @@ class ImportReport:
     exports: dict[str, int] = field(default_factory=dict)  # plain-file exports written, per table
 
 
-@dataclass(frozen=True)
-class _File:
+def _chunk_key(value: object) -> Range:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a chunk key (first-last), got {value!r}")  # pydantic names the key
+    return parse_range_key(value)
+
+
+class _File(BaseModel):
+    """A file of a manifest entry: where the earlier backfill published it, and what it held."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     path: str
     table: str
     rows: int
@@ -94,24 +105,26 @@ class _File:
     sha256: str
 
 
-@dataclass(frozen=True)
-class _Entry:
-    """One manifest entry of the earlier layout (its `Commit`)."""
+class _Entry(BaseModel):
+    """One manifest entry of the earlier layout (its `Commit`). A model, not a plain record: the
+    entry is input, and a value of the wrong type is refused here, naming its key, instead of
+    surfacing later as a file that seems to differ from its entry."""
 
-    chunk: Range
+    model_config = ConfigDict(frozen=True)
+    chunk: Annotated[Range, BeforeValidator(_chunk_key)]
     generation: int
     attempt: str
     files: tuple[_File, ...]
-    details: dict
+    details: Annotated[dict, BeforeValidator(lambda value: value or {})] = {}
 
     @classmethod
     def parse(cls, data: bytes, where: str) -> _Entry:
         try:
-            raw = json.loads(data)
-            return cls(parse_range_key(raw["chunk"]), int(raw["generation"]), raw["attempt"],
-                       tuple(_File(**f) for f in raw["files"]), raw.get("details") or {})
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LayoutError(f"{where}: not a manifest entry of the earlier layout: {exc}") from exc
+            return cls.model_validate_json(data)
+        except PydanticValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}"
+                                 for e in exc.errors(include_url=False))
+            raise LayoutError(f"{where}: not a manifest entry of the earlier layout: {problems}") from None
 
     def staged(self, path: str) -> str:
         return f"{STAGING}{range_key(self.chunk)}.g{self.generation}/{self.attempt}/{path}"

@@ -15,7 +15,8 @@ from importlib import import_module
 from obsrvr_ray.cli.common import run
 
 COMMANDS = ("obsrvr_ray.cli.export", "obsrvr_ray.jobs.backfill", "obsrvr_ray.cli.lake", "obsrvr_ray.cli.inspect",
-            "obsrvr_ray.cli.serve", "obsrvr_ray.cli.keys", "obsrvr_ray.cli.table")  # cli.serve also registers `rpc`
+            "obsrvr_ray.cli.serve", "obsrvr_ray.cli.keys", "obsrvr_ray.cli.table",
+            "obsrvr_ray.cli.certs")  # cli.serve also registers `rpc`
 
 
 def build_parser() -> argparse.ArgumentParser:

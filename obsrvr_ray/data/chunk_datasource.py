@@ -27,22 +27,17 @@ from obsrvr_ray.data.ledger_datasource import worker_source
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.schema import LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE
 from obsrvr_ray.sources.open import SourceSpec
-from obsrvr_ray.table.tableset import ChunkCommit
+from obsrvr_ray.table.tableset import CHUNK_ROWS, ChunkCommit
 
 _TABLE_FIELDS = (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE, "failures", "volume", "largest")
-CHUNK_ROWS = pa.schema(
-    [
-        ("chunk_start", pa.int64()),
-        ("chunk_end", pa.int64()),
-        ("generation", pa.int64()),
-        ("ledgers", pa.int64()),
-        ("events", pa.int64()),
-        ("new_failures", pa.int64()),
-        ("writer", pa.string()),
-        ("seconds", pa.float64()),  # time to read and extract the chunk
-        *((f"{name}_ipc", pa.large_binary()) for name in _TABLE_FIELDS),  # Arrow IPC streams; null: none
-    ]
-)
+# A chunk's key and summary as the chunks table (CHUNK_ROWS) has them, then the time the chunk took
+# and its tables as Arrow IPC streams (null: none).
+COMMIT_ROWS = pa.schema([
+    *(CHUNK_ROWS.field(name) for name in ("chunk_start", "chunk_end", "generation", "ledgers", "events",
+                                          "new_failures", "writer")),
+    ("seconds", pa.float64()),  # time to read and extract the chunk
+    *((f"{name}_ipc", pa.large_binary()) for name in _TABLE_FIELDS),
+])
 
 
 def _ipc(table: pa.Table | None) -> bytes | None:
@@ -59,18 +54,18 @@ def _table(data: bytes | None) -> pa.Table | None:
 
 
 def commit_row(commit: ChunkCommit, seconds: float) -> pa.Table:
-    """A chunk's commit as one CHUNK_ROWS row."""
+    """A chunk's commit as one COMMIT_ROWS row."""
     tables = {**commit.tables, "failures": commit.failures, "volume": commit.volume, "largest": commit.largest}
     return pa.Table.from_pylist([{
         "chunk_start": commit.chunk[0], "chunk_end": commit.chunk[1], "generation": commit.generation,
         "ledgers": commit.ledgers, "events": commit.events, "new_failures": commit.new_failures,
         "writer": commit.writer, "seconds": seconds,
         **{f"{name}_ipc": _ipc(tables.get(name)) for name in _TABLE_FIELDS},
-    }], schema=CHUNK_ROWS)
+    }], schema=COMMIT_ROWS)
 
 
 def commits_of(block: pa.Table) -> Iterator[tuple[ChunkCommit, float]]:
-    """The commits of a block of CHUNK_ROWS, with the seconds each took to build."""
+    """The commits of a block of COMMIT_ROWS, with the seconds each took to build."""
     for row in block.to_pylist():
         data = {name: _table(row[f"{name}_ipc"]) for name in (LEDGERS_TABLE, TRANSACTIONS_TABLE, TRANSFERS_TABLE)}
         yield ChunkCommit(
@@ -99,7 +94,7 @@ class ChunkDatasource(Datasource):
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context: Any = None) -> list[ReadTask]:
         return [ReadTask(self._reader(unit), BlockMetadata(num_rows=1, size_bytes=None, exec_stats=None,
-                                                           input_files=None), schema=CHUNK_ROWS)
+                                                           input_files=None), schema=COMMIT_ROWS)
                 for unit in self.units]
 
     def _reader(self, unit: WorkUnit) -> Callable[[], Iterator[pa.Table]]:

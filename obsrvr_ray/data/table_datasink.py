@@ -1,6 +1,6 @@
 """`TableDatasink`: a Ray Data sink that commits chunks to the output's Delta tables.
 
-Each write task commits the chunks of its blocks (rows of obsrvr_ray.data.chunk_datasource.CHUNK_ROWS), each
+Each write task commits the chunks of its blocks (rows of obsrvr_ray.data.chunk_datasource.COMMIT_ROWS), each
 exactly once (obsrvr_ray/table/tableset.py: keyed by chunk and generation in every table's log),
 and writes the plain-file exports asked for. Committing per chunk, not once at the end, is what
 lets a rerun after a crash resume from the last committed chunk rather than from the start.
@@ -34,7 +34,7 @@ def _tables(settings: ChunkSettings) -> TableSet:
 
 
 class TableDatasink(Datasink[list[ChunkResult]]):
-    """Commits the chunks of a `ChunkDatasource` (or any CHUNK_ROWS dataset) to `settings.output`;
+    """Commits the chunks of a `ChunkDatasource` (or any COMMIT_ROWS dataset) to `settings.output`;
     the tables must exist (`TableSet.ensure`, which the backfill driver calls once)."""
 
     def __init__(self, settings: ChunkSettings) -> None:

@@ -198,7 +198,8 @@ def execute_data(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]
     sink = TableDatasink(job.settings)
     watermark = Watermark(units.todo)
     context = ray.data.DataContext.get_current()
-    context.retried_map_errors, context.max_map_retries = True, 3  # a lost source retried; commits are idempotent
+    # A source outage is retried (commits are idempotent); a bug or anything else fails at once, with its context.
+    context.retried_map_errors, context.max_map_retries = transient_errors(), 3
     try:
         ray.data.read_datasource(source, override_num_blocks=len(made), concurrency=max(1, cpus)
                                  ).write_datasink(sink)
@@ -218,6 +219,19 @@ def execute_data(job: Job, units: Plan, carried: dict[Range, tuple[Failure, ...]
         if unit.chunk not in done and stop.received is None:
             _unfinished(report, metrics, unit, failed or "not run")
     progress.tick()
+
+
+def transient_errors() -> list[str]:
+    """Ray Data's `retried_map_errors` for the transient source errors, and for them only: Ray
+    Data matches each pattern against the task's error as `module.Class: message`
+    (ray._common.retry.format_exception), so a pattern is a class's full name and the colon after
+    it. Every subclass of TransientSourceError counts (the circuit breaker's, the bulkhead's)."""
+    classes, todo = [], [TransientSourceError]
+    while todo:
+        cls = todo.pop()
+        classes.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [f"{cls.__module__}.{cls.__qualname__}: " for cls in classes]
 
 
 def _original(exc: BaseException) -> BaseException:

@@ -1,8 +1,10 @@
 """The checks every call goes through, in one order, whatever the transport (REST, WebSocket, Flight):
 
 1. the caller's address has tokens left (so floods and guessing are throttled before any work);
-2. the credential is valid: an API key (`X-API-Key`, or `Authorization: Bearer ork_…`) or a JWT
-   (`Authorization: Bearer <jwt>`);
+2. the credential is valid: an API key (`X-API-Key`, or `Authorization: Bearer ork_…`), a JWT
+   (`Authorization: Bearer <jwt>`) or, when neither is sent, a client certificate the TLS handshake
+   verified (mutual TLS; `client_certs.py` maps it to roles). A listener requiring certificates
+   refuses a call without one whatever else it sends;
 3. the credential has tokens left;
 4. its roles grant the permission.
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.logs import log_event
 from obsrvr_ray.security.apikeys import looks_like_key
+from obsrvr_ray.security.client_certs import CertificateMap
 from obsrvr_ray.security.clientip import client_address, parse_networks
 from obsrvr_ray.security.keystore import KeyStore
 from obsrvr_ray.security.policy import ADMIN, Principal, roles_granting
@@ -39,13 +42,15 @@ log = logging.getLogger("obsrvr_ray.security")
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a call presented: a bearer token (JWT or API key) and/or an X-API-Key value."""
+    """What a call presented: a bearer token (JWT or API key) and/or an X-API-Key value, and the
+    client certificate its TLS handshake verified (DER; only a listener's own TLS layer sets it)."""
 
     bearer: str | None = None
     api_key: str | None = None
+    certificate: bytes | None = None
 
     @classmethod
-    def from_headers(cls, header: Callable[[str], str | None]) -> Credentials:
+    def from_headers(cls, header: Callable[[str], str | None], certificate: bytes | None = None) -> Credentials:
         """From any header lookup (lower-case names): Starlette's headers.get, or Flight's header dict."""
         bearer = None
         authorization = header("authorization")
@@ -54,7 +59,7 @@ class Credentials:
             if scheme.lower() == "bearer" and value.strip():
                 bearer = value.strip()
         api_key = (header(API_KEY_HEADER) or "").strip() or None
-        return cls(bearer=bearer, api_key=api_key)
+        return cls(bearer=bearer, api_key=api_key, certificate=certificate)
 
 
 class Gate:
@@ -62,12 +67,14 @@ class Gate:
 
     def __init__(self, settings: SecuritySettings, store: KeyStore | None = None,
                  tokens: TokenVerifier | None = None) -> None:
-        if settings.auth_enabled and store is None and tokens is None:
-            raise ConfigError("authentication is on but nothing can verify a caller: set key_store (API keys) "
-                              "and/or jwt.secret or jwt.public_key")
+        certificates = any(settings.tls.policy(listener) for listener in ("https", "flight"))
+        if settings.auth_enabled and store is None and tokens is None and not certificates:
+            raise ConfigError("authentication is on but nothing can verify a caller: set key_store (API keys), "
+                              "jwt.secret or jwt.public_key, and/or tls.client_ca (client certificates)")
         self.settings = settings
         self.store = store
         self.tokens = tokens
+        self.certificates = CertificateMap(settings.tls.identities)
         self.trusted_proxies = parse_networks(settings.trusted_proxies)
         self.ip_limiter = (RateLimiter(settings.rate_per_ip, settings.burst_per_ip, settings.max_tracked_clients)
                            if settings.rate_per_ip > 0 else None)
@@ -96,6 +103,8 @@ class Gate:
             raise AuthenticationError("send one credential: Authorization or X-API-Key, not both")
         presented = credentials.bearer or credentials.api_key
         if not presented:
+            if credentials.certificate is not None:
+                return self.certificates.principal(credentials.certificate)
             raise AuthenticationError("credentials required: Authorization: Bearer <token> or X-API-Key",
                                       presented=False)
         if credentials.api_key or looks_like_key(presented):
@@ -118,11 +127,17 @@ class Gate:
             if wait:
                 raise RateLimited("too many requests from this address", wait)
 
-    def check(self, credentials: Credentials, client_ip: str | None, permission: str) -> Principal:
-        """The caller, admitted for `permission`; else AuthenticationError, RateLimited or PermissionDenied."""
+    def check(self, credentials: Credentials, client_ip: str | None, permission: str, *,
+              certificate_required: bool = False) -> Principal:
+        """The caller, admitted for `permission`; else AuthenticationError, RateLimited or PermissionDenied.
+        `certificate_required`: the listener requires client certificates, so a call that reached it
+        without one (another way in: a proxy, a loopback port) is refused whatever it sends."""
         self.limit_address(client_ip)
         if self.settings.dev_mode:
             return DEV_PRINCIPAL
+        if certificate_required and credentials.certificate is None:
+            raise AuthenticationError("a client certificate is required: connect with one (mutual TLS) to the "
+                                      "listener taking them", presented=False)
         principal = self.authenticate(credentials)
         if self.key_limiter is not None:
             wait = self.key_limiter.take(principal.id)

@@ -67,9 +67,9 @@ def grants(roles: frozenset[str], permission: str) -> bool:
 class Principal:
     """An authenticated caller: `id` is stable per credential (rate limits and logs use it)."""
 
-    id: str  # "key:<key id>", "jwt:<subject>" or "dev"
+    id: str  # "key:<key id>", "jwt:<subject>", "cert:<certificate name>" or "dev"
     roles: frozenset[str]
-    kind: str  # "api_key", "jwt" or "dev"
+    kind: str  # "api_key", "jwt", "certificate" or "dev"
     name: str = ""
 
     def may(self, permission: str) -> bool:

@@ -114,24 +114,29 @@ class ApiDeployment:
 
     def __serve_build_asgi_app__(self):
         from obsrvr_ray.serve.http_security import build_guard
+        from obsrvr_ray.serve.mtls import MtlsListener
 
         guard, routers, wrap = build_guard(self.config.security)
-        app = create_app(TableReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
-                         extra_routers=routers)
-        return wrap(app)
+        app = wrap(create_app(TableReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
+                              extra_routers=routers))
+        if self.config.security.tls.policy("https") is not None:  # Serve's proxy cannot take client certificates
+            self.mtls = MtlsListener(app, self.config.security, self.config.http_host, self.config.mtls_port).start()
+        return app
 
 
 @serve.deployment(name="Flight", num_replicas=1, ray_actor_options={"num_cpus": 0})
 class FlightDeployment:
     def __init__(self, config: LiveAppConfig, follower: DeploymentHandle) -> None:
         from obsrvr_ray.serve.flight import TransfersFlightServer
-        from obsrvr_ray.serve.flight_auth import flight_server_options
+        from obsrvr_ray.serve.flight_auth import flight_listener
 
         self.follower = follower
-        options, scheme = flight_server_options(config.security)
-        location = f"{scheme}://{config.flight_host}:{config.flight_port}"
+        location, options, self.relay = flight_listener(config.security, config.flight_host, config.flight_port)
         self.server = TransfersFlightServer(location, TableReader(config.dataset, config.s3), recent=self._recent,
                                             **options)
+        if self.relay is not None:  # clients connect to the relay, which verifies their certificates
+            self.relay.start(self.server.port)
+            location = f"grpc+tls://{config.flight_host}:{self.relay.port}"
         self.location = location
         self._thread = threading.Thread(target=self.server.serve, name="flight", daemon=True)
         self._thread.start()
@@ -143,6 +148,8 @@ class FlightDeployment:
         return self.location
 
     def __del__(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         self.server.shutdown()
 
 

@@ -2,7 +2,8 @@
 admin API for keys. Built on `obsrvr_ray.security.gate.Gate`, so REST, WebSocket and Flight
 (`flight_auth.py`) refuse the same calls the same way.
 
-Credentials: `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`. Browsers cannot
+Credentials: `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`, or, on the
+mutual-TLS listener (`mtls.py`), a client certificate, used when no header credential is sent. Browsers cannot
 set headers on a WebSocket, so a WebSocket client may instead offer two subprotocols,
 `bearer` and `bearer.<token>` (token = JWT or API key; both are valid subprotocol tokens). This
 keeps the credential out of URLs, which proxies and access logs record. The server echoes
@@ -42,6 +43,7 @@ from obsrvr_ray.security.keystore import KeyStore, utcnow
 from obsrvr_ray.security.policy import ADMINISTER, Principal, check_permission, roles_granting
 from obsrvr_ray.security.refusals import KeyStateError, KeyStoreError, RateLimited, SecurityError, UnknownKey
 from obsrvr_ray.security.security_settings import SecuritySettings
+from obsrvr_ray.serve.mtls import client_certificate
 
 API_KEY_HEADER = "X-API-Key"
 WS_SUBPROTOCOL = "bearer"
@@ -76,6 +78,9 @@ class Guard:
     def __init__(self, settings: SecuritySettings, gate: Gate | None = None) -> None:
         self.settings = settings
         self.gate = gate or Gate.from_settings(settings)
+        policy = settings.tls.policy("https")
+        # Then a call that did not come through the mutual-TLS listener (Serve's proxy) is refused.
+        self.certificate_required = bool(policy and policy.required)
 
     @property
     def public_metrics(self) -> bool:
@@ -97,9 +102,11 @@ class Guard:
         async def authorized(request: Request,
                              bearer: HTTPAuthorizationCredentials | None = Security(_bearer, scopes=roles),
                              api_key: str | None = Security(_api_key, scopes=roles)) -> Principal:
-            credentials = Credentials(bearer=bearer.credentials if bearer else None, api_key=api_key or None)
+            credentials = Credentials(bearer=bearer.credentials if bearer else None, api_key=api_key or None,
+                                      certificate=client_certificate(request.scope))
             try:
-                principal = self.gate.check(credentials, self.client_ip(request), permission)
+                principal = self.gate.check(credentials, self.client_ip(request), permission,
+                                            certificate_required=self.certificate_required)
             except SecurityError as exc:
                 raise HTTPException(exc.status, detail=str(exc), headers=error_headers(exc)) from exc
             request.state.principal = principal
@@ -110,13 +117,15 @@ class Guard:
     async def websocket(self, websocket: WebSocket, permission: str) -> Principal | None:
         """The caller of a WebSocket handshake, or None after refusing it (the handler then just returns)."""
         check_permission(permission)
-        credentials = Credentials.from_headers(websocket.headers.get)
+        certificate = client_certificate(websocket.scope)
+        credentials = Credentials.from_headers(websocket.headers.get, certificate)
         if credentials.bearer is None and credentials.api_key is None:
             offered = [p for p in websocket.scope.get("subprotocols", ()) if p.startswith(WS_TOKEN_PREFIX)]
             if offered:
-                credentials = Credentials(bearer=offered[0][len(WS_TOKEN_PREFIX):])
+                credentials = Credentials(bearer=offered[0][len(WS_TOKEN_PREFIX):], certificate=certificate)
         try:
-            principal = self.gate.check(credentials, self.client_ip(websocket), permission)
+            principal = self.gate.check(credentials, self.client_ip(websocket), permission,
+                                        certificate_required=self.certificate_required)
         except SecurityError as exc:
             if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
                 await websocket.send_denial_response(

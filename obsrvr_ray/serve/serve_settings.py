@@ -11,8 +11,10 @@
     http_host: 127.0.0.1
     flight_host: 127.0.0.1
     flight_port: 8815
+    mtls_port: 8443                        # with security.tls.client_ca: HTTPS taking client certificates
     api: {ready_lag: 5, ws_max_connections: 1000, ws_max_per_ip: 20, ws_idle_timeout: 300}
-    security: {key_store: /etc/obsrvr/keys.json, tls_cert: ..., tls_key: ..., dev_mode: false, ...}
+    security: {key_store: /etc/obsrvr/keys.json, tls_cert: ..., tls_key: ..., dev_mode: false, ...,
+               tls: {client_ca: ..., client_cert: required, crl: ..., identities: {spiffe://...: [reader]}}}
     resilience: {rpc_timeout: 10, rpc_max_concurrent: 4, lake_max_concurrent: 8, bulkhead_wait: 10}
     maintenance: {compact_every: 600, vacuum_retention_hours: 168, retention: {token_transfers: 365d}}
                                            # or `maintenance: off`; the tables' schedule
@@ -57,6 +59,8 @@ class LiveAppConfig:
     flight_host: str = "127.0.0.1"
     flight_port: int = 8815
     http_port: int = 8000  # Ray Serve's HTTP proxy (`obsrvr-ray serve`; a RayService sets its own)
+    http_host: str = "127.0.0.1"
+    mtls_port: int = 8443  # the Api replicas' own HTTPS listener, when security.tls takes client certificates
 
 
 class ResilienceSettings(Settings):
@@ -107,6 +111,7 @@ class ServeSettings(Settings):
     http_port: Annotated[int, whole(0)] = 8000
     flight_host: Text | None = None  # default: http_host
     flight_port: Annotated[int, whole(0)] = 8815
+    mtls_port: Annotated[int, whole(0)] = 8443  # HTTPS with client certificates (security.tls.client_ca)
     api: ApiSettings = ApiSettings()
     # read into SecuritySettings together with the environment's OBSRVR_* variables
     security: dict[str, Any] = Field(default_factory=dict)
@@ -156,4 +161,5 @@ def live_config_from_args(args: Mapping, names: Mapping[str, str] | None = None)
     security = {"bind_hosts": [given.http_host, flight_host], **given.security}
     return LiveAppConfig(follower=follower, dataset=output.location, s3=s3, api=given.api,
                          security=SecuritySettings.load(security, prefix="security."), flight_host=flight_host,
-                         flight_port=given.flight_port, http_port=given.http_port)
+                         flight_port=given.flight_port, http_port=given.http_port, http_host=given.http_host,
+                         mtls_port=given.mtls_port)

@@ -6,7 +6,8 @@
 
 import { websocket } from "./api.js";
 import { rateLine } from "./charts.js";
-import { toBaseUnits, transferRow } from "./format.js";
+import { el, toBaseUnits, transferRow } from "./format.js";
+import { EVENT_TYPES, View } from "./view.js";
 
 const KEEP_ROWS = 200; // rows kept on the page, newest first
 const RATE_WINDOW = 120; // seconds on the events/s line
@@ -15,17 +16,13 @@ const PING_EVERY = 15_000; // ms; any message resets the server's idle timeout
 const RECONNECT_AFTER = 2_000; // ms after a lost connection, doubling up to RECONNECT_MAX while it keeps failing
 const RECONNECT_MAX = 60_000;
 
-export class LiveView {
-  constructor(root, { banner }) {
-    this.root = root;
-    this.banner = banner;
-    this.form = root.querySelector("#live-filters");
-    this.tbody = root.querySelector("#live-table tbody");
-    this.empty = root.querySelector("#live-empty");
-    this.state = root.querySelector("#live-state");
-    this.rate = root.querySelector("#live-rate");
-    this.positionText = root.querySelector("#live-position");
-    this.pauseButton = root.querySelector("#live-pause");
+export class LiveView extends View {
+  constructor(root, context) {
+    super(root, context, "live",
+          ["filters", "event-types", "pause", "state", "rate", "position", "rate-chart", "table", "empty"]);
+    this.tbody = this.ui.table.tBodies[0];
+    this.ui.eventTypes.append(...EVENT_TYPES.map((type) =>
+      el("label", {}, el("input", { type: "checkbox", name: "event_types", value: type }), ` ${type}`)));
     this.ws = null;
     this.subscription = {};
     this.paused = false;
@@ -37,23 +34,23 @@ export class LiveView {
     this.failures = 0; // connections lost in a row (reset once subscribed)
     this.refused = null; // the server's error for this subscription: it is not retried
     this.chart = null;
-    this.form.addEventListener("submit", (event) => {
+    this.ui.filters.addEventListener("submit", (event) => {
       event.preventDefault();
       this.apply();
     });
-    this.pauseButton.addEventListener("click", () => (this.paused ? this.resume() : this.pause()));
+    this.ui.pause.addEventListener("click", () => (this.paused ? this.resume() : this.pause()));
     setInterval(() => this.tick(), 1000);
   }
 
   show() {
-    if (!this.chart) this.chart = rateLine("rate", this.root.querySelector("#live-rate-chart"));
+    if (!this.chart) this.chart = rateLine("rate", this.ui.rateChart);
     if (!this.ws && !this.paused) this.connect(null);
     this.tick();
   }
 
   /** The subscribe message from the form; Error (shown in the banner) for a bad minimum amount. */
   readFilters() {
-    const data = new FormData(this.form);
+    const data = new FormData(this.ui.filters);
     const list = (name) => String(data.get(name) || "").split(/[\s,]+/).filter(Boolean);
     const message = { event_types: data.getAll("event_types").map(String), assets: list("assets"),
                       accounts: list("accounts") };
@@ -73,24 +70,24 @@ export class LiveView {
     this.banner(null);
     this.subscription = subscription;
     this.position = null; // the new stream starts at the follower's newest ledger (its first pong says which)
-    this.positionText.textContent = "";
+    this.ui.position.textContent = "";
     this.tbody.replaceChildren();
-    this.empty.hidden = false;
+    this.ui.empty.hidden = false;
     this.paused = false;
-    this.pauseButton.textContent = "Pause";
+    this.ui.pause.textContent = "Pause";
     this.connect(null);
   }
 
   pause() {
     this.paused = true;
-    this.pauseButton.textContent = "Resume";
+    this.ui.pause.textContent = "Resume";
     this.disconnect();
     this.setState("paused", "paused");
   }
 
   resume() {
     this.paused = false;
-    this.pauseButton.textContent = "Pause";
+    this.ui.pause.textContent = "Pause";
     this.connect(this.position === null ? null : this.position + 1);
   }
 
@@ -162,7 +159,7 @@ export class LiveView {
 
   advance(ledger) {
     if (this.position === null || ledger > this.position) this.position = ledger;
-    this.positionText.textContent = `through ledger ${this.position}`;
+    this.ui.position.textContent = `through ledger ${this.position}`;
   }
 
   add(events) {
@@ -172,12 +169,12 @@ export class LiveView {
     const rows = events.slice().reverse().map(transferRow); // newest first
     this.tbody.prepend(...rows);
     while (this.tbody.rows.length > KEEP_ROWS) this.tbody.lastElementChild.remove();
-    this.empty.hidden = this.tbody.rows.length > 0;
+    this.ui.empty.hidden = this.tbody.rows.length > 0;
   }
 
   setState(kind, text) {
-    this.state.className = `pill ${kind}`;
-    this.state.textContent = text;
+    this.ui.state.className = `pill ${kind}`;
+    this.ui.state.textContent = text;
   }
 
   /** Events/s over the RATE_AVERAGE seconds before `second` (ledgers close every few seconds,
@@ -194,7 +191,7 @@ export class LiveView {
     for (const second of this.perSecond.keys()) {
       if (second < now - RATE_WINDOW - RATE_AVERAGE) this.perSecond.delete(second);
     }
-    this.rate.textContent = `${this.rateAt(now).toFixed(1)} events/s`;
+    this.ui.rate.textContent = `${this.rateAt(now).toFixed(1)} events/s`;
     if (this.chart && this.root.offsetParent !== null) {
       const xs = [];
       const ys = [];

@@ -4,6 +4,7 @@
 
 import { get } from "./api.js";
 import { el, fill, ledgerLink, link, shorten, transferRow } from "./format.js";
+import { setOptions, View } from "./view.js";
 
 const fullAccountLink = (address) => link(`#lookup/account/${encodeURIComponent(address)}`, address);
 
@@ -17,6 +18,9 @@ const SUMMARY = {
            "successful_transaction_count", "failed_transaction_count", "operation_count", "base_fee"],
 };
 
+// The form's choices: what `open` looks up (`auto`: the kind guessKind sees in the value).
+const KINDS = { auto: "guess from the text", account: "account", asset: "asset", tx: "transaction", ledger: "ledger" };
+
 export function guessKind(value) {
   if (/^\d+$/.test(value)) return "ledger";
   if (/^[0-9a-fA-F]{64}$/.test(value)) return "tx";
@@ -25,49 +29,37 @@ export function guessKind(value) {
   return "asset"; // an asset code alone
 }
 
-export class LookupView {
-  constructor(root, { banner, navigate }) {
-    this.root = root;
-    this.banner = banner;
-    this.form = root.querySelector("#lookup-form");
-    this.title = root.querySelector("#lookup-title");
-    this.details = root.querySelector("#lookup-details");
-    this.more = root.querySelector("#lookup-more");
-    this.all = root.querySelector("#lookup-all");
-    this.rowsTitle = root.querySelector("#lookup-rows-title");
-    this.table = root.querySelector("#lookup-table");
-    this.pager = root.querySelector("#lookup-pager");
-    this.pageText = root.querySelector("#lookup-page");
-    this.prev = root.querySelector("#lookup-prev");
-    this.next = root.querySelector("#lookup-next");
+export class LookupView extends View {
+  constructor(root, context) {
+    super(root, context, "lookup",
+          ["form", "title", "details", "more", "all", "rows-title", "table", "pager", "prev", "page", "next"]);
+    setOptions(this.ui.form.elements.kind, Object.entries(KINDS));
     this.params = null; // the query being paged
     this.cursors = [null]; // cursors[i] opens page i
     this.page = 0;
     this.nextCursor = null;
-    this.form.addEventListener("submit", (event) => {
+    this.ui.form.addEventListener("submit", (event) => {
       event.preventDefault();
-      const value = this.form.elements.value.value.trim();
+      const value = this.ui.form.elements.value.value.trim();
       if (!value) return;
-      let kind = this.form.elements.kind.value;
+      let kind = this.ui.form.elements.kind.value;
       if (kind === "auto") kind = guessKind(value);
-      navigate(`lookup/${kind}/${encodeURIComponent(kind === "tx" ? value.toLowerCase() : value)}`);
+      context.navigate(`lookup/${kind}/${encodeURIComponent(kind === "tx" ? value.toLowerCase() : value)}`);
     });
-    this.prev.addEventListener("click", () => this.turn(-1));
-    this.next.addEventListener("click", () => this.turn(1));
+    this.ui.prev.addEventListener("click", () => this.turn(-1));
+    this.ui.next.addEventListener("click", () => this.turn(1));
   }
 
-  show() {}
-
   async open(kind, value) {
-    this.form.elements.kind.value = kind;
-    this.form.elements.value.value = value;
-    this.details.hidden = true;
-    this.details.replaceChildren();
-    this.more.hidden = true;
-    this.all.replaceChildren();
-    this.rowsTitle.hidden = true;
-    this.table.hidden = true;
-    this.pager.hidden = true;
+    this.ui.form.elements.kind.value = kind;
+    this.ui.form.elements.value.value = value;
+    this.ui.details.hidden = true;
+    this.ui.details.replaceChildren();
+    this.ui.more.hidden = true;
+    this.ui.all.replaceChildren();
+    this.ui.rowsTitle.hidden = true;
+    this.ui.table.hidden = true;
+    this.ui.pager.hidden = true;
     this.root.dataset.state = "loading";
     try {
       if (kind === "account") await this.paged(`Transfers of account ${value}`, { account: value });
@@ -79,13 +71,13 @@ export class LookupView {
       this.root.dataset.state = "ready";
     } catch (error) {
       this.root.dataset.state = "error";
-      this.title.textContent = error.status === 404 ? `Not found: ${value}` : this.title.textContent;
+      this.ui.title.textContent = error.status === 404 ? `Not found: ${value}` : this.ui.title.textContent;
       this.banner(`lookup: ${error.message}`);
     }
   }
 
   async paged(title, params) {
-    this.title.textContent = title;
+    this.ui.title.textContent = title;
     this.params = params;
     this.cursors = [null];
     this.page = 0;
@@ -96,11 +88,11 @@ export class LookupView {
     const body = await get("v1/token-transfers", { ...this.params, limit: PAGE, cursor: this.cursors[this.page] });
     this.nextCursor = body.next_cursor;
     this.showRows(body.rows);
-    this.pager.hidden = false;
-    this.prev.disabled = this.page === 0;
-    this.next.disabled = !this.nextCursor;
+    this.ui.pager.hidden = false;
+    this.ui.prev.disabled = this.page === 0;
+    this.ui.next.disabled = !this.nextCursor;
     const first = this.page * PAGE + 1;
-    this.pageText.textContent = body.rows.length
+    this.ui.page.textContent = body.rows.length
       ? `page ${this.page + 1}: transfers ${first}–${first + body.rows.length - 1}`
       : "no transfers";
   }
@@ -120,9 +112,9 @@ export class LookupView {
   }
 
   showRows(rows) {
-    fill(this.table.tBodies[0], rows.map(transferRow));
-    this.rowsTitle.hidden = false;
-    this.table.hidden = false;
+    fill(this.ui.table.tBodies[0], rows.map(transferRow));
+    this.ui.rowsTitle.hidden = false;
+    this.ui.table.hidden = false;
   }
 
   /** The summary fields of a transaction or ledger first, in order, then every field. */
@@ -136,10 +128,10 @@ export class LookupView {
       return [el("dt", { text: name }), el("dd", { title }, links[name] ? links[name](value) : shown)];
     };
     const present = (name) => record[name] !== null && record[name] !== undefined && record[name] !== "";
-    this.details.replaceChildren(...SUMMARY[kind].filter(present).flatMap(item));
-    this.all.replaceChildren(...Object.keys(record).filter(present).flatMap(item));
-    this.details.hidden = false;
-    this.more.hidden = false;
+    this.ui.details.replaceChildren(...SUMMARY[kind].filter(present).flatMap(item));
+    this.ui.all.replaceChildren(...Object.keys(record).filter(present).flatMap(item));
+    this.ui.details.hidden = false;
+    this.ui.more.hidden = false;
   }
 
   /** Every transfer of one ledger (all its pages), optionally of one transaction only. */
@@ -155,14 +147,14 @@ export class LookupView {
   }
 
   async transaction(hash) {
-    this.title.textContent = `Transaction ${hash}`;
+    this.ui.title.textContent = `Transaction ${hash}`;
     const tx = await get(`v1/transactions/${hash}`);
     this.showDetails(tx, "tx");
     this.showRows(await this.ledgerTransfers(tx.ledger_sequence, hash));
   }
 
   async ledger(sequence) {
-    this.title.textContent = `Ledger ${sequence}`;
+    this.ui.title.textContent = `Ledger ${sequence}`;
     const ledger = await get(`v1/ledgers/${sequence}`);
     this.showDetails(ledger, "ledger");
     await this.paged(`Ledger ${sequence}`, { start_ledger: sequence, end_ledger: sequence });

@@ -4,6 +4,7 @@
 
 import { get } from "./api.js";
 import { el, fill } from "./format.js";
+import { View } from "./view.js";
 
 const REFRESH = 5000;
 const BREAKER = { closed: "closed (calls go through)", half_open: "half open (trying again)",
@@ -16,10 +17,9 @@ function card(name, value, tone, detail) {
     detail ? el("div", { className: "detail", text: detail }) : null);
 }
 
-export class StatusView {
-  constructor(root, { banner }) {
-    this.root = root;
-    this.banner = banner;
+export class StatusView extends View {
+  constructor(root, context) {
+    super(root, context, "status", ["updated", "cards", "tables", "bulkheads"]);
     this.timer = null;
     this.health = null;
   }
@@ -45,7 +45,7 @@ export class StatusView {
     const f = health.follower || {};
     const processed = f.next_ledger ? f.next_ledger - 1 : null;
     const breaker = f.breaker || "closed";
-    fill(this.root.querySelector("#status-cards"), [
+    fill(this.ui.cards, [
       card("ready", health.ready ? "ready" : "not ready", health.ready ? "good" : "bad", health.reason),
       card("follower", f.state || "not answering", f.state === "live" ? "good" : f.state ? "warn" : "bad",
            f.last_error || null),
@@ -59,7 +59,7 @@ export class StatusView {
            `${f.gaps_filled ?? 0} gaps filled, ${f.lake_fallbacks ?? 0} from the lake`),
       card("websocket_connections", health.websocket_connections, null, "on this replica"),
     ]);
-    fill(this.root.querySelector("#status-bulkheads tbody"), Object.entries(f.bulkheads || {}).map(([name, b]) =>
+    fill(this.ui.bulkheads.tBodies[0], Object.entries(f.bulkheads || {}).map(([name, b]) =>
       el("tr", { dataset: { dependency: name } }, el("td", { text: name }), el("td", { className: "num", text: String(b.in_use) }),
         el("td", { className: "num", text: String(b.limit) }), el("td", { className: "num", text: String(b.rejected) }))));
     const m = f.maintenance || {};
@@ -72,9 +72,9 @@ export class StatusView {
       ["files vacuumed", String(m.files_vacuumed ?? 0)],
     ];
     if (m.last_error) items.push(["last maintenance error", m.last_error]);
-    this.root.querySelector("#status-tables").replaceChildren(
+    this.ui.tables.replaceChildren(
       ...items.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value, dataset: { name } })]));
-    this.root.querySelector("#status-updated").textContent =
+    this.ui.updated.textContent =
       `Updated ${new Date().toISOString().slice(11, 19)} UTC, every ${REFRESH / 1000} s`;
   }
 }

@@ -5,6 +5,7 @@
 import { get } from "./api.js";
 import { bars, timeLines } from "./charts.js";
 import { assetLabel, assetLink, accountLink, compact, el, fill, formatAmount, ledgerLink, txLink, utc } from "./format.js";
+import { EVENT_TYPES, setOptions, View } from "./view.js";
 
 const HOUR = 3600;
 
@@ -46,23 +47,23 @@ export function volumeSeries(rows, timeKey, eventType) {
   return { xs: times, series };
 }
 
-export class VolumeView {
-  constructor(root, { banner }) {
-    this.root = root;
-    this.banner = banner;
-    this.form = root.querySelector("#volume-form");
-    this.windowText = root.querySelector("#volume-window");
+export class VolumeView extends View {
+  constructor(root, context) {
+    super(root, context, "volume", ["form", "window", "hourly", "daily", "types", "types-table", "largest",
+                                    "hourly-table"]);
+    setOptions(this.ui.form.elements.event_type, [["", "every type"], ...EVENT_TYPES.map((type) => [type, type])],
+               "transfer");
     this.newest = null; // close time (Unix s) of the newest committed ledger
     this.query = null; // the parameters of the analytics shown
     this.data = null;
-    this.form.addEventListener("submit", (event) => {
+    this.ui.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.load();
     });
-    for (const button of this.form.querySelectorAll("[data-hours]")) {
+    for (const button of this.ui.form.querySelectorAll("[data-hours]")) {
       button.addEventListener("click", () => this.preset(Number(button.dataset.hours)));
     }
-    this.form.elements.event_type.addEventListener("change", () => this.data && this.render());
+    this.ui.form.elements.event_type.addEventListener("change", () => this.data && this.render());
   }
 
   async show() {
@@ -93,14 +94,14 @@ export class VolumeView {
       return;
     }
     const until = Math.ceil((this.newest + 1) / 60) * 60; // the newest ledger included, whole minutes
-    this.form.elements.until.value = formatLocal(until);
-    this.form.elements.since.value = formatLocal(until - hours * HOUR);
+    this.ui.form.elements.until.value = formatLocal(until);
+    this.ui.form.elements.since.value = formatLocal(until - hours * HOUR);
     await this.load();
   }
 
   async load() {
-    const since = parseLocal(this.form.elements.since.value);
-    const until = parseLocal(this.form.elements.until.value);
+    const since = parseLocal(this.ui.form.elements.since.value);
+    const until = parseLocal(this.ui.form.elements.until.value);
     if (since === null || until === null || since >= until) {
       this.banner("volume: pick a window with From before To");
       return;
@@ -121,29 +122,29 @@ export class VolumeView {
   }
 
   render() {
-    const eventType = this.form.elements.event_type.value;
+    const eventType = this.ui.form.elements.event_type.value;
     const kind = eventType || "every type";
-    this.windowText.textContent = `${utc(this.query.since)} to ${utc(this.query.until)} UTC · ${kind}`;
+    this.ui.window.textContent = `${utc(this.query.since)} to ${utc(this.query.until)} UTC · ${kind}`;
     const hourly = volumeSeries(this.data.asset_volume_hourly, "hour", eventType);
     const daily = volumeSeries(this.data.asset_volume_daily, "date", eventType);
-    timeLines("volume-hourly", this.root.querySelector("#volume-hourly"), { ...hourly, yLabel: "volume (units)" });
-    timeLines("volume-daily", this.root.querySelector("#volume-daily"), { ...daily, yLabel: "volume (units)" });
+    timeLines("volume-hourly", this.ui.hourly, { ...hourly, yLabel: "volume (units)" });
+    timeLines("volume-daily", this.ui.daily, { ...daily, yLabel: "volume (units)" });
 
     const perType = new Map();
     for (const row of this.data.event_type_counts) perType.set(row.event_topic, (perType.get(row.event_topic) || 0) + row.events);
     const types = [...perType.keys()].sort();
-    bars("event-types", this.root.querySelector("#volume-types"), { labels: types, values: types.map((t) => perType.get(t)) });
-    fill(this.root.querySelector("#volume-types-table tbody"), types.map((t) =>
+    bars("event-types", this.ui.types, { labels: types, values: types.map((t) => perType.get(t)) });
+    fill(this.ui.typesTable.tBodies[0], types.map((t) =>
       el("tr", { dataset: { type: t } }, el("td", { text: t }), el("td", { className: "num", text: String(perType.get(t)) }))));
 
-    fill(this.root.querySelector("#volume-largest tbody"), this.data.largest_transfers.map((row) =>
+    fill(this.ui.largest.tBodies[0], this.data.largest_transfers.map((row) =>
       el("tr", { dataset: { key: `${row.ledger_sequence}:${row.event_index}` } },
         el("td", {}, assetLink(row)), el("td", { className: "num", text: formatAmount(row.amount_raw) }),
         el("td", {}, accountLink(row.from)), el("td", {}, accountLink(row.to)),
         el("td", {}, ledgerLink(row.ledger_sequence)), el("td", {}, txLink(row.transaction_hash)))));
 
     const hourlyRows = this.data.asset_volume_hourly.filter((r) => !eventType || r.event_topic === eventType);
-    fill(this.root.querySelector("#volume-hourly-table tbody"), hourlyRows.map((row) =>
+    fill(this.ui.hourlyTable.tBodies[0], hourlyRows.map((row) =>
       el("tr", {}, el("td", { text: utc(row.hour) }), el("td", { text: assetLabel(row), title: row.asset }),
         el("td", { text: row.event_topic }), el("td", { className: "num", text: String(row.events) }),
         el("td", { className: "num", text: formatAmount(row.volume_raw), title: compact(row.volume) }))));
