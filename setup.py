@@ -21,6 +21,7 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[Extension("obsrvr_ray.xdr._fastxdr", ["obsrvr_ray/xdr/_fastxdr.c", "obsrvr_ray/xdr/_transfers.c"],
-                           depends=["obsrvr_ray/xdr/_fastxdr.h"], extra_compile_args=["-O2", "-fvisibility=hidden"], optional=True)],
+                           depends=["obsrvr_ray/xdr/_fastxdr.h"], extra_compile_args=["-O2", "-fvisibility=hidden"],
+                           optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

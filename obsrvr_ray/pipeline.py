@@ -3,21 +3,26 @@ write. Failures are collected per ledger; the range always runs to its end."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from obsrvr_ray.errors import BugError, Failure, LedgerError
 from obsrvr_ray.ledger.model import Ledger
-from obsrvr_ray.ledger.validate import ChainChecker
+from obsrvr_ray.ledger.validate import ChainChecker, Chained
 from obsrvr_ray.progress import Timed
 from obsrvr_ray.rows.ledgers import ledger_row
 from obsrvr_ray.rows.transactions import transaction_rows
 from obsrvr_ray.schema import rows_to_table
 from obsrvr_ray.sinks.files import EXTENSIONS, Written, write_table
 from obsrvr_ray.sources.base import LedgerRecord, decode_record
+from obsrvr_ray.ttp.events import Skipped
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_ray.ttp.filters import EventFilter
 from obsrvr_ray.ttp.verify import Finding, verify_ledger
+
+C = TypeVar("C", bound=Chained)
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,16 @@ def stream_ledgers(
     on_record: Callable[[int | None], None] | None = None,
     decoder: str = "fast",
     checker: ChainChecker | None = None,
-) -> Iterator[Ledger]:
+    read: Callable[[LedgerRecord], C] | None = None,
+) -> Iterator[C]:
     """Decoded, validated ledgers of the records (a source's, or a chunk's); every failure is
     recorded and skipped. `checker`: one already holding the ledger before the first record, so
-    its link is checked too (a backfill chunk links to the chunk before it)."""
+    its link is checked too (a backfill chunk links to the chunk before it). `read`: what reads a
+    record instead of decoding it (token transfers straight from the bytes: chunks.process)."""
     if checker is None and chain_check:
         checker = ChainChecker()
+    if read is None:
+        read = functools.partial(decode_record, passphrase=passphrase, decoder=decoder)
     previous: tuple[int, str] | None = None  # the last named ledger and its origin
     for record in records:
         if record.sequence is not None:
@@ -115,7 +124,7 @@ def stream_ledgers(
         if on_record is not None:
             on_record(record.sequence)
         try:
-            ledger = decode_record(record, passphrase, decoder)
+            ledger = read(record)
             if checker is not None:
                 checker.check(ledger)
         except LedgerError as exc:  # bad bytes, a broken chain: recorded, the range goes on
@@ -145,17 +154,28 @@ def _table_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunR
     if kind == "transactions":
         return transaction_rows(ledger)
     rows, events = token_transfer_rows(ledger, options.passphrase, options.events_from)
-    for skipped in events.skipped:
-        if skipped.error:
-            op = f" operation {skipped.op_index}" if skipped.op_index else ""
-            report.failures.append(Failure(ledger.sequence, f"tx {skipped.tx_hash}{op}", "extract", skipped.reason))
+    record_skipped(report, events.skipped)
+    if options.verify:
+        verify_into(report, ledger, options.passphrase)
+    return rows
+
+
+def record_skipped(report: RunReport, skipped: Iterable[Skipped]) -> None:
+    """Data that breaks a token-transfer rule is a failure naming the transaction and operation;
+    a contract event that is not a token movement is only counted."""
+    for item in skipped:
+        if item.error:
+            op = f" operation {item.op_index}" if item.op_index else ""
+            report.failures.append(Failure(item.ledger, f"tx {item.tx_hash}{op}", "extract", item.reason))
         else:
             report.skipped_events += 1
-    if options.verify:
-        result = verify_ledger(ledger, options.passphrase)
-        report.verified += 1
-        report.findings.extend(result.findings)
-    return rows
+
+
+def verify_into(report: RunReport, ledger: Ledger, passphrase: str) -> None:
+    """--verify: the three-way check of one ledger, its findings collected."""
+    result = verify_ledger(ledger, passphrase)
+    report.verified += 1
+    report.findings.extend(result.findings)
 
 
 class TableWriter:

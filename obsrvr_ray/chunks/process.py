@@ -17,18 +17,27 @@ import pyarrow as pa
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial
 from obsrvr_ray.chunks.plan import WorkUnit
 from obsrvr_ray.chunks.raw import table_to_records
-from obsrvr_ray.errors import Failure, LedgerError
+from obsrvr_ray.errors import BugError, Failure, LedgerError
 from obsrvr_ray.ledger.decode import check_header_hash, peek_header
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.ledger.validate import ChainChecker
 from obsrvr_ray.objectstore import ObjectStore, open_store
-from obsrvr_ray.pipeline import ExtractOptions, RunReport, build_rows, rows_to_table, stream_ledgers
+from obsrvr_ray.pipeline import (
+    ExtractOptions,
+    RunReport,
+    build_rows,
+    record_skipped,
+    rows_to_table,
+    stream_ledgers,
+    verify_into,
+)
 from obsrvr_ray.ranges import Range
 from obsrvr_ray.schema import FAILURES, TRANSFERS_TABLE
 from obsrvr_ray.sinks.layout import OutputSpec, write_exports
-from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord
+from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord, decode_record
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import ChunkCommit, TableSet
+from obsrvr_ray.ttp.transfer_table import LedgerTransfers, TransferTable
 
 EXTRACT = "extract"  # a transaction's events could not be extracted; the ledger's other rows stand
 
@@ -134,32 +143,75 @@ def header_only(record: LedgerRecord | None) -> Ledger | None:
                   close_meta_version=None, tx_set_size=0, origin=record.origin)
 
 
-def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dict[str, list[dict]], RunReport]:
-    """Rows of every table for the unit's ledgers as a reader put them in the object store."""
+def extract(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings) -> tuple[dict[str, pa.Table], RunReport]:
+    """Every table for the unit's ledgers as a reader put them in the object store."""
     return extract_records(unit, list(table_to_records(raw)), settings)
 
 
 def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: ChunkSettings
-                    ) -> tuple[dict[str, list[dict]], RunReport]:
-    """Rows of every table for the unit's ledgers (and the ledger before each linked segment);
-    failures of the data are recorded in the report, bugs raised."""
+                    ) -> tuple[dict[str, pa.Table], RunReport]:
+    """Every table for the unit's ledgers (and the ledger before each linked segment); failures
+    of the data are recorded in the report, bugs raised.
+
+    Token transfers come straight from the ledgers' bytes (ttp.transfer_table: the compiled walker
+    for TransactionMetaV4 ledgers); a unit that needs no other table is not decoded at all. The
+    ledgers and transactions tables, --verify and the reference decoder read decoded ledgers."""
     opts = settings.extract
     report = RunReport(source="", start=unit.chunk[0], end=unit.chunk[1])
     by_sequence = {r.sequence: r for r in records}
-    rows: dict[str, list[dict]] = {t: [] for t in settings.tables}
+    transfers = TransferTable(opts.passphrase, events_from=opts.events_from) if (
+        TRANSFERS_TABLE in settings.tables and opts.decoder == "fast") else None
+    rows: dict[str, list[dict]] = {t: [] for t in settings.tables if t != TRANSFERS_TABLE or transfers is None}
+    from_bytes = transfers is not None and not rows and not opts.verify
     for segment in unit.segments:
         checker = ChainChecker() if settings.chain_check else None
         before = header_only(by_sequence.get(segment.start - 1)) if segment.link and checker else None
         if checker is not None and before is not None:
             checker.check(before)
         block = [r for r in records if r.sequence is not None and segment.start <= r.sequence <= segment.end]
+        if from_bytes:
+            read = functools.partial(_read_transfers, transfers, opts)
+            for found in stream_ledgers(block, opts.passphrase, report, chain_check=settings.chain_check,
+                                        checker=checker, read=read):
+                record_skipped(report, found.errors)
+                report.skipped_events += found.skipped
+            continue
         for ledger in stream_ledgers(block, opts.passphrase, report,
                                      chain_check=settings.chain_check, decoder=opts.decoder, checker=checker):
             # Bad data is a failure in the report; a bug raises (a BugError naming the ledger) and
             # the chunk is not committed: a failure row would hide it, and a rerun would skip it.
-            for t in settings.tables:
-                rows[t].extend(build_rows(t, ledger, opts, report))
-    return rows, report
+            for t, table_rows in rows.items():
+                table_rows.extend(build_rows(t, ledger, opts, report))
+            if transfers is not None:
+                _add_transfers(transfers, ledger, by_sequence[ledger.sequence], report)
+                if opts.verify:
+                    verify_into(report, ledger, opts.passphrase)
+    tables = {t: rows_to_table(t, r) for t, r in rows.items()}
+    if transfers is not None:
+        tables[TRANSFERS_TABLE] = transfers.take()
+    return {t: tables[t] for t in settings.tables}, report
+
+
+def _read_transfers(transfers: TransferTable, opts: ExtractOptions, record: LedgerRecord) -> LedgerTransfers:
+    """A record's token transfers, for stream_ledgers: from its bytes, or its decoded ledger."""
+    if record.error is not None:
+        raise record.error
+    if record.kind == CLOSE_META:
+        return transfers.add(record.data, sequence=record.sequence, origin=record.origin)
+    return transfers.add_decoded(decode_record(record, opts.passphrase, opts.decoder))
+
+
+def _add_transfers(transfers: TransferTable, ledger: Ledger, record: LedgerRecord, report: RunReport) -> None:
+    """The token transfers of a ledger decoded for the other tables: the walker reads its bytes
+    again (faster than the rules on the decoded objects); both accepted it, or it is our bug."""
+    try:
+        found = (transfers.add(record.data, sequence=ledger.sequence, origin=ledger.origin)
+                 if record.kind == CLOSE_META else transfers.add_decoded(ledger))
+    except LedgerError as exc:
+        raise BugError.at(f"ledger {ledger.sequence} ({ledger.origin}): the decoder accepted it, the "
+                          "token-transfer walker did not", exc) from exc
+    record_skipped(report, found.errors)
+    report.skipped_events += found.skipped
 
 
 def build_commit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried: tuple[Failure, ...] = (),
@@ -167,15 +219,15 @@ def build_commit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried
     """Extract, filter and aggregate one unit. `carried`: failures of earlier generations of the
     chunk that this one does not revisit (extraction errors of ledgers already written, failed
     ledgers outside a retry's range)."""
-    rows, report = extract(unit, raw, settings)
-    return commit_from_rows(unit, rows, report.failures, settings, carried, writer)
+    tables, report = extract(unit, raw, settings)
+    return commit_from_rows(unit, tables, report.failures, settings, carried, writer)
 
 
-def commit_from_rows(unit: WorkUnit, rows: dict[str, list[dict]], found: list[Failure], settings: ChunkSettings,
+def commit_from_rows(unit: WorkUnit, extracted: dict[str, pa.Table], found: list[Failure], settings: ChunkSettings,
                      carried: tuple[Failure, ...] = (), writer: str = "backfill") -> ChunkCommit:
-    """The unit's commit from rows already extracted (the live follower extracts each page as it
-    arrives, for subscribers, and commits the rows later)."""
-    tables = {t: rows_to_table(t, r) for t, r in rows.items()}
+    """The unit's commit from tables already extracted (the live follower extracts each page as
+    it arrives, for subscribers, and commits the tables later)."""
+    tables = dict(extracted)
     events = tables[TRANSFERS_TABLE].num_rows if TRANSFERS_TABLE in tables else 0
     volume = largest = None
     if TRANSFERS_TABLE in tables:

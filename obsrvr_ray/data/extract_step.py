@@ -17,7 +17,7 @@ from obsrvr_ray.chunks.process import ChunkSettings, extract, is_ledger_failure
 from obsrvr_ray.chunks.raw import RAW_SCHEMA
 from obsrvr_ray.errors import ConfigError, Failure
 from obsrvr_ray.network import resolve_passphrase
-from obsrvr_ray.pipeline import ExtractOptions, rows_to_table
+from obsrvr_ray.pipeline import ExtractOptions
 from obsrvr_ray.schema import FAILURES, TABLES, TRANSFERS_TABLE
 from obsrvr_ray.sources.base import CLOSE_META
 from obsrvr_ray.ttp.filters import EventFilter
@@ -144,8 +144,8 @@ class Extractor:
         unit = WorkUnit(chunk, 0, (Segment(chunk[0], chunk[1], link is not None),))
         options = ExtractOptions(passphrase, events_from=self.events_from, decoder=self.decoder, filter=self.filter)
         settings = ChunkSettings((self.table,), None, options, self.chain_check, analytics=False)
-        rows, report = extract(unit, raw, settings)
-        table = rows_to_table(self.table, rows[self.table])
+        tables, report = extract(unit, raw, settings)
+        table = tables[self.table]
         if self.table == TRANSFERS_TABLE:
             table = self.filter.apply(table)
         return table, failures + report.failures, named.num_rows

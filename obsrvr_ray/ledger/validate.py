@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from obsrvr_ray.errors import ValidationError
 from obsrvr_ray.ledger.model import Ledger
@@ -48,6 +49,23 @@ def chain_breaks(ledgers: Iterable[Ledger]) -> list[ChainBreak]:
 Link = tuple[int, bytes]  # a good ledger's sequence and header hash: what the next ledger must link to
 
 
+class Chained(Protocol):
+    """What the chain reads of a ledger: a decoded Ledger, or the header facts of one read
+    straight from its bytes (ttp.transfer_table.LedgerTransfers)."""
+
+    @property
+    def sequence(self) -> int: ...
+
+    @property
+    def hash(self) -> bytes: ...
+
+    @property
+    def previous_hash(self) -> bytes: ...
+
+    @property
+    def origin(self) -> str: ...
+
+
 class ChainChecker:
     """The hash chain of a stream of ledgers: each ledger is checked into the last good ledger.
 
@@ -63,7 +81,7 @@ class ChainChecker:
         self._link = link
         self._broken: ChainBreak | None = None  # the first break, while nothing has linked since
 
-    def link_break(self, ledger: Ledger) -> ChainBreak | None:
+    def link_break(self, ledger: Chained) -> ChainBreak | None:
         """The break `ledger` makes with the last good ledger, if any; the chain does not move."""
         if self._link is None:
             return None
@@ -74,7 +92,7 @@ class ChainChecker:
             return None
         return ChainBreak(sequence, ledger.sequence, hash_, ledger.previous_hash)
 
-    def accept(self, ledger: Ledger) -> None:
+    def accept(self, ledger: Chained) -> None:
         """`ledger` linked (or starts the chain): the next one links to it."""
         self._link, self._broken = (ledger.sequence, ledger.hash), None
 
@@ -82,7 +100,7 @@ class ChainChecker:
         """A ledger without a readable header: the next one has nothing to link to."""
         self._link, self._broken = None, None
 
-    def check(self, ledger: Ledger) -> None:
+    def check(self, ledger: Chained) -> None:
         """Accept `ledger`, or raise the ValidationError naming the break that stops it."""
         found = self.link_break(ledger)
         if found is None:

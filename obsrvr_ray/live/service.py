@@ -25,10 +25,9 @@ from obsrvr_ray.errors import Failure
 from obsrvr_ray.ledger.validate import Link
 from obsrvr_ray.live.follow import LedgerFollower
 from obsrvr_ray.live.recent import RecentLedgers
-from obsrvr_ray.pipeline import rows_to_table
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
-from obsrvr_ray.schema import TRANSFERS_TABLE
+from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE
 from obsrvr_ray.sources.base import LedgerRecord
 from obsrvr_ray.sources.open import SourceOptions, open_source
 from obsrvr_ray.sources.rpc import RpcClient
@@ -63,7 +62,7 @@ class ExtractedPage:
     first: int
     last: int
     linked: bool  # the ledger before `first` was checked into it (the hash chain)
-    rows: dict[str, list[dict]]
+    tables: dict[str, pa.Table]
     failures: list[Failure]
     transfers: dict[int, pa.Table]
 
@@ -137,22 +136,22 @@ class FollowerService:
         link = previous is not None and previous.sequence == first - 1
         unit = WorkUnit((first, last), 0, (Segment(first, last, link),))
         settings = self.config.settings
-        rows, report = extract_records(unit, ([previous] if link else []) + records, settings)
-        transfers = settings.extract.filter.apply(rows_to_table(TRANSFERS_TABLE, rows.get(TRANSFERS_TABLE, [])))
+        tables, report = extract_records(unit, ([previous] if link else []) + records, settings)
+        transfers = settings.extract.filter.apply(tables.get(TRANSFERS_TABLE, TOKEN_TRANSFERS.empty_table()))
         per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
                       for seq in range(unit.chunk[0], unit.chunk[1] + 1)}
         self._previous = records[-1]
-        return ExtractedPage(unit.chunk[0], unit.chunk[1], unit.segments[0].link, rows, report.failures, per_ledger)
+        return ExtractedPage(unit.chunk[0], unit.chunk[1], unit.segments[0].link, tables, report.failures, per_ledger)
 
     def _commit(self, pages: list[ExtractedPage]) -> None:
         """The pages' rows as one chunk, through the backfill's commit protocol (no second extraction)."""
         began = time.monotonic()
         first, last = pages[0].first, pages[-1].last
         unit = WorkUnit((first, last), 0, (Segment(first, last, pages[0].linked),))
-        rows = {table: [row for page in pages for row in page.rows.get(table, [])]
-                for table in self.config.settings.tables}
+        tables = {table: pa.concat_tables([page.tables[table] for page in pages])
+                  for table in self.config.settings.tables}
         failures = [f for page in pages for f in page.failures]
-        commit_chunk(commit_from_rows(unit, rows, failures, self.config.settings, writer="live"),
+        commit_chunk(commit_from_rows(unit, tables, failures, self.config.settings, writer="live"),
                      self.config.settings, began)
 
     def status(self) -> dict:

@@ -25,6 +25,7 @@ from obsrvr_ray import strkey
 from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger import decode as D
 from obsrvr_ray.ledger.hashing import SIGNED_BODIES
+from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.network import network_id
 from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE, rows_to_table
 from obsrvr_ray.ttp.assets import NATIVE, sac_contract_hash, sac_of_sep11
@@ -149,7 +150,13 @@ class TransferTable:
                                skipped)
 
     def _add_decoded(self, data: bytes, sequence: int | None, origin: str) -> LedgerTransfers:
-        ledger = D.decode_ledger(data, self.passphrase, sequence=sequence, origin=origin, decoder="fast")
+        return self.add_decoded(D.decode_ledger(data, self.passphrase, sequence=sequence, origin=origin,
+                                                decoder="fast"))
+
+    @gc_paused
+    def add_decoded(self, ledger: Ledger) -> LedgerTransfers:
+        """A ledger already decoded (from stellar-etl's rows, say), read by the Python rules."""
+        origin = ledger.origin
         rows, events = token_transfer_rows(ledger, self.passphrase, self.events_from)
         self._flush_walker()
         self._rows.extend(rows)
