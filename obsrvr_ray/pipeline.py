@@ -16,10 +16,11 @@ from obsrvr_ray.rows.ledgers import ledger_row
 from obsrvr_ray.rows.transactions import transaction_rows
 from obsrvr_ray.schema import rows_to_table
 from obsrvr_ray.sinks.files import EXTENSIONS, Written, write_table
-from obsrvr_ray.sources.base import LedgerRecord, decode_record
+from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord, decode_record
 from obsrvr_ray.ttp.events import Skipped
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_ray.ttp.filters import EventFilter
+from obsrvr_ray.ttp.transfer_table import LedgerTransfers, TransferTable
 from obsrvr_ray.ttp.verify import Finding, verify_ledger
 
 C = TypeVar("C", bound=Chained)
@@ -160,6 +161,26 @@ def _table_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunR
     return rows
 
 
+def transfers_reader(transfers: TransferTable, options: ExtractOptions) -> Callable[[LedgerRecord], LedgerTransfers]:
+    """stream_ledgers' `read` that adds a record's token transfers to `transfers`: from its bytes
+    (compiled for TransactionMetaV4 ledgers), or from its decoded ledger (stellar-etl's rows)."""
+
+    def read(record: LedgerRecord) -> LedgerTransfers:
+        if record.error is not None:
+            raise record.error
+        if record.kind == CLOSE_META:
+            return transfers.add(record.data, sequence=record.sequence, origin=record.origin)
+        return transfers.add_decoded(decode_record(record, options.passphrase, options.decoder))
+
+    return read
+
+
+def reads_from_bytes(options: ExtractOptions) -> bool:
+    """Token transfers can be read straight from the bytes: our decoder, no --verify (which
+    compares views of the decoded ledger)."""
+    return options.decoder == "fast" and not options.verify
+
+
 def record_skipped(report: RunReport, skipped: Iterable[Skipped]) -> None:
     """Data that breaks a token-transfer rule is a failure naming the transaction and operation;
     a contract event that is not a token movement is only counted."""
@@ -183,9 +204,13 @@ class TableWriter:
     ledgers when following (each part complete on its own)."""
 
     def __init__(self, kind: str, out: str, fmt: str, *, compression: str, follow: bool, flush_every: int,
-                 report: RunReport, s3=None, row_filter: EventFilter | None = None) -> None:
+                 report: RunReport, s3=None, row_filter: EventFilter | None = None,
+                 transfers: TransferTable | None = None) -> None:
+        """`transfers`: the table token transfers are added to as they are read (read_transfers);
+        the writer takes its rows from there instead of from `add`."""
         self.kind, self.out, self.fmt = kind, out, fmt
         self.row_filter = row_filter
+        self.transfers = transfers
         self.compression, self.follow, self.flush_every = compression, follow, flush_every
         self.report, self.s3 = report, s3
         self.rows: list[dict] = []
@@ -193,10 +218,11 @@ class TableWriter:
         self.last: int | None = None
         self.pending_ledgers = 0
 
-    def add(self, ledger: Ledger, rows: list[dict]) -> None:
+    def add(self, sequence: int, rows: list[dict] = ()) -> None:
+        """Ledger `sequence` was read: its rows (none when they went to `transfers`)."""
         self.rows.extend(rows)
-        self.first = ledger.sequence if self.first is None else self.first
-        self.last = ledger.sequence
+        self.first = sequence if self.first is None else self.first
+        self.last = sequence
         self.pending_ledgers += 1
         if self.follow and self.pending_ledgers >= self.flush_every:
             self.flush()
@@ -208,7 +234,7 @@ class TableWriter:
             dest = f"{self.out.rstrip('/')}/{self.kind}-{self.first}-{self.last}{EXTENSIONS[self.fmt]}"
         else:
             dest = self.out
-        table = rows_to_table(self.kind, self.rows)
+        table = self.transfers.take() if self.transfers is not None else rows_to_table(self.kind, self.rows)
         if self.row_filter is not None:
             table = self.row_filter.apply(table)
         self.report.rows += table.num_rows

@@ -26,18 +26,20 @@ from obsrvr_ray.pipeline import (
     ExtractOptions,
     RunReport,
     build_rows,
+    reads_from_bytes,
     record_skipped,
     rows_to_table,
     stream_ledgers,
+    transfers_reader,
     verify_into,
 )
 from obsrvr_ray.ranges import Range
 from obsrvr_ray.schema import FAILURES, TRANSFERS_TABLE
 from obsrvr_ray.sinks.layout import OutputSpec, write_exports
-from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord, decode_record
+from obsrvr_ray.sources.base import CLOSE_META, LedgerRecord
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import ChunkCommit, TableSet
-from obsrvr_ray.ttp.transfer_table import LedgerTransfers, TransferTable
+from obsrvr_ray.ttp.transfer_table import TransferTable
 
 EXTRACT = "extract"  # a transaction's events could not be extracted; the ledger's other rows stand
 
@@ -162,7 +164,7 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
     transfers = TransferTable(opts.passphrase, events_from=opts.events_from) if (
         TRANSFERS_TABLE in settings.tables and opts.decoder == "fast") else None
     rows: dict[str, list[dict]] = {t: [] for t in settings.tables if t != TRANSFERS_TABLE or transfers is None}
-    from_bytes = transfers is not None and not rows and not opts.verify
+    from_bytes = transfers is not None and not rows and reads_from_bytes(opts)
     for segment in unit.segments:
         checker = ChainChecker() if settings.chain_check else None
         before = header_only(by_sequence.get(segment.start - 1)) if segment.link and checker else None
@@ -170,7 +172,7 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
             checker.check(before)
         block = [r for r in records if r.sequence is not None and segment.start <= r.sequence <= segment.end]
         if from_bytes:
-            read = functools.partial(_read_transfers, transfers, opts)
+            read = transfers_reader(transfers, opts)
             for found in stream_ledgers(block, opts.passphrase, report, chain_check=settings.chain_check,
                                         checker=checker, read=read):
                 record_skipped(report, found.errors)
@@ -190,15 +192,6 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
     if transfers is not None:
         tables[TRANSFERS_TABLE] = transfers.take()
     return {t: tables[t] for t in settings.tables}, report
-
-
-def _read_transfers(transfers: TransferTable, opts: ExtractOptions, record: LedgerRecord) -> LedgerTransfers:
-    """A record's token transfers, for stream_ledgers: from its bytes, or its decoded ledger."""
-    if record.error is not None:
-        raise record.error
-    if record.kind == CLOSE_META:
-        return transfers.add(record.data, sequence=record.sequence, origin=record.origin)
-    return transfers.add_decoded(decode_record(record, opts.passphrase, opts.decoder))
 
 
 def _add_transfers(transfers: TransferTable, ledger: Ledger, record: LedgerRecord, report: RunReport) -> None:

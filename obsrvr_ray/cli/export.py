@@ -46,8 +46,18 @@ def cmd_export(flags: ExportSettings) -> int:
     from tqdm import tqdm
 
     from obsrvr_ray.objectstore import S3Options
-    from obsrvr_ray.pipeline import ExtractOptions, RunReport, TableWriter, build_rows, stream_ledgers
+    from obsrvr_ray.pipeline import (
+        ExtractOptions,
+        RunReport,
+        TableWriter,
+        build_rows,
+        reads_from_bytes,
+        record_skipped,
+        stream_ledgers,
+        transfers_reader,
+    )
     from obsrvr_ray.ttp.filters import EventFilter
+    from obsrvr_ray.ttp.transfer_table import TransferTable
 
     source = source_from_args(flags)
     try:
@@ -60,19 +70,27 @@ def cmd_export(flags: ExportSettings) -> int:
         event_filter = EventFilter.of(flags.event_types, flags.assets, flags.accounts)
         options = ExtractOptions(passphrase, events_from=flags.events_from, verify=flags.verify, filter=event_filter,
                                  decoder=flags.decoder)
+        # token transfers straight from the bytes (compiled for TransactionMetaV4 ledgers)
+        transfers = TransferTable(passphrase, events_from=flags.events_from) if (
+            table == TRANSFERS_TABLE and reads_from_bytes(options)) else None
         writer = TableWriter(table, flags.out, flags.format, compression=flags.compression, follow=follow,
                              flush_every=flags.flush_every, report=report, s3=s3,
-                             row_filter=event_filter if table == TRANSFERS_TABLE else None)
+                             row_filter=event_filter if table == TRANSFERS_TABLE else None, transfers=transfers)
         bar = tqdm(total=None if follow else end - start + 1, unit="ledger", file=sys.stderr,
                    disable=None, dynamic_ncols=True, desc=f"export {flags.table}")
         interrupted = False
         try:
             records = records_until(source, start, end) if flags.wait_for_end and end is not None else \
                 source.records(start, end)
-            for ledger in stream_ledgers(records, passphrase, report,
-                                         chain_check=flags.chain_check,
-                                         on_record=lambda _seq: bar.update(1), decoder=flags.decoder):
-                writer.add(ledger, build_rows(table, ledger, options, report))
+            read = transfers_reader(transfers, options) if transfers is not None else None
+            for found in stream_ledgers(records, passphrase, report, chain_check=flags.chain_check,
+                                        on_record=lambda _seq: bar.update(1), decoder=flags.decoder, read=read):
+                if transfers is not None:
+                    record_skipped(report, found.errors)
+                    report.skipped_events += found.skipped
+                    writer.add(found.sequence)
+                else:
+                    writer.add(found.sequence, build_rows(table, found, options, report))
                 bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
         except KeyboardInterrupt:
             interrupted = True
