@@ -12,11 +12,8 @@ the same DecodeError / ValidationError.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 from dataclasses import dataclass, field
-from functools import cache
 
 import pyarrow as pa
 from stellar_sdk import xdr as X
@@ -65,19 +62,6 @@ class LedgerTransfers:
     compiled: bool = True
 
 
-@cache
-def _openssl_sha256() -> int:
-    """Address of OpenSSL's one-shot SHA256 (the library hashlib uses), or 0: hashing each
-    envelope through hashlib costs a Python call per transaction."""
-    name = ctypes.util.find_library("crypto")
-    if not name:
-        return 0
-    try:
-        return ctypes.cast(ctypes.CDLL(name).SHA256, ctypes.c_void_p).value or 0
-    except (OSError, AttributeError):
-        return 0
-
-
 def _asset_answer(text: str, passphrase: str) -> tuple | None:
     """What a SAC event's asset text names: (SAC id bytes, the four asset columns), or None."""
     found = sac_of_sep11(text, passphrase)
@@ -96,16 +80,8 @@ def _walker(passphrase: str) -> _Columns | None:
     net = network_id(passphrase)
     native = (sac_contract_hash(NATIVE.to_xdr(), net), *NATIVE.columns)
     names = {t.value: t.name for t in X.SCValType}
-
-    def make(sha256_address: int) -> _Columns:
-        return _Columns(walker_codec.compiled_decoder, ids, bodies, net, native,
-                        lambda text: _asset_answer(text, passphrase), names, hashlib.sha256, sha256_address)
-
-    walker = make(_openssl_sha256())
-    probe = b"obsrvr-ray sha256 probe"
-    if walker.digest(probe) != hashlib.sha256(probe).digest():  # a libcrypto that is not what it claims
-        walker = make(0)
-    return walker
+    return _Columns(walker_codec.compiled_decoder, ids, bodies, net, native,
+                    lambda text: _asset_answer(text, passphrase), names, hashlib.sha256)
 
 
 class TransferTable:

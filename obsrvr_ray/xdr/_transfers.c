@@ -10,9 +10,9 @@
  * real ledger, on generated ledgers and on damaged copies. Ledgers outside its reach (older
  * metas, non-canonical bytes) are answered "fallback" and read by the Python rules.
  *
- * One walk checks every byte as the decoder's skip does (same errors), hashes the header and
- * each envelope (the network check of obsrvr_ray/ledger/decode.py), reads the events of each
- * meta and appends rows. Nothing is built per event or per row: only bytes in the column
+ * One walk checks every byte as the decoder's skip does (same errors), reads the events of each
+ * meta, then hashes the header and each envelope (the network check of
+ * obsrvr_ray/ledger/decode.py) with hashlib, and appends rows. Nothing is built per event or per row: only bytes in the column
  * buffers. A ledger is appended whole or not at all.
  */
 #include "_fastxdr.h"
@@ -157,8 +157,7 @@ typedef struct {
     unsigned char network_id[32];
     unsigned char native_sac[32];
     AssetEntry native;
-    void (*sha256)(const unsigned char *, size_t, unsigned char *); /* OpenSSL's SHA256, or NULL */
-    PyObject *hashlib_sha256;        /* used when sha256 is NULL */
+    PyObject *hashlib_sha256;        /* SHA-256 of the envelopes and the header: OpenSSL's, through hashlib */
     PyObject *lookup;                /* callable(text) -> None | (sac bytes, asset, type, code, issuer) */
     PyObject *type_names;            /* SCValType value -> name, for messages */
     PyObject *d_ref;
@@ -513,10 +512,6 @@ static int walk_meta(TransferColumns *x, const Input *in, Py_ssize_t *pos, int d
 }
 
 static void sha256_of(TransferColumns *x, const unsigned char *p, Py_ssize_t n, unsigned char *out, int *err) {
-    if (x->sha256 != NULL) {
-        x->sha256(p, (size_t)n, out);
-        return;
-    }
     PyObject *payload = PyBytes_FromStringAndSize((const char *)p, n);
     PyObject *hasher = payload ? PyObject_CallOneArg(x->hashlib_sha256, payload) : NULL;
     Py_XDECREF(payload);
@@ -960,7 +955,7 @@ static void TC_dealloc(TransferColumns *x) {
     Py_TYPE(x)->tp_free((PyObject *)x);
 }
 
-/* TransferColumns(decoder, type_ids, bodies, network_id, native, lookup, type_names, hashlib_sha256, sha256_address)
+/* TransferColumns(decoder, type_ids, bodies, network_id, native, lookup, type_names, hashlib_sha256)
  *   type_ids: (LedgerCloseMeta, LedgerCloseMetaExt, LedgerHeader, StellarValue, LedgerHeaderHistoryEntryExt,
  *              GeneralizedTransactionSet, TransactionPhase, TxSetComponent, TransactionEnvelope, TransactionResult,
  *              LedgerEntryChanges, TransactionMeta, ExtensionPoint, SorobanTransactionMetaV2, DiagnosticEvent,
@@ -972,9 +967,8 @@ static void TC_dealloc(TransferColumns *x) {
 static int TC_init(TransferColumns *x, PyObject *args, PyObject *kw) {
     PyObject *decoder, *ids, *bodies, *native, *lookup, *names, *hashlib_sha256;
     Py_buffer net;
-    unsigned long long sha_address;
-    if (!PyArg_ParseTuple(args, "O!O!O!y*OOO!OK", &DecoderType, &decoder, &PyTuple_Type, &ids, &PyDict_Type, &bodies, &net, &native,
-                          &lookup, &PyDict_Type, &names, &hashlib_sha256, &sha_address)) {
+    if (!PyArg_ParseTuple(args, "O!O!O!y*OOO!O", &DecoderType, &decoder, &PyTuple_Type, &ids, &PyDict_Type, &bodies,
+                          &net, &native, &lookup, &PyDict_Type, &names, &hashlib_sha256)) {
         return -1;
     }
     if (net.len != 32) {
@@ -1022,7 +1016,6 @@ static int TC_init(TransferColumns *x, PyObject *args, PyObject *kw) {
     x->type_names = names;
     Py_INCREF(hashlib_sha256);
     x->hashlib_sha256 = hashlib_sha256;
-    x->sha256 = (void (*)(const unsigned char *, size_t, unsigned char *))(uintptr_t)sha_address;
     x->texts = PyMem_Calloc(TEXT_SLOTS, sizeof(TextEntry));
     if (x->texts == NULL) {
         PyErr_NoMemory();
@@ -1166,17 +1159,6 @@ static PyObject *TC_take(TransferColumns *x, PyObject *Py_UNUSED(ignored)) {
     return Py_BuildValue("(nN)", rows, out);
 }
 
-/* digest(data) -> SHA-256 as this object computes it (checked against hashlib once). */
-static PyObject *TC_digest(TransferColumns *x, PyObject *arg) {
-    Py_buffer b;
-    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
-    unsigned char out[32];
-    int err = 0;
-    sha256_of(x, b.buf, b.len, out, &err);
-    PyBuffer_Release(&b);
-    return err ? NULL : PyBytes_FromStringAndSize((const char *)out, 32);
-}
-
 static PyObject *TC_rows(TransferColumns *x, void *Py_UNUSED(closure)) {
     return PyLong_FromSsize_t(x->rows);
 }
@@ -1184,7 +1166,6 @@ static PyObject *TC_rows(TransferColumns *x, void *Py_UNUSED(closure)) {
 static PyMethodDef TC_methods[] = {
     {"add", (PyCFunction)TC_add, METH_VARARGS, "add(ledger close meta bytes, expected=-1) -> (status, sequence, ...)"},
     {"take", (PyCFunction)TC_take, METH_NOARGS, "take() -> (rows, column buffers); the columns start empty again"},
-    {"digest", (PyCFunction)TC_digest, METH_O, "digest(data) -> SHA-256 as the walker computes it"},
     {NULL, NULL, 0, NULL},
 };
 
