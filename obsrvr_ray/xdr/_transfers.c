@@ -939,20 +939,14 @@ static void TC_dealloc(TransferColumns *x) {
         PyMem_Free(x->cols[i].valid.p);
     }
     for (Py_ssize_t i = 0; i < x->table_cap; i++) asset_free(x->table[i]);
-    PyMem_Free(x->table);
     for (int i = 0; i < 4; i++) PyMem_Free(x->native.cols[i]);
-    PyMem_Free(x->evs);
-    PyMem_Free(x->texts);
-    PyMem_Free(x->hashes.p);
-    PyMem_Free(x->spans.p);
-    PyMem_Free(x->results.p);
-    PyMem_Free(x->scratch.p);
-    Py_XDECREF(x->errors);
-    Py_XDECREF(x->hashlib_sha256);
-    Py_XDECREF(x->lookup);
-    Py_XDECREF(x->type_names);
-    Py_XDECREF(x->d_ref);
-    Py_TYPE(x)->tp_free((PyObject *)x);
+    void *owned[] = {x->table, x->evs, x->texts, x->hashes.p, x->spans.p, x->results.p, x->scratch.p};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) PyMem_Free(owned[i]);
+    PyObject *refs[] = {x->errors, x->hashlib_sha256, x->lookup, x->type_names, x->d_ref};
+    for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) Py_XDECREF(refs[i]);
+    PyTypeObject *type = Py_TYPE(x);
+    type->tp_free((PyObject *)x);
+    Py_DECREF(type);  /* instances of a heap type hold a reference to it */
 }
 
 /* TransferColumns(decoder, type_ids, bodies, network_id, native, lookup, type_names, hashlib_sha256)
@@ -1174,24 +1168,25 @@ static PyGetSetDef TC_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyTypeObject TransferColumnsType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "obsrvr_ray.xdr._fastxdr.TransferColumns",
-    .tp_basicsize = sizeof(TransferColumns),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)TC_init,
-    .tp_dealloc = (destructor)TC_dealloc,
-    .tp_methods = TC_methods,
-    .tp_getset = TC_getset,
-    .tp_doc = "Token-transfer columns from LedgerCloseMeta bytes (see obsrvr_ray/ttp/transfer_columns.py).",
+/* A heap type (PyType_FromSpec): the module holds its only reference. */
+static PyType_Slot TC_slots[] = {
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, TC_init},
+    {Py_tp_dealloc, TC_dealloc},
+    {Py_tp_methods, TC_methods},
+    {Py_tp_getset, TC_getset},
+    {Py_tp_doc, "Token-transfer columns from LedgerCloseMeta bytes (see obsrvr_ray/ttp/transfer_table.py)."},
+    {0, NULL},
 };
 
+static PyType_Spec TC_spec = {"obsrvr_ray.xdr._fastxdr.TransferColumns", sizeof(TransferColumns), 0,
+                              Py_TPFLAGS_DEFAULT, TC_slots};
+
 int add_transfer_columns(PyObject *module) {
-    if (PyType_Ready(&TransferColumnsType) < 0) return -1;
-    Py_INCREF(&TransferColumnsType);
-    if (PyModule_AddObject(module, "TransferColumns", (PyObject *)&TransferColumnsType) < 0) {
-        Py_DECREF(&TransferColumnsType);
+    PyObject *type = PyType_FromSpec(&TC_spec);
+    if (type == NULL) return -1;
+    if (PyModule_AddObject(module, "TransferColumns", type) < 0) {
+        Py_DECREF(type);
         return -1;
     }
     return 0;
