@@ -131,6 +131,8 @@ def stream_ledgers(
         except LedgerError as exc:  # bad bytes, a broken chain: recorded, the range goes on
             report.add_failure(exc, record.sequence, record.origin)
             continue
+        except BugError:  # a rule's bug, already named by its ledger, transaction and operation
+            raise
         except Exception as exc:  # the decoders turn bad bytes into DecodeError: anything else is a bug
             raise BugError.at(f"ledger {record.sequence} ({record.origin})", exc) from exc
         report.ledgers_ok += 1
