@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import threading
 import time
@@ -208,6 +209,28 @@ def test_a_processor_certificate_does_what_a_processor_key_does(pki, creds, requ
     assert flight_by_cert == flight_by_key == {"do_get": "FlightUnauthorizedError",
                                                "list_flights": "FlightUnauthorizedError", "do_put": "ok",
                                                "do_action": "ok"}
+
+
+def test_the_audit_log_names_each_certificate_caller(pki, required, caplog) -> None:
+    """Refusals and admitted changes are audited with the identity the certificate maps to, on
+    REST and on Flight; the secret material never appears."""
+    http, _, port = required
+    caplog.set_level(logging.INFO, logger="obsrvr_ray.security.audit")
+    get(pki, f"{http.url}/admin/keys", "reader")
+    get(pki, f"{http.url}/v1/ingest", "processor", method="post")
+    with flight_client(pki, port, "reader") as client:
+        flight_calls(client)
+    with flight_client(pki, port, "stranger") as client:
+        flight_calls(client)
+    lines = [(r.getMessage(), r.fields.get("principal"), r.fields.get("permission"))
+             for r in caplog.records if r.name == "obsrvr_ray.security.audit"]
+    reader, stranger = "cert:spiffe://obsrvr-ray.test/reader", "cert:spiffe://obsrvr-ray.test/stranger"
+    assert ("permission_refused", reader, "administer") in lines  # REST
+    assert [who for event, who, permission in lines if (event, permission) == ("admitted", "ingest")] == [
+        "cert:CN=processor,O=obsrvr-ray test"]  # mapped by its subject
+    assert ("permission_refused", reader, "ingest") in lines  # Flight do_put
+    assert ("permission_refused", stranger, "flight_read") in lines  # no mapping: named, no roles
+    assert not [r for r in caplog.records if "BEGIN" in r.getMessage() or "PRIVATE" in str(r.__dict__)]
 
 
 def test_a_certificate_without_a_mapping_has_no_rights(pki, required) -> None:

@@ -9,6 +9,11 @@
 4. its roles grant the permission.
 
 Dev mode skips 2-4 (the address limit stays) and answers with an admin principal.
+
+The audit log (logger `obsrvr_ray.security.audit`, one JSON line each) records every refused
+credential or permission, and every admitted call that changes something (ingest, control,
+administer), with the caller's identity (`key:<id>`, `jwt:<subject>`, `cert:<identity>`), the
+permission and the client address. Reads are not logged one by one; they are counted in metrics.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from obsrvr_ray.security.apikeys import looks_like_key
 from obsrvr_ray.security.client_certs import CertificateMap
 from obsrvr_ray.security.clientip import client_address, parse_networks
 from obsrvr_ray.security.keystore import KeyStore
-from obsrvr_ray.security.policy import ADMIN, Principal, roles_granting
+from obsrvr_ray.security.policy import ADMIN, ADMINISTER, CONTROL, INGEST, Principal, roles_granting
 from obsrvr_ray.security.ratelimit import RateLimiter
 from obsrvr_ray.security.refusals import (
     AuthenticationError,
@@ -38,6 +43,8 @@ from obsrvr_ray.security.tokens import TokenVerifier
 API_KEY_HEADER = "x-api-key"
 DEV_PRINCIPAL = Principal(id="dev", roles=frozenset({ADMIN}), kind="dev", name="dev mode (authentication off)")
 log = logging.getLogger("obsrvr_ray.security")
+audit = logging.getLogger("obsrvr_ray.security.audit")
+AUDITED = frozenset({INGEST, CONTROL, ADMINISTER})  # permissions whose admitted calls are logged too
 
 
 @dataclass(frozen=True)
@@ -135,15 +142,31 @@ class Gate:
         self.limit_address(client_ip)
         if self.settings.dev_mode:
             return DEV_PRINCIPAL
-        if certificate_required and credentials.certificate is None:
-            raise AuthenticationError("a client certificate is required: connect with one (mutual TLS) to the "
-                                      "listener taking them", presented=False)
-        principal = self.authenticate(credentials)
+        try:
+            if certificate_required and credentials.certificate is None:
+                raise AuthenticationError("a client certificate is required: connect with one (mutual TLS) to the "
+                                          "listener taking them", presented=False)
+            principal = self.authenticate(credentials)
+        except AuthenticationError as exc:
+            log_event(audit, "auth_refused", logging.WARNING, permission=permission, client=client_ip,
+                      credential=_presented(credentials), reason=str(exc))
+            raise
         if self.key_limiter is not None:
             wait = self.key_limiter.take(principal.id)
             if wait:
                 raise RateLimited("too many requests for this credential", wait)
         if not principal.may(permission):
+            log_event(audit, "permission_refused", logging.WARNING, principal=principal.id, permission=permission,
+                      client=client_ip, roles=sorted(principal.roles))
             raise PermissionDenied(f"{permission} needs role {' or '.join(roles_granting(permission))}; this caller "
                                    f"has {', '.join(sorted(principal.roles)) or 'no roles'}")
+        if permission in AUDITED:
+            log_event(audit, "admitted", principal=principal.id, permission=permission, client=client_ip)
         return principal
+
+
+def _presented(credentials: Credentials) -> str:
+    """Which kind of credential a refused call sent (never the secret itself)."""
+    if credentials.bearer or credentials.api_key:
+        return "api_key" if credentials.api_key or looks_like_key(credentials.bearer or "") else "bearer token"
+    return "client certificate" if credentials.certificate is not None else "none"
