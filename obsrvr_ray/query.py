@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from pyarrow import fs as pa_fs
 
 from obsrvr_ray.analytics.transfers import hourly_partial, largest_partial, merge
 from obsrvr_ray.errors import ConfigError
@@ -206,6 +207,7 @@ class TableReader:
         self._decoded: OrderedDict[tuple, pa.Table] = OrderedDict()  # a piece's rows, normalized (LRU)
         self._decoded_bytes = 0
         self._lock = threading.Lock()  # requests run in threads: the cache is shared
+        self._filesystems: dict[str, pa_fs.FileSystem] = {}
         self.files_read = 0  # pieces decoded from files (not from the cache): a statistic for tests and benchmarks
 
     def at(self, as_of: int | str | dt.datetime | None) -> TableReader:
@@ -252,11 +254,13 @@ class TableReader:
         partition values, min/max statistics), not from delta-rs' pyarrow dataset, whose filter
         expressions over every column's statistics cost about 0.5 ms a file; a large file's row
         groups are read from its footer once (files never change)."""
+        cached = self._pieces.get(table)
+        if cached is not None and self._latest(table, cached[0]):
+            return cached[1]
         snapshot = self.tables.table(table, self.as_of)
         if snapshot is None:
             return None, []
         version = snapshot.version()
-        cached = self._pieces.get(table)
         if cached is not None and cached[0] == version:
             return cached[1]
         column = _LEDGER_COLUMN[table]
@@ -274,6 +278,17 @@ class TableReader:
         result = data, sorted(pieces, key=lambda item: item[0])
         self._pieces[table] = (version, result)
         return result
+
+    def _latest(self, table: str, version: int) -> bool:
+        """`version` is still the table's latest: the log has no commit after it. One file probe
+        (about 20 µs on local disk, one HEAD on S3) instead of delta-rs bringing the table up to
+        date (about 3 ms here, listing the log's tail) on every request."""
+        if self.as_of is not None:
+            return True  # a snapshot as of a version or time never changes
+        if table not in self._filesystems:
+            self._filesystems[table] = self.tables.location.arrow_filesystem(table)
+        info = self._filesystems[table].get_file_info(f"_delta_log/{version + 1:020d}.json")
+        return info.type == pa_fs.FileType.NotFound
 
     def _row_groups(self, fragment: ds.Fragment, column: str) -> list[tuple[tuple[int, int], ds.Fragment]]:
         path = fragment.path
