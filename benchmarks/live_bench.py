@@ -606,7 +606,7 @@ def main() -> None:
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster: no token
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    per_run = args.warmup + args.window + 20
+    per_run = args.warmup + args.window + args.grace + 60  # the feed runs on while each run waits for an idle machine
     needed = args.history + int(args.rate * per_run * len(args.subscribers)) + 50
     ledgers = _load_ledgers(args.work_dir, needed)
     dataset = args.work_dir / "live-bench-dataset"

@@ -119,6 +119,16 @@ def _jsonable(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _timestamps_as_text(table: pa.Table) -> list[dict]:
+    """`table`'s rows as JSON values: timestamps as _jsonable writes them, formatted by Arrow a
+    column at a time (a third of the time of a datetime object per value)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type):
+            seconds = table.column(i).cast(pa.timestamp("s", "UTC"), safe=False)  # _jsonable drops fractions too
+            table = table.set_column(i, f.name, pc.strftime(seconds, "%Y-%m-%dT%H:%M:%SZ"))
+    return table.to_pylist()
+
+
 _EVENT_TYPES = "one of " + ", ".join(KINDS)
 _TX_HASH_HEX = 64  # a transaction hash: 32 bytes in hex
 
@@ -253,7 +263,7 @@ def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Route
         except ConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
         # Already JSON types: rendered as FastAPI would, without its generic encoder's walk of every value.
-        return JSONResponse({"rows": _jsonable(page.rows.to_pylist()), "next_cursor": page.next_cursor})
+        return JSONResponse({"rows": _timestamps_as_text(page.rows), "next_cursor": page.next_cursor})
 
     @app.get("/v1/ledgers/{sequence}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
     async def ledger(sequence: int = Path(ge=FIRST_LEDGER, le=LAST_LEDGER)) -> dict:
