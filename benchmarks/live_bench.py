@@ -541,13 +541,13 @@ def _load_ledgers(work_dir: Path, count: int) -> list[tuple[int, bytes]]:
 
 
 def _dataset_size(dataset: Path) -> dict:
-    import pyarrow.dataset as ds
+    """The committed snapshot's token transfers (the Delta table at <dataset>/token_transfers)."""
+    from obsrvr_ray.query import TableReader
 
-    transfers = dataset / "parquet" / "token_transfers"
-    files = [p for p in transfers.rglob("*.parquet")]
-    return {"token_transfer_rows": ds.dataset(transfers, format="parquet", partitioning="hive").count_rows(),
-            "token_transfer_files": len(files),
-            "files_all_tables": sum(1 for _ in (dataset / "parquet").rglob("*.parquet"))}
+    snapshot = TableReader(str(dataset)).tables.table("token_transfers")
+    return {"token_transfer_rows": TableReader(str(dataset)).read("token_transfers").num_rows,
+            "token_transfer_files": len(snapshot.file_uris()),
+            "files_all_tables": sum(1 for _ in dataset.rglob("*.parquet"))}
 
 
 def _table(result: dict) -> str:
@@ -577,6 +577,19 @@ def _table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def goals(result: dict) -> dict:
+    """The live path's targets (issue 16) next to what this run measured."""
+    by_subs = {r["subscribers"]: r["latency_close_to_receive_ms"] for r in result["fanout"]}
+    rest = {(r["route"], r["concurrency"]): r["requests_per_s"] for r in result["rest"]}
+    probe, transfers = rest.get(("GET /health/live", 1)), rest.get(("GET /v1/token-transfers?limit=100", 1))
+    return {
+        "one_subscriber_p50_ms": {"measured": (by_subs.get(1) or {}).get("p50"), "goal_below": 200},
+        "hundred_subscribers_p99_ms": {"measured": (by_subs.get(100) or {}).get("p99"), "goal_below": 500},
+        "rest_transfers_over_probe_at_c1": {"measured": round(transfers / probe, 3) if probe and transfers else None,
+                                            "goal_at_least": 0.7},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=4.0, help="ledgers/s the feed closes during the fan-out runs")
@@ -593,7 +606,7 @@ def main() -> None:
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster: no token
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    per_run = args.warmup + args.window + 20
+    per_run = args.warmup + args.window + args.grace + 60  # the feed runs on while each run waits for an idle machine
     needed = args.history + int(args.rate * per_run * len(args.subscribers)) + 50
     ledgers = _load_ledgers(args.work_dir, needed)
     dataset = args.work_dir / "live-bench-dataset"
@@ -643,10 +656,11 @@ def main() -> None:
                   "catch_up_ledgers_per_s": round((last + 1 - first) / catch_up, 1), "dataset": dataset_info},
         "rest": rest, "rest_recent_probe": probe, "fanout": fanout,
     }
+    result["goals"] = goals(result)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "live_bench.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    print(_table(result), f"\n\nwritten to {path}")
+    print(_table(result), "\n\ngoals:", json.dumps(result["goals"]), f"\n\nwritten to {path}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import contextlib
 import json
 import socket
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -130,6 +132,7 @@ class RpcServer:
         self.default_limit = default_limit
         self.faults = Faults()
         self.requests = 0
+        self.seen: deque[tuple[float, str, dict]] = deque(maxlen=10_000)  # (Unix time, method, params): for tests
         self._httpd = _Server((host, port), self._handler_class())
         self._thread: threading.Thread | None = None
 
@@ -262,6 +265,7 @@ class RpcServer:
                 params = {}
             if not isinstance(params, dict):
                 raise RpcFault(INVALID_PARAMS, "params must be an object")
+            self.seen.append((time.time(), request["method"], params))
             return {"jsonrpc": "2.0", "id": req_id, "result": method(self, params)}
         except RpcFault as fault:
             return {"jsonrpc": "2.0", "id": req_id, "error": {"code": fault.code, "message": str(fault)}}

@@ -50,3 +50,23 @@ def test_a_wait_returns_what_is_already_there_or_nothing_after_its_timeout():
     ready, empty, waited = asyncio.run(scenario())
     assert [seq for seq, _ in ready] == [6, 7]
     assert empty == [] and 0.25 <= waited < 3
+
+
+def test_the_window_answers_queries_only_from_where_every_later_ledger_is_held_without_failure():
+    """REST reads a range from memory only when memory has all of it: a hole (a follower that
+    restarted further on) or a ledger with a failure (whose rows a repair may write to the
+    dataset) leaves the ranges reaching back over it to the dataset."""
+    from obsrvr_ray.live.recent import mark_failed
+    from obsrvr_ray.query import TransferQuery
+
+    recent = RecentLedgers()
+    table = TOKEN_TRANSFERS.empty_table()
+    for seq in (5, 6):
+        recent.add(seq, table)
+    recent.add(7, mark_failed(table))
+    recent.add(8, table)
+    recent.add(10, table)  # 9 never published
+    assert [recent.holds_from(s) for s in (5, 8, 9, 10, 11)] == [False, False, False, True, True]
+    assert recent.select(TransferQuery(start_ledger=8)) is None
+    held = recent.select(TransferQuery(start_ledger=10))
+    assert held is not None and held.through == 10 and held.rows.num_rows == 0

@@ -13,6 +13,14 @@ Plain Python: obsrvr_ray/live/service.py runs it in a thread, inside the Serve d
 - Gaps: a ledger missing from a page (an RPC that skipped, fell behind or restarted) is asked for
   again alone; a ledger older than the node's retention is read from the data lake. Neither is
   ever skipped silently: a ledger no source has is recorded as a failure of its chunk.
+- When to ask: as soon as the next ledger is due. Its due time is the last ledger's close time
+  plus the network's close interval, the median of the intervals between recent headers' close
+  times; until then the follower does not ask. Once due and while the node does not have it
+  (RPC ingests a ledger a moment after it closes), it asks again after a short back-off
+  (`tip_retry`, doubling up to `tip_retry_max`); after two intervals without a ledger (a halted
+  network) it backs off up to `poll_interval`. A due time further off than one interval means
+  the node's clock and ours disagree (or the headers' times are not wall-clock time): then the
+  back-off alone sets the pace. Before any close time is known it polls every `poll_interval`.
 - Faults: RPC errors back off with jitter (the client's breaker stops hammering a dead node);
   the status says degraded, readiness turns false, and the loop keeps trying. So does a commit
   the store refuses. A bug (a BugError naming the ledger) stops the follower, not ready, saying why.
@@ -30,9 +38,12 @@ Plain Python: obsrvr_ray/live/service.py runs it in a thread, inside the Serve d
 
 from __future__ import annotations
 
+import itertools
 import random
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
@@ -61,6 +72,7 @@ Commit = Callable[[list[Extracted]], None]
 Publish = Callable[[int, pa.Table], None]
 MASK = "***"
 CHAIN_BROKEN = "chain_broken"
+CLOSE_TIMES_KEPT = 17  # headers' close times the close interval is learnt from (16 intervals)
 
 
 def url_masker(url: str) -> Callable[[str], str]:
@@ -109,8 +121,9 @@ class FollowerStatus:
 class LedgerFollower:
     def __init__(self, rpc: RpcClient, extract: Extract, commit: Commit, publish: Publish, *, start: int,
                  fallback: LedgerSource | None = None, commit_every: int = 12, poll_interval: float = 1.0,
-                 page_size: int = MAX_PAGE, max_backoff: float = 30.0,
-                 bulkheads: Mapping[str, Bulkhead] | None = None, link: Link | None = None) -> None:
+                 page_size: int = MAX_PAGE, max_backoff: float = 30.0, tip_retry: float = 0.05,
+                 tip_retry_max: float = 0.1, bulkheads: Mapping[str, Bulkhead] | None = None,
+                 link: Link | None = None) -> None:
         self.rpc = rpc
         self.bulkheads = dict(bulkheads) if bulkheads is not None else {"rpc": rpc.bulkhead}
         self._mask = url_masker(rpc.url)
@@ -122,11 +135,15 @@ class LedgerFollower:
         self.poll_interval = poll_interval
         self.page_size = min(page_size, MAX_PAGE)
         self.max_backoff = max_backoff
+        self.tip_retry, self.tip_retry_max = tip_retry, tip_retry_max
         self.status = FollowerStatus(next_ledger=start)
         self._pending: list[Extracted] = []  # pages of the current, incomplete cell
         self._complete = False  # the pending pages fill their cell: to commit before reading on
         self._chain = ChainChecker(link)  # the last good ledger, when known
         self._failures = 0
+        self._closes: deque[tuple[int, int]] = deque(maxlen=CLOSE_TIMES_KEPT)  # (sequence, close time) read
+        self._misses = 0  # requests since the last new ledger that found nothing new
+        self._last_new = time.monotonic()  # when the last new ledger was read
         self._stop = threading.Event()
         self._observe()
 
@@ -191,6 +208,7 @@ class LedgerFollower:
                     return linked, (found, record.origin)
                 header = header_only(taken)
             self._chain.accept(header)
+            self._closes.append((header.sequence, header.close_time))
             linked.append(taken)
         return linked, None
 
@@ -299,13 +317,50 @@ class LedgerFollower:
             return self.poll_interval
         return random.uniform(0, min(self.max_backoff, self.poll_interval * 2 ** self._failures))
 
+    def close_interval(self) -> float | None:
+        """The network's close interval as its recent headers show it (the median, in seconds:
+        close times are whole seconds); None until two consecutive ledgers have been read."""
+        closes = list(self._closes)
+        gaps = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(closes) if b[0] > a[0]]
+        return max(statistics.median(gaps), 1.0) if gaps else None
+
+    def next_due(self) -> float | None:
+        """When (Unix time) the ledger after the last one read is due to close; None if unknown."""
+        interval = self.close_interval()
+        if interval is None or self._closes[-1][0] != self.status.next_ledger - 1:
+            return None
+        return self._closes[-1][1] + interval
+
+    def pause(self, read: int) -> float:
+        """Seconds to wait after a step that read `read` ledgers: none while catching up; at the
+        tip, until the next ledger is due, then a short back-off while the node lacks it."""
+        if read:
+            self._misses, self._last_new = 0, time.monotonic()
+        else:
+            self._misses += 1
+        if self._failures or self.status.state == CHAIN_BROKEN:  # faults and a broken chain keep their pace
+            return 0.0 if read else self.backoff()
+        if read and self.status.lag:
+            return 0.0  # catching up
+        due, interval = self.next_due(), self.close_interval()
+        if due is None or interval is None:
+            return 0.0 if read else self.poll_interval
+        until_due = due - time.time()
+        if 0 < until_due <= interval:
+            return until_due
+        if read:
+            return 0.0  # due already: ask at once
+        halted = time.monotonic() - self._last_new > 2 * interval  # no ledger for two intervals: back off further
+        cap = max(self.tip_retry_max, self.poll_interval) if halted else self.tip_retry_max
+        return min(cap, self.tip_retry * 2 ** (self._misses - 1))
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
         try:
             while not self._stop.is_set():
-                read = self.step()
-                if read == 0:
-                    self._stop.wait(self.backoff())
+                wait = self.pause(self.step())
+                if wait > 0:
+                    self._stop.wait(wait)
         except Exception as exc:  # a bug (a BugError names the ledger): the status says so, readiness turns false
             self.status.state = "stopped"
             self.status.last_error = self._mask(f"{type(exc).__name__}: {exc}")

@@ -78,6 +78,8 @@ class ApiMetrics:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.ws_connections = Gauge("websocket_connections", "Open WebSocket subscriptions", registry=r)
         self.ws_events = Counter("websocket_events_sent_total", "Events sent to WebSocket subscribers", registry=r)
+        self.ws_encoded = Counter("websocket_ledgers_encoded_total", "Live ledgers encoded for WebSocket subscribers: "
+                                  "JSON once per ledger, Arrow once per ledger and filter", ["format"], registry=r)
         self.ws_dropped = Counter("websocket_dropped_total", "Subscribers disconnected by the server", ["reason"],
                                   registry=r)
         self.flight_gets = Counter("flight_do_get_total", "Arrow Flight do_get calls", registry=r)

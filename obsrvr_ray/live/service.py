@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +24,7 @@ from obsrvr_ray.chunks.process import ChunkSettings, commit_chunk, commit_from_r
 from obsrvr_ray.errors import Failure
 from obsrvr_ray.ledger.validate import Link
 from obsrvr_ray.live.follow import LedgerFollower
-from obsrvr_ray.live.recent import RecentLedgers
+from obsrvr_ray.live.recent import RecentLedgers, mark_failed
 from obsrvr_ray.query import TableReader
 from obsrvr_ray.resilience import Bulkhead, CircuitBreaker, RetryPolicy
 from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE
@@ -46,7 +46,9 @@ class FollowerConfig:
     lake: str | None = None  # data lake for ledgers older than the RPC node's retention
     lake_options: SourceOptions = field(default_factory=SourceOptions)
     commit_every: int = 12  # ledgers per commit cell (fixed grid: multiples of it)
-    poll_interval: float = 1.0
+    poll_interval: float = 1.0  # seconds between polls until the headers show the close interval; and at most
+    tip_retry: float = 0.05  # first back-off once the next ledger is due and the node lacks it (doubles)...
+    tip_retry_max: float = 0.1  # ...up to this (see live/follow.py: when the follower asks)
     recent_ledgers: int = 720
     rpc_timeout: float = 10.0  # seconds per getLedgers request
     rpc_max_concurrent: int = 4  # RPC requests in flight at once (bulkhead); the lake's is lake_options'
@@ -57,11 +59,11 @@ class FollowerConfig:
 @dataclass
 class ExtractedPage:
     """One page the follower extracted: its ledgers, their rows and failures (committed with the
-    rest of their cell), and per-ledger transfers for subscribers."""
+    rest of their cell), and per-ledger transfers for subscribers (a ledger with a failure marked
+    by recent.FAILED in its table's metadata)."""
 
     first: int
     last: int
-    linked: bool  # the ledger before `first` was checked into it (the hash chain)
     tables: dict[str, pa.Table]
     failures: list[Failure]
     transfers: dict[int, pa.Table]
@@ -95,7 +97,9 @@ class FollowerService:
         self.config = config
         follower_tables(config).ensure(output_shape(config.settings, "live"), config.settings.tables)
         self.recent = RecentLedgers(config.recent_ledgers)
-        self._previous: LedgerRecord | None = None  # the ledger before the next page, for the hash chain
+        # The follower checks the hash chain as it reads (LedgerFollower._linked, the one check):
+        # extraction does not check it again.
+        self._extract_settings = replace(config.settings, chain_check=False)
         rpc = RpcClient(config.rpc_url, timeout=config.rpc_timeout,
                         retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=2.0),
                         breaker=CircuitBreaker(f"rpc {config.rpc_url}", threshold=3, reset_after=5.0),
@@ -108,7 +112,8 @@ class FollowerService:
         start = resume_point(config)
         self.follower = LedgerFollower(rpc, self._extract, self._commit, self.recent.add, start=start,
                                  fallback=fallback, commit_every=config.commit_every,
-                                 poll_interval=config.poll_interval, bulkheads=bulkheads,
+                                 poll_interval=config.poll_interval, tip_retry=config.tip_retry,
+                                 tip_retry_max=config.tip_retry_max, bulkheads=bulkheads,
                                  link=resume_link(config, start))
         self._thread = threading.Thread(target=self.follower.run, name="follower", daemon=True)
         self.maintenance = MaintenanceStatus()
@@ -130,24 +135,29 @@ class FollowerService:
                 self.maintenance.last_error = f"{type(exc).__name__}: {exc}"
 
     def _extract(self, records: list[LedgerRecord]) -> ExtractedPage:
-        """A page's rows, linked to the ledger before it when that is known (the hash chain)."""
+        """A page's rows (its ledgers already linked by the follower), and each ledger's transfers:
+        what subscribers get and REST reads from memory, not extracted again."""
         first, last = records[0].sequence, records[-1].sequence
-        previous = self._previous
-        link = previous is not None and previous.sequence == first - 1
-        unit = WorkUnit((first, last), 0, (Segment(first, last, link),))
-        settings = self.config.settings
-        tables, report = extract_records(unit, ([previous] if link else []) + records, settings)
+        unit = WorkUnit((first, last), 0, (Segment(first, last, False),))
+        settings = self._extract_settings
+        tables, report = extract_records(unit, records, settings)
         transfers = settings.extract.filter.apply(tables.get(TRANSFERS_TABLE, TOKEN_TRANSFERS.empty_table()))
-        per_ledger = {seq: transfers.filter(pc.equal(transfers["ledger_sequence"], seq))
-                      for seq in range(unit.chunk[0], unit.chunk[1] + 1)}
-        self._previous = records[-1]
-        return ExtractedPage(unit.chunk[0], unit.chunk[1], unit.segments[0].link, tables, report.failures, per_ledger)
+        failed = {f.sequence for f in report.failures}
+        # Rows come in ledger order: each ledger's are one slice.
+        counts = pc.value_counts(transfers["ledger_sequence"]).flatten() if transfers.num_rows else None
+        count_of = dict(zip(*(c.to_pylist() for c in counts), strict=True)) if counts is not None else {}
+        per_ledger, offset = {}, 0
+        for seq in range(first, last + 1):
+            rows_of = transfers.slice(offset, count_of.get(seq, 0))
+            offset += rows_of.num_rows
+            per_ledger[seq] = mark_failed(rows_of) if seq in failed else rows_of
+        return ExtractedPage(first, last, tables, report.failures, per_ledger)
 
     def _commit(self, pages: list[ExtractedPage]) -> None:
         """The pages' rows as one chunk, through the backfill's commit protocol (no second extraction)."""
         began = time.monotonic()
         first, last = pages[0].first, pages[-1].last
-        unit = WorkUnit((first, last), 0, (Segment(first, last, pages[0].linked),))
+        unit = WorkUnit((first, last), 0, (Segment(first, last, False),))
         tables = {table: pa.concat_tables([page.tables[table] for page in pages])
                   for table in self.config.settings.tables}
         failures = [f for page in pages for f in page.failures]

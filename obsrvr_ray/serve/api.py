@@ -17,6 +17,12 @@ Serve a replica's sends never wait (the proxy buffers what the client has not re
 fills only for a subscriber that asked for flow control: `window` in its subscribe message, and
 `{"action": "ack", "ledger": N}` as it reads. A client that stops reading altogether is closed by
 the Serve proxy's keepalive (uvicorn's WebSocket ping timeout).
+
+A live ledger is encoded once per replica for all its subscribers (live.subscription.Frames;
+the metric websocket_ledgers_encoded_total counts encodings). REST answers from the replica's
+window of recent ledgers (`recent_window`: a RecentLedgers kept filled from the follower) for
+every query whose first ledger it holds, and reads the dataset's files only for the rest; the
+reader keeps file lists, statistics and decoded files between requests (obsrvr_ray/query.py).
 """
 
 from __future__ import annotations
@@ -40,7 +46,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.live_metrics import ApiMetrics
-from obsrvr_ray.live.subscription import Subscription, arrow_frame, control, json_frame
+from obsrvr_ray.live.recent import RecentLedgers
+from obsrvr_ray.live.subscription import Frames, Subscription, arrow_frame, control, json_frame
 from obsrvr_ray.query import (
     AMOUNT_MAX,
     AMOUNT_MIN,
@@ -112,6 +119,16 @@ def _jsonable(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _timestamps_as_text(table: pa.Table) -> list[dict]:
+    """`table`'s rows as JSON values: timestamps as _jsonable writes them, formatted by Arrow a
+    column at a time (a third of the time of a datetime object per value)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type):
+            seconds = table.column(i).cast(pa.timestamp("s", "UTC"), safe=False)  # _jsonable drops fractions too
+            table = table.set_column(i, f.name, pc.strftime(seconds, "%Y-%m-%dT%H:%M:%SZ"))
+    return table.to_pylist()
+
+
 _EVENT_TYPES = "one of " + ", ".join(KINDS)
 _TX_HASH_HEX = 64  # a transaction hash: 32 bytes in hex
 
@@ -174,14 +191,21 @@ class _AppParts:
     metrics: ApiMetrics
     subscribers: Subscribers
     last_status: dict  # the follower's last status, read by the metrics
+    frames: Frames  # live ledgers' frames, shared by the subscribers
+
+
+Window = Callable[[], RecentLedgers | None]  # the replica's window of recent ledgers, None while not trusted
 
 
 def create_app(reader: TableReader, live: LiveView, guard: RouteGuard, settings: ApiSettings | None = None,
-               extra_routers: tuple[APIRouter, ...] = ()) -> FastAPI:
+               extra_routers: tuple[APIRouter, ...] = (), recent_window: Window | None = None) -> FastAPI:
+    """`recent_window`: where REST finds the newest ledgers in memory (none: it reads the dataset,
+    and asks `live` for the ledgers not committed yet)."""
     settings = settings or ApiSettings()
     last_status: dict = {}
-    parts = _AppParts(reader, live, guard, settings, ApiMetrics(lambda: last_status.get("value")),
-                      Subscribers(settings), last_status)
+    metrics = ApiMetrics(lambda: last_status.get("value"))
+    parts = _AppParts(reader, live, guard, settings, metrics, Subscribers(settings), last_status,
+                      Frames(lambda fmt: metrics.ws_encoded.labels(fmt).inc()))
     app = FastAPI(title="obsrvr-ray", version="0.1.0",
                   description="Stellar token transfers: history from the dataset, the newest ledgers from the live "
                               "follower. Auth: `Authorization: Bearer <JWT>` or `X-API-Key`.")
@@ -189,7 +213,7 @@ def create_app(reader: TableReader, live: LiveView, guard: RouteGuard, settings:
         app.include_router(router)
     app.include_router(console_router(auth_required=guard.auth_enabled))  # the web console at /
     _count_requests(app, parts.metrics)
-    _rest_routes(app, reader, live, guard)
+    _rest_routes(app, reader, live, guard, recent_window or (lambda: None))
     _health_routes(app, parts)
     _subscribe_route(app, parts)
     return app
@@ -207,7 +231,20 @@ def _count_requests(app: FastAPI, metrics: ApiMetrics) -> None:
         return response
 
 
-def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: RouteGuard) -> None:
+def _recent_rows(live: LiveView, window: RecentLedgers | None) -> Callable[[int | None], pa.Table]:
+    """Rows past the snapshot's last ledger, for a request running in a worker thread: from the
+    window when it holds every ledger after that one, else from the follower."""
+    loop = asyncio.get_running_loop()
+
+    def rows(last: int | None) -> pa.Table:
+        if window is not None and last is not None and window.holds_from(last + 1):
+            return window.table(last)
+        return asyncio.run_coroutine_threadsafe(live.recent(None), loop).result()
+
+    return rows
+
+
+def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: RouteGuard, recent_window: Window) -> None:
     """The dataset's transfers, ledgers, transactions and analytics, with the follower's newest ledgers."""
     @app.get("/v1/token-transfers", dependencies=[Depends(guard.require("read"))], tags=["token transfers"])
     async def token_transfers(query: TransferQuery = Depends(transfer_query),
@@ -217,12 +254,16 @@ def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Route
         the latest committed snapshot plus the follower's newest ledgers, or a past snapshot."""
         try:
             if as_of is None:
-                page = await asyncio.to_thread(reader.transfers, query, await live.recent(None))
+                window = recent_window()
+                held = window.select(query) if window is not None else None
+                recent = None if held is not None else _recent_rows(live, window)
+                page = await asyncio.to_thread(reader.transfers, query, recent, held)
             else:
                 page = await asyncio.to_thread(reader.at(parse_as_of(as_of)).transfers, query, None)
         except ConfigError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from exc
-        return {"rows": _jsonable(page.rows.to_pylist()), "next_cursor": page.next_cursor}
+        # Already JSON types: rendered as FastAPI would, without its generic encoder's walk of every value.
+        return JSONResponse({"rows": _timestamps_as_text(page.rows), "next_cursor": page.next_cursor})
 
     @app.get("/v1/ledgers/{sequence}", dependencies=[Depends(guard.require("read"))], tags=["lookups"])
     async def ledger(sequence: int = Path(ge=FIRST_LEDGER, le=LAST_LEDGER)) -> dict:
@@ -322,7 +363,7 @@ def _subscribe_route(app: FastAPI, parts: _AppParts) -> None:
             return
         metrics.ws_connections.inc()
         try:
-            await Subscriber(websocket, parts.reader, parts.live, parts.settings, metrics).run()
+            await Subscriber(websocket, parts.reader, parts.live, parts.settings, metrics, parts.frames).run()
         finally:
             subscribers.release(ip)
             metrics.ws_connections.dec()
@@ -336,8 +377,9 @@ class Subscriber:
     """One WebSocket connection: the subscription, its position and its outgoing queue."""
 
     def __init__(self, websocket: WebSocket, reader: TableReader, live: LiveView, settings: ApiSettings,
-                 metrics: ApiMetrics) -> None:
+                 metrics: ApiMetrics, frames: Frames | None = None) -> None:
         self.ws = websocket
+        self.frames = frames or Frames()
         self.reader = reader
         self.live = live
         self.settings = settings
@@ -443,11 +485,18 @@ class Subscriber:
             else:
                 await self.ws.send_text(frame)
 
-    async def _enqueue(self, ledger: int, rows: pa.Table) -> None:
-        """Queue the ledger's matching rows as one frame; SlowConsumer when the queue stays full."""
-        rows = self.subscription.select(rows)
-        if rows.num_rows:
-            frame = arrow_frame(ledger, rows) if self.subscription.format == "arrow" else json_frame(ledger, rows)
+    async def _enqueue(self, ledger: int, rows: pa.Table, live: bool = False) -> None:
+        """Queue the ledger's matching rows as one frame; SlowConsumer when the queue stays full.
+        A `live` ledger's frame is the replica's shared one (Frames); a replayed one is this
+        subscriber's own (its rows come from its own query)."""
+        if live:
+            frame, events = self.frames.frame(ledger, rows, self.subscription)
+        else:
+            rows = self.subscription.select(rows)
+            events = rows.num_rows
+            frame = (arrow_frame(ledger, rows) if self.subscription.format == "arrow" else json_frame(ledger, rows)) \
+                if events else None
+        if frame is not None:
             try:
                 self.queue.put_nowait((ledger, frame))
             except asyncio.QueueFull:  # a burst (a replay, a follower catching up) or a slow reader
@@ -455,7 +504,7 @@ class Subscriber:
                     await asyncio.wait_for(self.queue.put((ledger, frame)), self.settings.ws_send_timeout)
                 except TimeoutError as exc:
                     raise SlowConsumer() from exc
-            self.metrics.ws_events.inc(rows.num_rows)
+            self.metrics.ws_events.inc(events)
         self.last_sent = ledger
 
     async def _from_dataset(self, first: int, last: int) -> None:
@@ -493,4 +542,4 @@ class Subscriber:
                     continue
                 if ledger > self.last_sent + 1:  # the follower restarted: what it published before is in the dataset
                     await self._from_dataset(self.last_sent + 1, ledger - 1)
-                await self._enqueue(ledger, rows)
+                await self._enqueue(ledger, rows, live=True)

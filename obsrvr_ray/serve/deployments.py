@@ -28,6 +28,8 @@ from obsrvr_ray.serve.api import create_app
 from obsrvr_ray.serve.serve_settings import LiveAppConfig, live_config_from_args
 
 STATUS_TIMEOUT = 5.0
+POLL_TIMEOUT = 10.0  # seconds an Api replica's long poll of the follower waits for a ledger
+WINDOW_STALE = POLL_TIMEOUT + STATUS_TIMEOUT  # a copy not answered for longer is not REST's window
 
 
 @serve.deployment(name="Follower", num_replicas=1, max_ongoing_requests=1000, ray_actor_options={"num_cpus": 1})
@@ -57,16 +59,19 @@ class HandleLive:
     """The API's view of the follower through a deployment handle; a follower that does not
     answer (restarting, overloaded) reads as None / empty, never as an error of the API.
 
-    Subscribers' long polls are served from this replica's copy of the newest ledgers, which
-    one task keeps filled with one long poll of the follower: the follower sends each ledger
-    once per Api replica, not once per subscriber. A subscriber behind that copy (it asked for
-    older ledgers) asks the follower itself."""
+    Subscribers' long polls and REST's recent ledgers are served from this replica's copy of the
+    newest ledgers, which one task keeps filled with one long poll of the follower (started by
+    the first subscriber or request): the follower sends each ledger once per Api replica, not
+    once per subscriber or request. A subscriber behind that copy (it asked for older ledgers)
+    asks the follower itself. The copy is REST's window only while the follower answers its
+    long polls: a copy that stopped filling would hide newer ledgers."""
 
     def __init__(self, handle: DeploymentHandle) -> None:
         self.handle = handle
         self.copy = RecentLedgers()
         self._waiter: AsyncWaiter | None = None
         self._poller: asyncio.Task | None = None
+        self._answered: float | None = None  # the loop's time of the follower's last answer to the poll
 
     async def status(self) -> dict | None:
         try:
@@ -74,25 +79,40 @@ class HandleLive:
         except Exception:
             return None
 
-    async def _follower_after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+    async def _follower_after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]] | None:
+        """The follower's answer; None (after a pause) when it does not answer."""
         try:
             return await asyncio.wait_for(self.handle.after.remote(ledger, timeout), timeout + STATUS_TIMEOUT)
         except Exception:
             await asyncio.sleep(1.0)
-            return []
+            return None
 
     async def _poll(self, ledger: int) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            for sequence, rows in await self._follower_after(self.copy.latest or ledger, 10.0):
+            batch = await self._follower_after(self.copy.latest or ledger, POLL_TIMEOUT)
+            if batch is None:
+                continue
+            for sequence, rows in batch:
                 self.copy.add(sequence, rows)
+            self._answered = loop.time()
 
-    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+    def _ensure_polling(self, ledger: int) -> None:
         if self._poller is None or self._poller.done():
             self._waiter = self._waiter or AsyncWaiter(self.copy)
             self._poller = asyncio.create_task(self._poll(ledger))
+
+    def window(self) -> RecentLedgers | None:
+        """The copy, for REST, while the follower keeps answering its long poll (call on the loop)."""
+        self._ensure_polling(0)
+        fresh = self._answered is not None and asyncio.get_running_loop().time() - self._answered < WINDOW_STALE
+        return self.copy if fresh else None
+
+    async def after(self, ledger: int, timeout: float) -> list[tuple[int, pa.Table]]:
+        self._ensure_polling(ledger)
         oldest = self.copy.oldest
         if oldest is None or ledger + 1 < oldest:
-            return await self._follower_after(ledger, timeout)
+            return await self._follower_after(ledger, timeout) or []
         return await self._waiter.wait_after(ledger, timeout)
 
     async def recent(self, after: int | None) -> pa.Table:
@@ -118,7 +138,7 @@ class ApiDeployment:
 
         guard, routers, wrap = build_guard(self.config.security)
         app = wrap(create_app(TableReader(self.config.dataset, self.config.s3), self.live, guard, self.config.api,
-                              extra_routers=routers))
+                              extra_routers=routers, recent_window=self.live.window))
         if self.config.security.tls.policy("https") is not None:  # Serve's proxy cannot take client certificates
             self.mtls = MtlsListener(app, self.config.security, self.config.http_host, self.config.mtls_port).start()
         return app
