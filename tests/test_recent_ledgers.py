@@ -29,7 +29,9 @@ def test_many_waiters_wake_on_each_ledger_without_a_thread_each():
         return results, time.monotonic() - began, threads_while_waiting
 
     results, seconds, threads = asyncio.run(scenario())
-    assert threads == 0
+    # 300 waiters, no thread each; the count is the process's, so a server thread of an earlier
+    # test that ends (or starts) meanwhile moves it by one or two
+    assert threads < 5
     assert seconds < 5
     assert all([seq for seq, _ in found] == [2] for found in results)
 
