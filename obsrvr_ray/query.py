@@ -180,9 +180,9 @@ Recent = pa.Table | Callable[[int | None], pa.Table]  # rows past the snapshot, 
 
 
 def _page(table: pa.Table, limit: int) -> ResultPage:
-    """The first `limit` rows in ledger and event order, and the cursor after them if more follow."""
-    table = table.take(pc.sort_indices(table, sort_keys=ORDER))
-    page = table.slice(0, limit)
+    """The first `limit` rows in ledger and event order, and the cursor after them if more follow.
+    Only the page's rows are gathered (the parts read may hold many more)."""
+    page = table.take(pc.sort_indices(table, sort_keys=ORDER).slice(0, limit))
     next_cursor = None
     if table.num_rows > limit:
         last_row = page.slice(page.num_rows - 1, 1).to_pylist()[0]
