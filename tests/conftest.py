@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from obsrvr_ray.network import PUBNET, resolve_passphrase
+from obsrvr_ray.network import PUBNET, SANDBOX, resolve_passphrase
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.sinks.lake_writer import LakeWriter, import_files, read_ledger_file
 from obsrvr_ray.sources.lake_layout import LakeConfig
@@ -202,3 +202,20 @@ def ray_head() -> RayHead:
             os.killpg(proc.pid, signal.SIGKILL)  # the cluster's processes share the group `ray start` leads
         proc.wait(timeout=10)
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ledgers(request: pytest.FixtureRequest) -> dict[int, bytes]:
+    """The test module's `LEDGERS` generated sandbox ledgers (2, 3, ...) by sequence: a live feed."""
+    from obsrvr_sandbox import generate_ledgers
+
+    return dict(generate_ledgers(request.module.LEDGERS))
+
+
+@pytest.fixture(scope="module")
+def expected(ledgers: dict[int, bytes]) -> dict[int, list[dict]]:
+    """Each of those ledgers' token transfers by the rules on stellar-sdk's objects: what the live
+    app must publish and serve."""
+    from tests.helpers import reference_rows
+
+    return reference_rows(ledgers, SANDBOX)

@@ -26,3 +26,13 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def read_parquet_rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
+
+
+def reference_rows(ledgers: dict[int, bytes], passphrase: str) -> dict[int, list[dict]]:
+    """Each ledger's token_transfers rows by the rules on stellar-sdk's objects: what a live app
+    must publish and serve for it."""
+    from obsrvr_ray.ledger.decode import decode_ledger
+    from obsrvr_ray.ttp.extract import token_transfer_rows
+
+    return {seq: token_transfer_rows(decode_ledger(data, passphrase, decoder="reference"), passphrase)[0]
+            for seq, data in ledgers.items()}

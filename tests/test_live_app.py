@@ -35,7 +35,6 @@ from websockets.protocol import State
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
 from obsrvr_ray.rpc_server import LedgerArchive, RpcServer
@@ -44,8 +43,6 @@ from obsrvr_ray.security.policy import ROLES
 from obsrvr_ray.security.tls import generate_pki
 from obsrvr_ray.sinks.lake_writer import LakeWriter
 from obsrvr_ray.sources.lake_layout import LakeConfig
-from obsrvr_ray.ttp.extract import token_transfer_rows
-from obsrvr_sandbox import generate_ledgers
 from tests.backfill_helpers import read_transfers, run_backfill, wait_for
 from tests.conftest import free_port
 from tests.test_security_support import AUDIENCE, HS_SECRET, ISSUER, token
@@ -153,17 +150,6 @@ class Subscriber:
             if frame["type"] == "events":
                 frames.append(frame)
         return frames
-
-
-@pytest.fixture(scope="module")
-def ledgers() -> dict[int, bytes]:
-    return dict(generate_ledgers(LEDGERS))
-
-
-@pytest.fixture(scope="module")
-def expected(ledgers) -> dict[int, list[dict]]:
-    return {seq: token_transfer_rows(decode_ledger(data, SANDBOX, decoder="reference"), SANDBOX)[0]
-            for seq, data in ledgers.items()}
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
 from obsrvr_ray.chunks.process import ChunkSettings
-from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.live.recent import AsyncWaiter
 from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import SANDBOX
@@ -35,24 +34,11 @@ from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import create_app
 from obsrvr_ray.serve.http_security import build_guard
 from obsrvr_ray.sinks.layout import OutputSpec
-from obsrvr_ray.ttp.extract import token_transfer_rows
-from obsrvr_sandbox import generate_ledgers
 from obsrvr_sandbox.generator import SandboxNetwork
 from tests.test_security_support import Server
 
 LEDGERS = 18  # sandbox ledgers 2..19; the node has 2..15 when the app starts, commit cells of 4
 AT_START = 15
-
-
-@pytest.fixture(scope="module")
-def ledgers() -> dict[int, bytes]:
-    return dict(generate_ledgers(LEDGERS))
-
-
-@pytest.fixture(scope="module")
-def expected(ledgers) -> dict[int, list[dict]]:
-    return {seq: token_transfer_rows(decode_ledger(data, SANDBOX, decoder="reference"), SANDBOX)[0]
-            for seq, data in ledgers.items()}
 
 
 def service(url: str, dataset, **config) -> FollowerService:

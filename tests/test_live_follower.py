@@ -13,7 +13,6 @@ from stellar_sdk import xdr as X
 
 from obsrvr_ray.chunks.process import ChunkSettings
 from obsrvr_ray.errors import BugError
-from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.live.service import FollowerConfig, FollowerService
 from obsrvr_ray.network import SANDBOX
 from obsrvr_ray.objectstore import LocalStore
@@ -27,25 +26,8 @@ from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
 from obsrvr_ray.ttp import derive
-from obsrvr_ray.ttp.extract import token_transfer_rows
-from obsrvr_sandbox import generate_ledgers
 
 LEDGERS = 18  # sandbox ledgers 2..19: commit cells of 4 end at 3, 7, 11, 15 and 19
-
-
-@pytest.fixture(scope="module")
-def ledgers() -> dict[int, bytes]:
-    return dict(generate_ledgers(LEDGERS))
-
-
-@pytest.fixture(scope="module")
-def expected(ledgers) -> dict[int, list[dict]]:
-    """Token transfers per ledger as the single-process path computes them (the reference)."""
-    out = {}
-    for seq, data in ledgers.items():
-        rows, _ = token_transfer_rows(decode_ledger(data, SANDBOX, decoder="reference"), SANDBOX)
-        out[seq] = rows
-    return out
 
 
 @pytest.fixture
