@@ -5,6 +5,7 @@ project's error reporting and exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -117,6 +118,21 @@ def run(command: Callable[[argparse.Namespace], int], args: argparse.Namespace, 
     except ObsrvrError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return exit_codes.FAILURES
+
+
+@contextlib.contextmanager
+def interrupted_by_sigterm() -> Iterator[None]:
+    """SIGTERM (systemd, Kubernetes, `kill`) stops the block as SIGINT does: a KeyboardInterrupt,
+    so a following command writes what it holds and prints its summary on either. SIGINT keeps
+    the disposition the command started with (ignored in a shell's background job)."""
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def wait_for_stop() -> None:

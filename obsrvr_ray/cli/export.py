@@ -8,7 +8,14 @@ import sys
 from typing import Annotated
 
 from obsrvr_ray import exit_codes
-from obsrvr_ray.cli.common import SourceFlags, add_command, records_until, resolve_range, source_from_args
+from obsrvr_ray.cli.common import (
+    SourceFlags,
+    add_command,
+    interrupted_by_sigterm,
+    records_until,
+    resolve_range,
+    source_from_args,
+)
 from obsrvr_ray.network import network_name, resolve_network
 from obsrvr_ray.schema import TRANSFERS_TABLE
 from obsrvr_ray.settings_model import Flag, Text, Words, one_of, setting, some_of, whole
@@ -83,16 +90,17 @@ def cmd_export(flags: ExportSettings) -> int:
             records = records_until(source, start, end) if flags.wait_for_end and end is not None else \
                 source.records(start, end)
             read = transfers_reader(transfers, options) if transfers is not None else None
-            for found in stream_ledgers(records, passphrase, report, chain_check=flags.chain_check,
-                                        on_record=lambda _seq: bar.update(1), decoder=flags.decoder, read=read):
-                if transfers is not None:
-                    record_skipped(report, found.errors)
-                    report.skipped_events += found.skipped
-                    writer.add(found.sequence)
-                else:
-                    writer.add(found.sequence, build_rows(table, found, options, report))
-                bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
-        except KeyboardInterrupt:
+            with interrupted_by_sigterm():
+                for found in stream_ledgers(records, passphrase, report, chain_check=flags.chain_check,
+                                            on_record=lambda _seq: bar.update(1), decoder=flags.decoder, read=read):
+                    if transfers is not None:
+                        record_skipped(report, found.errors)
+                        report.skipped_events += found.skipped
+                        writer.add(found.sequence)
+                    else:
+                        writer.add(found.sequence, build_rows(table, found, options, report))
+                    bar.set_postfix(rows=report.rows, failed=len(report.failures), refresh=False)
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM (interrupted_by_sigterm)
             interrupted = True
         finally:
             bar.close()
