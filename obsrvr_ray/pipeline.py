@@ -163,18 +163,27 @@ def _table_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunR
     return rows
 
 
+def add_transfers(transfers: TransferTable, options: ExtractOptions, record: LedgerRecord,
+                  ledger: Ledger | None = None) -> LedgerTransfers:
+    """A record's token transfers added to `transfers`: from its bytes (compiled for
+    TransactionMetaV4 ledgers), or from its decoded ledger (stellar-etl's rows; `ledger` when
+    already decoded)."""
+    if record.error is not None:
+        raise record.error
+    if record.kind == CLOSE_META:
+        return transfers.add(record.data, sequence=record.sequence, origin=record.origin)
+    return transfers.add_decoded(ledger or decode_record(record, options.passphrase, options.decoder))
+
+
 def transfers_reader(transfers: TransferTable, options: ExtractOptions) -> Callable[[LedgerRecord], LedgerTransfers]:
-    """stream_ledgers' `read` that adds a record's token transfers to `transfers`: from its bytes
-    (compiled for TransactionMetaV4 ledgers), or from its decoded ledger (stellar-etl's rows)."""
+    """stream_ledgers' `read` that adds each record's token transfers to `transfers`."""
+    return functools.partial(add_transfers, transfers, options)
 
-    def read(record: LedgerRecord) -> LedgerTransfers:
-        if record.error is not None:
-            raise record.error
-        if record.kind == CLOSE_META:
-            return transfers.add(record.data, sequence=record.sequence, origin=record.origin)
-        return transfers.add_decoded(decode_record(record, options.passphrase, options.decoder))
 
-    return read
+def record_transfers(report: RunReport, found: LedgerTransfers) -> None:
+    """What reading a ledger's token transfers found, into the report (see record_skipped)."""
+    record_skipped(report, found.errors)
+    report.skipped_events += found.skipped
 
 
 def reads_from_bytes(options: ExtractOptions) -> bool:

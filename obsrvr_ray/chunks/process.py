@@ -25,9 +25,10 @@ from obsrvr_ray.objectstore import ObjectStore, open_store
 from obsrvr_ray.pipeline import (
     ExtractOptions,
     RunReport,
+    add_transfers,
     build_rows,
     reads_from_bytes,
-    record_skipped,
+    record_transfers,
     rows_to_table,
     stream_ledgers,
     transfers_reader,
@@ -165,6 +166,7 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
         TRANSFERS_TABLE in settings.tables and opts.decoder == "fast") else None
     rows: dict[str, list[dict]] = {t: [] for t in settings.tables if t != TRANSFERS_TABLE or transfers is None}
     from_bytes = transfers is not None and not rows and reads_from_bytes(opts)
+    read = transfers_reader(transfers, opts) if from_bytes else None
     for segment in unit.segments:
         checker = ChainChecker() if settings.chain_check else None
         before = header_only(by_sequence.get(segment.start - 1)) if segment.link and checker else None
@@ -172,11 +174,9 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
             checker.check(before)
         block = [r for r in records if r.sequence is not None and segment.start <= r.sequence <= segment.end]
         if from_bytes:
-            read = transfers_reader(transfers, opts)
             for found in stream_ledgers(block, opts.passphrase, report, chain_check=settings.chain_check,
                                         checker=checker, read=read):
-                record_skipped(report, found.errors)
-                report.skipped_events += found.skipped
+                record_transfers(report, found)
             continue
         for ledger in stream_ledgers(block, opts.passphrase, report,
                                      chain_check=settings.chain_check, decoder=opts.decoder, checker=checker):
@@ -185,7 +185,7 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
             for t, table_rows in rows.items():
                 table_rows.extend(build_rows(t, ledger, opts, report))
             if transfers is not None:
-                _add_transfers(transfers, ledger, by_sequence[ledger.sequence], report)
+                _add_decoded_transfers(transfers, opts, by_sequence[ledger.sequence], ledger, report)
                 if opts.verify:
                     verify_into(report, ledger, opts.passphrase)
     tables = {t: rows_to_table(t, r) for t, r in rows.items()}
@@ -194,17 +194,16 @@ def extract_records(unit: WorkUnit, records: list[LedgerRecord], settings: Chunk
     return {t: tables[t] for t in settings.tables}, report
 
 
-def _add_transfers(transfers: TransferTable, ledger: Ledger, record: LedgerRecord, report: RunReport) -> None:
+def _add_decoded_transfers(transfers: TransferTable, opts: ExtractOptions, record: LedgerRecord, ledger: Ledger,
+                           report: RunReport) -> None:
     """The token transfers of a ledger decoded for the other tables: the walker reads its bytes
     again (faster than the rules on the decoded objects); both accepted it, or it is our bug."""
     try:
-        found = (transfers.add(record.data, sequence=ledger.sequence, origin=ledger.origin)
-                 if record.kind == CLOSE_META else transfers.add_decoded(ledger))
+        found = add_transfers(transfers, opts, record, ledger)
     except LedgerError as exc:
         raise BugError.at(f"ledger {ledger.sequence} ({ledger.origin}): the decoder accepted it, the "
                           "token-transfer walker did not", exc) from exc
-    record_skipped(report, found.errors)
-    report.skipped_events += found.skipped
+    record_transfers(report, found)
 
 
 def build_commit(unit: WorkUnit, raw: pa.Table, settings: ChunkSettings, carried: tuple[Failure, ...] = (),

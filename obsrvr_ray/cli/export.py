@@ -59,7 +59,7 @@ def cmd_export(flags: ExportSettings) -> int:
         TableWriter,
         build_rows,
         reads_from_bytes,
-        record_skipped,
+        record_transfers,
         stream_ledgers,
         transfers_reader,
     )
@@ -94,8 +94,7 @@ def cmd_export(flags: ExportSettings) -> int:
                 for found in stream_ledgers(records, passphrase, report, chain_check=flags.chain_check,
                                             on_record=lambda _seq: bar.update(1), decoder=flags.decoder, read=read):
                     if transfers is not None:
-                        record_skipped(report, found.errors)
-                        report.skipped_events += found.skipped
+                        record_transfers(report, found)
                         writer.add(found.sequence)
                     else:
                         writer.add(found.sequence, build_rows(table, found, options, report))
