@@ -31,14 +31,14 @@ from obsrvr_ray.ttp.extract import token_transfer_rows
 from obsrvr_ray.xdr.fast import XdrError, codec
 
 try:
+    from obsrvr_ray.xdr._fastxdr import TRANSFER_COLUMNS
     from obsrvr_ray.xdr._fastxdr import TransferColumns as _Columns
 except ImportError:  # no compiler at install time: the Python rules serve every ledger
     _Columns = None
-
-# The walker's column order; it must be the table's.
-_COLUMNS = ("transaction_hash", "transaction_id", "operation_id", "event_topic", "from", "to", "asset", "asset_type",
-            "asset_code", "asset_issuer", "amount_raw", "amount", "contract_id", "ledger_sequence", "closed_at",
-            "to_muxed", "to_muxed_id", "transaction_index", "operation_index", "event_index")
+else:
+    if tuple(TOKEN_TRANSFERS.names) != TRANSFER_COLUMNS:  # the walker writes its columns in its own order
+        raise RuntimeError(f"schema.TOKEN_TRANSFERS {TOKEN_TRANSFERS.names} and the compiled walker's columns "
+                           f"{TRANSFER_COLUMNS} differ")
 _TYPE_IDS = ("LedgerCloseMeta", "LedgerCloseMetaExt", "LedgerHeader", "StellarValue", "LedgerHeaderHistoryEntryExt",
              "GeneralizedTransactionSet", "TransactionPhase", "TxSetComponent", "TransactionEnvelope",
              "TransactionResult", "LedgerEntryChanges", "TransactionMeta", "ExtensionPoint",
@@ -49,14 +49,12 @@ _TYPE_IDS = ("LedgerCloseMeta", "LedgerCloseMetaExt", "LedgerHeader", "StellarVa
 @dataclass(frozen=True)
 class LedgerTransfers:
     """What reading one ledger's token transfers found: the header facts the hash chain checks
-    (see ledger.validate.ChainChecker), the rows it added, and every rule it could not apply."""
+    (see ledger.validate.ChainChecker), and every rule it could not apply."""
 
     sequence: int
     hash: bytes
     previous_hash: bytes
-    protocol_version: int
     origin: str
-    rows: int
     errors: list[Skipped] = field(default_factory=list)  # data that breaks a rule: recorded as failures
     skipped: int = 0  # contract events that are not token movements
     compiled: bool = True
@@ -105,7 +103,7 @@ class TransferTable:
         if self._walker is None:
             return self._add_decoded(data, sequence, origin)
         try:
-            status, seq, hash_, previous, protocol, _closed, details, errors, skipped = self._walker.add(
+            status, seq, hash_, previous, _protocol, _closed, details, errors, skipped = self._walker.add(
                 data, -1 if sequence is None else sequence)
         except XdrError as exc:
             raise D.invalid_xdr(data, exc, sequence=sequence, origin=origin) from exc
@@ -121,7 +119,7 @@ class TransferTable:
             raise D.unexpected_sequence(sequence, seq, origin=origin)
         if details and self._rows:  # the walker holds only this ledger's rows: the rules' come first
             self._flush_rows()
-        return LedgerTransfers(seq, hash_, previous, protocol, origin, details,
+        return LedgerTransfers(seq, hash_, previous, origin,
                                [Skipped(seq, tx_hash, op, reason, error=True) for tx_hash, op, reason in errors],
                                skipped)
 
@@ -132,13 +130,12 @@ class TransferTable:
     @gc_paused
     def add_decoded(self, ledger: Ledger) -> LedgerTransfers:
         """A ledger already decoded (from stellar-etl's rows, say), read by the Python rules."""
-        origin = ledger.origin
         rows, events = token_transfer_rows(ledger, self.passphrase, self.events_from)
         self._flush_walker()
         self._rows.extend(rows)
-        return LedgerTransfers(ledger.sequence, ledger.hash, ledger.previous_hash, ledger.protocol_version, origin,
-                               len(rows), [s for s in events.skipped if s.error],
-                               sum(1 for s in events.skipped if not s.error), compiled=False)
+        return LedgerTransfers(ledger.sequence, ledger.hash, ledger.previous_hash, ledger.origin,
+                               [s for s in events.skipped if s.error], sum(1 for s in events.skipped if not s.error),
+                               compiled=False)
 
     def _flush_rows(self) -> None:
         self._pieces.append(rows_to_table(TRANSFERS_TABLE, self._rows))
@@ -166,11 +163,3 @@ class TransferTable:
         if not pieces:
             return TOKEN_TRANSFERS.empty_table()
         return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-
-
-def _check_columns() -> None:
-    if tuple(TOKEN_TRANSFERS.names) != _COLUMNS:
-        raise RuntimeError("schema.TOKEN_TRANSFERS and the compiled walker's columns differ")
-
-
-_check_columns()

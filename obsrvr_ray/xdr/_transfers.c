@@ -49,6 +49,11 @@ enum { COL_STR, COL_I64, COL_F64 };
 enum { C_TX_HASH, C_TX_ID, C_OP_ID, C_TOPIC, C_FROM, C_TO, C_ASSET, C_ASSET_TYPE, C_ASSET_CODE, C_ASSET_ISSUER,
        C_AMOUNT_RAW, C_AMOUNT, C_CONTRACT, C_LEDGER, C_CLOSED_AT, C_TO_MUXED, C_TO_MUXED_ID, C_TX_INDEX,
        C_OP_INDEX, C_EVENT_INDEX, NCOLS };
+/* The token_transfers columns in the order above; the Python side checks them against the schema. */
+static const char *COL_NAMES[NCOLS] = {"transaction_hash", "transaction_id", "operation_id", "event_topic", "from",
+                                       "to", "asset", "asset_type", "asset_code", "asset_issuer", "amount_raw",
+                                       "amount", "contract_id", "ledger_sequence", "closed_at", "to_muxed",
+                                       "to_muxed_id", "transaction_index", "operation_index", "event_index"};
 static const int COL_KINDS[NCOLS] = {COL_STR, COL_I64, COL_I64, COL_STR, COL_STR, COL_STR, COL_STR, COL_STR, COL_STR,
                                      COL_STR, COL_STR, COL_F64, COL_STR, COL_I64, COL_I64, COL_STR, COL_STR, COL_I64,
                                      COL_I64, COL_I64};
@@ -172,7 +177,6 @@ typedef struct {
     Buf spans;                       /* the envelopes' signed bodies (Span) */
     Buf results;                     /* the results' transaction hashes (pointers into the input) */
     Buf hashes;                      /* the envelopes' hashes, 32 bytes each, sorted */
-    Buf scratch;                     /* a signed payload */
     PyObject *errors;                /* [(tx hash hex, op index | None, reason)] of the ledger */
     Py_ssize_t skipped;              /* contract events that are not token movements */
     int fallback;
@@ -511,18 +515,31 @@ static int walk_meta(TransferColumns *x, const Input *in, Py_ssize_t *pos, int d
     return 0;
 }
 
-static void sha256_of(TransferColumns *x, const unsigned char *p, Py_ssize_t n, unsigned char *out, int *err) {
-    PyObject *payload = PyBytes_FromStringAndSize((const char *)p, n);
-    PyObject *hasher = payload ? PyObject_CallOneArg(x->hashlib_sha256, payload) : NULL;
-    Py_XDECREF(payload);
+typedef struct {
+    const void *p;
+    Py_ssize_t n;
+} Part;
+
+/* SHA-256 of the parts, one after the other, through hashlib: they are copied once, into the
+ * bytes object hashlib reads. */
+static int sha256_of(TransferColumns *x, const Part *parts, int nparts, unsigned char *out) {
+    Py_ssize_t total = 0;
+    for (int i = 0; i < nparts; i++) total += parts[i].n;
+    PyObject *payload = PyBytes_FromStringAndSize(NULL, total);
+    if (payload == NULL) return -1;
+    char *w = PyBytes_AS_STRING(payload);
+    for (int i = 0; i < nparts; i++) {
+        memcpy(w, parts[i].p, parts[i].n);
+        w += parts[i].n;
+    }
+    PyObject *hasher = PyObject_CallOneArg(x->hashlib_sha256, payload);
+    Py_DECREF(payload);
     PyObject *digest = hasher ? PyObject_CallMethod(hasher, "digest", NULL) : NULL;
     Py_XDECREF(hasher);
-    if (digest == NULL) {
-        *err = 1;
-        return;
-    }
+    if (digest == NULL) return -1;
     memcpy(out, PyBytes_AS_STRING(digest), 32);
     Py_DECREF(digest);
+    return 0;
 }
 
 static int cmp_hash(const void *a, const void *b) {
@@ -569,16 +586,9 @@ static int hash_envelopes(TransferColumns *x, const Input *in) {
     if (buf_grow(&x->hashes, 32 * n) < 0) return -1;
     for (Py_ssize_t i = 0; i < n; i++) {
         const Span *span = &((const Span *)x->spans.p)[i];
-        x->scratch.len = 0;
-        if (buf_put(&x->scratch, x->network_id, 32) < 0 ||
-            buf_put(&x->scratch, x->body_head[span->tag], x->body_head_len[span->tag]) < 0 ||
-            buf_put(&x->scratch, in->buf + span->start, span->end - span->start) < 0) {
-            return -1;
-        }
-        int err = 0;
-        sha256_of(x, (const unsigned char *)x->scratch.p, x->scratch.len,
-                  (unsigned char *)x->hashes.p + 32 * i, &err);
-        if (err) return -1;
+        Part parts[] = {{x->network_id, 32}, {x->body_head[span->tag], x->body_head_len[span->tag]},
+                        {in->buf + span->start, span->end - span->start}};
+        if (sha256_of(x, parts, 3, (unsigned char *)x->hashes.p + 32 * i) < 0) return -1;
     }
     x->hashes.len = 32 * n;
     qsort(x->hashes.p, n, 32, cmp_hash);
@@ -678,9 +688,8 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
     f->prev = in->buf + h + 4;
     f->close_time = rd64(in->buf + h + 68);
     f->seq = rd32(in->buf + sv + 64);
-    int err = 0;
-    sha256_of(x, in->buf + h, he - h, f->actual, &err);
-    if (err) return -1;
+    Part header = {in->buf + h, he - h};
+    if (sha256_of(x, &header, 1, f->actual) < 0) return -1;
     p = he;
     if (skip_type(d, in, x->t_header_ext, &p, inner - 1) < 0) return -1;
     /* the transaction set */
@@ -940,7 +949,7 @@ static void TC_dealloc(TransferColumns *x) {
     }
     for (Py_ssize_t i = 0; i < x->table_cap; i++) asset_free(x->table[i]);
     for (int i = 0; i < 4; i++) PyMem_Free(x->native.cols[i]);
-    void *owned[] = {x->table, x->evs, x->texts, x->hashes.p, x->spans.p, x->results.p, x->scratch.p};
+    void *owned[] = {x->table, x->evs, x->texts, x->hashes.p, x->spans.p, x->results.p};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) PyMem_Free(owned[i]);
     PyObject *refs[] = {x->errors, x->hashlib_sha256, x->lookup, x->type_names, x->d_ref};
     for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) Py_XDECREF(refs[i]);
@@ -1183,6 +1192,20 @@ static PyType_Spec TC_spec = {"obsrvr_ray.xdr._fastxdr.TransferColumns", sizeof(
                               Py_TPFLAGS_DEFAULT, TC_slots};
 
 int add_transfer_columns(PyObject *module) {
+    PyObject *names = PyTuple_New(NCOLS);
+    if (names == NULL) return -1;
+    for (int i = 0; i < NCOLS; i++) {
+        PyObject *name = PyUnicode_FromString(COL_NAMES[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            return -1;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    if (PyModule_AddObject(module, "TRANSFER_COLUMNS", names) < 0) {
+        Py_DECREF(names);
+        return -1;
+    }
     PyObject *type = PyType_FromSpec(&TC_spec);
     if (type == NULL) return -1;
     if (PyModule_AddObject(module, "TransferColumns", type) < 0) {
