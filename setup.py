@@ -20,8 +20,9 @@ class OptionalBuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("obsrvr_ray.xdr._fastxdr", ["obsrvr_ray/xdr/_fastxdr.c", "obsrvr_ray/xdr/_transfers.c"],
-                           depends=["obsrvr_ray/xdr/_fastxdr.h"], extra_compile_args=["-O2", "-fvisibility=hidden"],
-                           optional=True)],
+    ext_modules=[Extension("obsrvr_ray.xdr._fastxdr",
+                           ["obsrvr_ray/xdr/_fastxdr.c", "obsrvr_ray/xdr/_transfers.c", "obsrvr_ray/xdr/_derive.c"],
+                           depends=["obsrvr_ray/xdr/_fastxdr.h", "obsrvr_ray/xdr/_transfers.h"],
+                           extra_compile_args=["-O2", "-fvisibility=hidden"], optional=True)],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -25,7 +25,7 @@ from obsrvr_ray.sources.lake_layout import LakeConfig
 from obsrvr_ray.sources.open import SourceOptions
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
-from obsrvr_ray.ttp import derive
+from obsrvr_ray.ttp import derive, transfer_table
 
 LEDGERS = 18  # sandbox ledgers 2..19: commit cells of 4 end at 3, 7, 11, 15 and 19
 
@@ -258,6 +258,7 @@ def test_a_rule_bug_stops_the_follower_naming_where_it_struck(ledgers, tmp_path,
     def broken(*_args):
         raise AttributeError("injected")
 
+    monkeypatch.setattr(transfer_table, "_Columns", None)  # the Python rules read every ledger
     monkeypatch.setitem(derive.RULES, X.OperationType.PAYMENT, broken)
     server, _ = serve(ledgers, upto=19)
     try:

@@ -1,7 +1,9 @@
 """A bug in a rule is not bad data: it fails the run with the ledger, transaction and operation
 it struck (stellar/go's formatError), and no failure row hides it. The bug is injected by
 replacing one rule (PAYMENT) with a function raising AttributeError, over real ledgers; in the
-backfill's Ray workers through Ray's documented `worker_process_setup_hook`."""
+backfill's Ray workers through Ray's documented `worker_process_setup_hook`. The compiled walker,
+which applies the same rules in C, is switched off as on an install built without a compiler, so
+that the Python rules read every ledger; a fault inside the walker is the last test here."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from obsrvr_ray.sinks.layout import OutputSpec
 from obsrvr_ray.sources.open import open_source
 from obsrvr_ray.table.location import TableLocation
 from obsrvr_ray.table.tableset import TableSet
-from obsrvr_ray.ttp import derive
+from obsrvr_ray.ttp import derive, transfer_table
 from obsrvr_ray.ttp.context import TxContext
 from obsrvr_ray.ttp.extract import token_transfer_rows
 from tests.backfill_helpers import committed
@@ -43,6 +45,7 @@ def _broken_payment(*_args) -> list:
 
 @pytest.fixture
 def broken_rule(monkeypatch):
+    monkeypatch.setattr(transfer_table, "_Columns", None)
     monkeypatch.setitem(derive.RULES, X.OperationType.PAYMENT, _broken_payment)
 
 
@@ -113,13 +116,14 @@ DRIVER = textwrap.dedent("""
 
     def break_payment_rule():
         from stellar_sdk import xdr as X
-        from obsrvr_ray.ttp import derive
+        from obsrvr_ray.ttp import derive, transfer_table
 
         def broken(*_args):
             attempt()
             raise AttributeError("injected: 'NoneType' object has no attribute 'amount'")
 
         derive.RULES[X.OperationType.PAYMENT] = broken
+        transfer_table._Columns = None  # the Python rules read every ledger
 
     def source_times_out_once():
         # chunks.raw's: a read task's function arrives pickled by value, naming read_unit there
@@ -172,3 +176,18 @@ def test_the_data_engine_retries_a_transient_source_error_only(ray_head: RayHead
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert attempts.read_text().splitlines() == ["attempt 1", "attempt 2"]  # timed out, then read
     assert committed(out) == [f"{range_key((LEDGER, LEDGER))}.g0"]
+
+
+def test_a_fault_in_the_compiled_walker_raises_naming_the_ledger(real_ledgers, monkeypatch):
+    """The walker calls back into Python for what an asset names; a bug there (or in the walker)
+    is raised as a BugError naming the ledger, not recorded as bad data."""
+    def broken(_raw: bytes) -> tuple:
+        raise AttributeError("injected: 'NoneType' object has no attribute 'issuer'")
+
+    monkeypatch.setattr(transfer_table, "_xdr_answer", lambda raw, net: broken(raw))
+    table = transfer_table.TransferTable(PUBNET, events_from="operations")
+    with pytest.raises(BugError) as raised:
+        table.add(real_ledgers[LEDGER], sequence=LEDGER, origin="lake object 1")
+    assert str(raised.value) == (f"ledger {LEDGER} (lake object 1): compiled token-transfer walker: AttributeError: "
+                                 "injected: 'NoneType' object has no attribute 'issuer'")
+    assert table.take().num_rows == 0

@@ -1,9 +1,11 @@
-"""The compiled token-transfer walker (xdr/_transfers.c behind ttp/transfer_table.TransferTable)
-held to the Python rules, the specification: equal rows, equal failures and equal errors, on
-every real ledger, on generated ledgers that hold every kind of movement, and on damaged copies."""
+"""The compiled token-transfer walker (xdr/_transfers.c: core's unified events; xdr/_derive.c: the
+operation rules; behind ttp/transfer_table.TransferTable) held to the Python rules, the
+specification: equal rows, equal failures and equal errors, on every real ledger in both views,
+on generated ledgers that hold every kind of movement, and on damaged copies."""
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 
 import pyarrow as pa
@@ -11,8 +13,10 @@ import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import LedgerError
+from obsrvr_ray.ledger import envelope as E
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.network import PUBNET, SANDBOX, resolve_passphrase
 from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE, rows_to_table
@@ -29,16 +33,20 @@ from tests.test_fast_decoder import mutations
 pytestmark = pytest.mark.skipif(not compiled_available(), reason="the compiled extension was not built")
 
 
-def python_rules(data: bytes, passphrase: str, *, decoder: str = "reference", sequence: int | None = None):
+VIEWS = ("auto", "operations")  # ttp.extract's choice, and the operation rules on every ledger
+
+
+def python_rules(data: bytes, passphrase: str, *, decoder: str = "reference", sequence: int | None = None,
+                 view: str = "auto"):
     """The specification's answer: (table, errors, skipped count)."""
     ledger = decode_ledger(data, passphrase, sequence=sequence, decoder=decoder)
-    rows, events = token_transfer_rows(ledger, passphrase)
+    rows, events = token_transfer_rows(ledger, passphrase, view)
     errors = [(s.tx_hash, s.op_index, s.reason) for s in events.skipped if s.error]
     return rows_to_table(TRANSFERS_TABLE, rows), errors, sum(1 for s in events.skipped if not s.error), ledger
 
 
-def compiled(data: bytes, passphrase: str, *, sequence: int | None = None):
-    table = TransferTable(passphrase)
+def compiled(data: bytes, passphrase: str, *, sequence: int | None = None, view: str = "auto"):
+    table = TransferTable(passphrase, events_from=view)
     found = table.add(data, sequence=sequence)
     return table.take(), [(s.tx_hash, s.op_index, s.reason) for s in found.errors], found.skipped, found
 
@@ -54,35 +62,39 @@ def assert_same_table(got: pa.Table, expected: pa.Table) -> None:
         raise AssertionError("tables differ in their types or chunks")
 
 
-def test_every_real_pubnet_ledger_gives_the_python_rules_rows(real_ledgers):
-    """All 23 pubnet ledgers with TransactionMetaV4 (and an empty one) go through the compiled
-    walker; the others (v3 and older metas) through the rules; both equal the rules on
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_real_pubnet_ledger_gives_the_python_rules_rows(real_ledgers, view):
+    """Every pubnet ledger, protocols 2 to 26, goes through the compiled walker: core's events
+    where every meta is v4 (23 ledgers), the operation rules elsewhere (protocols 9-21: v2 and
+    v3 metas) and for all of them in the operations' view; each equals the rules on
     stellar-sdk's objects."""
-    walked = custom = 0
+    by_events = derived = custom = 0
     for seq, data in sorted(real_ledgers.items()):
-        expected, errors, skipped, ledger = python_rules(data, PUBNET)
-        got, got_errors, got_skipped, found = compiled(data, PUBNET, sequence=seq)
+        expected, errors, skipped, ledger = python_rules(data, PUBNET, view=view)
+        got, got_errors, got_skipped, found = compiled(data, PUBNET, sequence=seq, view=view)
         assert_same_table(got, expected)
         assert (got_errors, got_skipped) == (errors, skipped), seq
         assert (found.sequence, found.hash, found.previous_hash) == (seq, ledger.hash, ledger.previous_hash)
-        assert found.compiled == (has_unified_events(ledger) or not ledger.transactions), seq
-        walked += found.compiled
+        assert found.compiled, seq
+        if ledger.transactions:
+            unified = view == "auto" and has_unified_events(ledger)
+            by_events += unified
+            derived += not unified
         custom += got.filter(pc.equal(got["asset"], "")).num_rows
-    assert walked >= 23
+    assert (by_events, derived) == ((23, 5) if view == "auto" else (0, 28))
     assert custom > 0  # custom tokens (the DeFindex vault share in 63092982): no asset, named by contract
-    assert all(compiled(real_ledgers[s], PUBNET)[3].compiled for s in CONSECUTIVE)
 
 
 def test_the_320_testnet_ledgers_give_the_python_rules_rows():
-    """Protocol 19 (TransactionMeta v2): read by the rules, through the same table."""
+    """Protocol 19 (TransactionMeta v2): the compiled operation rules, ledgers in one table."""
     testnet = resolve_passphrase("testnet")
     table = TransferTable(testnet)
     expected = []
     for path in conftest.testnet_ledger_files():
         for seq, data in read_ledger_file(path):
             found = table.add(data, sequence=seq)
-            rows, _, _, ledger = python_rules(data, testnet, decoder="fast")
-            assert found.compiled == (not ledger.transactions)  # an empty ledger is the walker's
+            rows = python_rules(data, testnet, decoder="fast")[0]
+            assert found.compiled
             expected.append(rows)
     assert_same_table(table.take(), pa.concat_tables(expected))
 
@@ -103,13 +115,15 @@ def _generated() -> tuple[tuple[int, bytes], ...]:
     return tuple(generate_ledgers(40))
 
 
-def test_generated_ledgers_with_every_kind_of_movement():
-    """The sandbox's ledgers hold every operation kind, fee refunds, muxed destinations and SAC
-    events of every function: the walker gives the rules' rows for each."""
+@pytest.mark.parametrize("view", VIEWS)
+def test_generated_ledgers_with_every_kind_of_movement(view):
+    """The sandbox's ledgers hold every operation kind (trustline revocations that redeem pool
+    shares among them), fee refunds, muxed destinations and SAC events of every function: the
+    walker gives the rules' rows for each, from core's events and from the operations."""
     kinds = set()
     for seq, data in _generated():
-        expected, errors, skipped, _ = python_rules(data, SANDBOX, decoder="fast")
-        got, got_errors, got_skipped, found = compiled(data, SANDBOX, sequence=seq)
+        expected, errors, skipped, _ = python_rules(data, SANDBOX, decoder="fast", view=view)
+        got, got_errors, got_skipped, found = compiled(data, SANDBOX, sequence=seq, view=view)
         assert found.compiled
         assert_same_table(got, expected)
         assert (got_errors, got_skipped) == (errors, skipped)
@@ -126,9 +140,9 @@ def outcome(data: bytes, passphrase: str, read) -> tuple[str, object]:
     return "rows", (table.to_pylist(), errors, skipped)
 
 
-def check_same_outcome(data: bytes, passphrase: str) -> None:
-    expected = outcome(data, passphrase, lambda d, p: python_rules(d, p, decoder="fast"))
-    assert outcome(data, passphrase, compiled) == expected
+def check_same_outcome(data: bytes, passphrase: str, view: str = "auto") -> None:
+    expected = outcome(data, passphrase, lambda d, p: python_rules(d, p, decoder="fast", view=view))
+    assert outcome(data, passphrase, lambda d, p: compiled(d, p, view=view)) == expected
 
 
 def test_damaged_copies_of_a_protocol_26_ledger(real_ledgers):
@@ -143,13 +157,75 @@ def test_damaged_copies_of_a_protocol_26_ledger(real_ledgers):
     run()
 
 
-def test_damaged_copies_of_generated_ledgers():
+@pytest.mark.parametrize("view", VIEWS)
+def test_damaged_copies_of_generated_ledgers(view):
     @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(st.sampled_from(_generated()[1:12]).flatmap(lambda item: mutations(item[1])))
     def run(damaged):
-        check_same_outcome(damaged, SANDBOX)
+        check_same_outcome(damaged, SANDBOX, view)
 
     run()
+
+
+def test_damaged_copies_of_testnet_ledgers():
+    """Older metas (v2), read by the compiled operation rules: the same outcome as the rules."""
+    testnet = resolve_passphrase("testnet")
+    busiest = sorted((data for path in conftest.testnet_ledger_files() for _, data in read_ledger_file(path)),
+                     key=len)[-8:]
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(st.sampled_from(busiest).flatmap(mutations))
+    def run(damaged):
+        check_same_outcome(damaged, testnet)
+
+    run()
+
+
+def _rewritten(data: bytes, change) -> bytes:
+    """The ledger with `change` applied to its decoded form, the header's hash taken again."""
+    meta = X.LedgerCloseMeta.from_xdr_bytes(data)
+    body = {0: meta.v0, 1: meta.v1, 2: meta.v2}[meta.v]
+    change(body)
+    entry = body.ledger_header
+    entry.hash = X.Hash(hashlib.sha256(entry.header.to_xdr_bytes()).digest())
+    return meta.to_xdr_bytes()
+
+
+def _operation_names(data: bytes) -> set[str]:
+    ledger = decode_ledger(data, SANDBOX, decoder="fast")
+    return {op.body.type.name for tx in ledger.transactions for op in E.operations(tx.envelope)}
+
+
+def test_what_the_rules_record_or_correct_is_left_to_them():
+    """A rule the data breaks (a claim whose balance the changes do not remove) and a protocol
+    before 8 (its XLM correction) are read by the Python rules: their errors and rows."""
+    def drop_removed_balance(body) -> None:
+        for processing in body.tx_processing:
+            for op_meta in processing.tx_apply_processing.v4.operations:
+                changes = op_meta.changes.ledger_entry_changes
+                kept = [c for c in changes if c.type != X.LedgerEntryChangeType.LEDGER_ENTRY_REMOVED
+                        or c.removed.type != X.LedgerEntryType.CLAIMABLE_BALANCE]
+                changes[:] = kept
+
+    claim = next(data for _, data in _generated() if "CLAIM_CLAIMABLE_BALANCE" in _operation_names(data))
+    broken = _rewritten(claim, drop_removed_balance)
+    expected, errors, _, _ = python_rules(broken, SANDBOX, decoder="fast", view="operations")
+    got, got_errors, _, found = compiled(broken, SANDBOX, view="operations")
+    assert any("CLAIM_CLAIMABLE_BALANCE: TransferError: expected one removed claimable balance" in e[2] for e in errors)
+    assert (got_errors, found.compiled) == (errors, False)
+    assert_same_table(got, expected)
+
+    testnet = resolve_passphrase("testnet")
+    _, data = max((item for path in conftest.testnet_ledger_files() for item in read_ledger_file(path)),
+                  key=lambda item: len(item[1]))
+
+    def protocol_7(body) -> None:
+        body.ledger_header.header.ledger_version = X.Uint32(7)
+
+    old = _rewritten(data, protocol_7)
+    got, _, _, found = compiled(old, testnet)
+    assert not found.compiled
+    assert_same_table(got, python_rules(old, testnet, decoder="fast")[0])
 
 
 def test_bad_ledgers_raise_what_the_decoder_raises(real_ledgers):

@@ -1,13 +1,15 @@
 """Token-transfer rows of many ledgers as one Arrow table, straight from ledger bytes.
 
-The compiled walker (obsrvr_ray/xdr/_transfers.c) reads a ledger whose transactions all carry
-TransactionMetaV4, which is every ledger of the public data lake, and appends its rows to Arrow
-column buffers without building a Python object per event or row. Any other ledger (older
-metas, non-canonical bytes, the extension not built, `OBSRVR_PURE_XDR=1`, or events derived from
-operations on request) is decoded and read by the Python rules, which remain the specification:
-tests/test_transfer_columns.py holds the two to equal rows. Either way one ledger is checked as
-obsrvr_ray.ledger.decode checks it (header hash, one result per envelope, the network) and raises
-the same DecodeError / ValidationError.
+The compiled walker appends a ledger's rows to Arrow column buffers without building a Python
+object per event or row: from core's unified events when every transaction carries
+TransactionMetaV4 (obsrvr_ray/xdr/_transfers.c), else by the operation rules over results and
+ledger-entry changes (obsrvr_ray/xdr/_derive.c), as ttp.extract chooses. What it leaves to the
+Python rules (anything they record as an error, protocol < 8 corrections, revocations that
+redeem pool shares, non-canonical bytes, the extension not built, `OBSRVR_PURE_XDR=1`) is decoded
+and read by them; they remain the specification, and tests/test_transfer_columns.py holds the
+two to equal rows. Either way one ledger is checked as obsrvr_ray.ledger.decode checks it
+(header hash, one result per envelope, the network) and raises the same DecodeError /
+ValidationError.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import pyarrow as pa
 from stellar_sdk import xdr as X
 
 from obsrvr_ray import strkey
+from obsrvr_ray.errors import BugError
 from obsrvr_ray.gcpause import gc_paused
 from obsrvr_ray.ledger import decode as D
 from obsrvr_ray.ledger.hashing import SIGNED_BODIES
 from obsrvr_ray.ledger.model import Ledger
 from obsrvr_ray.network import network_id
 from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE, rows_to_table
-from obsrvr_ray.ttp.assets import NATIVE, sac_contract_hash, sac_of_sep11
+from obsrvr_ray.ttp.assets import NATIVE, Asset, from_xdr, sac_contract_hash, sac_of_sep11
 from obsrvr_ray.ttp.events import Skipped
-from obsrvr_ray.ttp.extract import token_transfer_rows
+from obsrvr_ray.ttp.extract import EVENT_SOURCES, token_transfer_rows
 from obsrvr_ray.xdr.fast import XdrError, codec
 
 try:
@@ -43,7 +46,9 @@ _TYPE_IDS = ("LedgerCloseMeta", "LedgerCloseMetaExt", "LedgerHeader", "StellarVa
              "GeneralizedTransactionSet", "TransactionPhase", "TxSetComponent", "TransactionEnvelope",
              "TransactionResult", "LedgerEntryChanges", "TransactionMeta", "ExtensionPoint",
              "SorobanTransactionMetaV2", "DiagnosticEvent", "SCVal", "ContractEvent", "TransactionEventStage",
-             "LedgerCloseMetaV0", "LedgerCloseMetaV1", "LedgerCloseMetaV2")
+             "LedgerCloseMetaV0", "LedgerCloseMetaV1", "LedgerCloseMetaV2", "Preconditions", "Operation",
+             "OperationResult", "LedgerEntryChange", "LedgerKey", "Claimant", "SorobanTransactionMetaExt",
+             "SorobanTransactionMeta")
 
 
 @dataclass(frozen=True)
@@ -60,26 +65,35 @@ class LedgerTransfers:
     compiled: bool = True
 
 
-def _asset_answer(text: str, passphrase: str) -> tuple | None:
-    """What a SAC event's asset text names: (SAC id bytes, the four asset columns), or None."""
+def _answer(asset: Asset, sac: bytes) -> tuple:
+    """What the walker keeps of an asset: its SAC id, the four asset columns, the issuer's key."""
+    return (sac, *asset.columns, None if asset.is_native else strkey.decode(asset.issuer)[1])
+
+
+def _text_answer(text: str, passphrase: str) -> tuple | None:
+    """What a SAC event's asset text names, or None."""
     found = sac_of_sep11(text, passphrase)
-    if found is None:
-        return None
-    asset, sac = found
-    return (strkey.decode(sac)[1], *asset.columns)
+    return None if found is None else _answer(found[0], strkey.decode(found[1])[1])
 
 
-def _walker(passphrase: str) -> _Columns | None:
+def _xdr_answer(raw: bytes, net: bytes) -> tuple:
+    """What an operation's XDR Asset names."""
+    xdr_asset = X.Asset.from_xdr_bytes(raw)
+    return _answer(from_xdr(xdr_asset), sac_contract_hash(xdr_asset, net))
+
+
+def _walker(passphrase: str, events_from: str) -> _Columns | None:
     walker_codec = codec()
     if _Columns is None or not walker_codec.compiled:
         return None
     ids = tuple(walker_codec.type_id(name) for name in _TYPE_IDS)
     bodies = {tag: (walker_codec.type_id(name), head) for tag, (name, head) in SIGNED_BODIES.items()}
     net = network_id(passphrase)
-    native = (sac_contract_hash(NATIVE.to_xdr(), net), *NATIVE.columns)
     names = {t.value: t.name for t in X.SCValType}
+    native = _answer(NATIVE, sac_contract_hash(NATIVE.to_xdr(), net))
     return _Columns(walker_codec.compiled_decoder, ids, bodies, net, native,
-                    lambda text: _asset_answer(text, passphrase), names, hashlib.sha256)
+                    lambda text: _text_answer(text, passphrase), lambda raw: _xdr_answer(raw, net), names,
+                    hashlib.sha256, EVENT_SOURCES.index(events_from))
 
 
 class TransferTable:
@@ -89,7 +103,9 @@ class TransferTable:
     def __init__(self, passphrase: str, *, events_from: str = "auto") -> None:
         self.passphrase = passphrase
         self.events_from = events_from
-        self._walker = _walker(passphrase) if events_from in ("auto", "core") else None
+        if events_from not in EVENT_SOURCES:
+            raise ValueError(f"events_from must be one of {EVENT_SOURCES}, got {events_from!r}")
+        self._walker = _walker(passphrase, events_from)
         self._pieces: list[pa.Table] = []
         self._rows: list[dict] = []  # the rules' rows since the walker's last ones: one table for them all
 
@@ -107,6 +123,9 @@ class TransferTable:
                 data, -1 if sequence is None else sequence)
         except XdrError as exc:
             raise D.invalid_xdr(data, exc, sequence=sequence, origin=origin) from exc
+        except Exception as exc:  # not the data's fault: the walker or an asset look-up it called
+            where = f"ledger {'?' if sequence is None else sequence}{f' ({origin})' if origin else ''}"
+            raise BugError.at(f"{where}: compiled token-transfer walker", exc) from exc
         if status == "fallback":
             return self._add_decoded(data, sequence, origin)
         if status == "header":

@@ -1,28 +1,25 @@
 /* Token-transfer rows straight from LedgerCloseMeta bytes into Arrow column buffers.
  *
- * The compiled twin of the Python rules for ledgers whose transactions all carry
- * TransactionMetaV4 (CAP-67 unified events), which is every ledger of the public data lake:
+ * One walk checks every byte as the decoder's skip does (same errors), notes where each
+ * envelope, result and meta is, and, while every meta is TransactionMetaV4, reads core's
+ * unified events (CAP-67) on the way: the compiled twin of
  *   fee events          obsrvr_ray/ttp/core_events.py
  *   SEP-41 events, SAC  obsrvr_ray/ttp/contract_events.py
  *   emission order      obsrvr_ray/ttp/events.py (LedgerEvents.ordered)
  *   the columns         obsrvr_ray/ttp/rows.py and schema.TOKEN_TRANSFERS
- * Those stay the specification; tests/test_transfer_columns.py holds this file to them on every
- * real ledger, on generated ledgers and on damaged copies. Ledgers outside its reach (older
- * metas, non-canonical bytes) are answered "fallback" and read by the Python rules.
+ * Then it hashes the header and each envelope (the network check of obsrvr_ray/ledger/decode.py)
+ * with hashlib. A ledger with other metas, or any ledger in the operations' view, is read by
+ * the operation rules (_derive.c). Those Python modules stay the specification;
+ * tests/test_transfer_columns.py holds these files to them on every real ledger, on generated
+ * ledgers and on damaged copies. What the compiled rules leave to the Python ones (and
+ * non-canonical bytes) is answered "fallback".
  *
- * One walk checks every byte as the decoder's skip does (same errors), reads the events of each
- * meta, then hashes the header and each envelope (the network check of
- * obsrvr_ray/ledger/decode.py) with hashlib, and appends rows. Nothing is built per event or per row: only bytes in the column
- * buffers. A ledger is appended whole or not at all.
+ * Nothing is built per event or per row: only bytes in the column buffers. A ledger is appended
+ * whole or not at all.
  */
-#include "_fastxdr.h"
+#include "_transfers.h"
 
-typedef struct {
-    char *p;
-    Py_ssize_t len, cap;
-} Buf;
-
-static int buf_grow(Buf *b, Py_ssize_t extra) {
+int buf_grow(Buf *b, Py_ssize_t extra) {
     if (b->len + extra <= b->cap) return 0;
     Py_ssize_t cap = b->cap ? b->cap : 1024;
     while (cap < b->len + extra) cap *= 2;
@@ -36,19 +33,9 @@ static int buf_grow(Buf *b, Py_ssize_t extra) {
     return 0;
 }
 
-static inline int buf_put(Buf *b, const void *src, Py_ssize_t n) {
-    if (buf_grow(b, n) < 0) return -1;
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-    return 0;
-}
-
 /* ---- columns ------------------------------------------------------------------------------ */
 
 enum { COL_STR, COL_I64, COL_F64 };
-enum { C_TX_HASH, C_TX_ID, C_OP_ID, C_TOPIC, C_FROM, C_TO, C_ASSET, C_ASSET_TYPE, C_ASSET_CODE, C_ASSET_ISSUER,
-       C_AMOUNT_RAW, C_AMOUNT, C_CONTRACT, C_LEDGER, C_CLOSED_AT, C_TO_MUXED, C_TO_MUXED_ID, C_TX_INDEX,
-       C_OP_INDEX, C_EVENT_INDEX, NCOLS };
 /* The token_transfers columns in the order above; the Python side checks them against the schema. */
 static const char *COL_NAMES[NCOLS] = {"transaction_hash", "transaction_id", "operation_id", "event_topic", "from",
                                        "to", "asset", "asset_type", "asset_code", "asset_issuer", "amount_raw",
@@ -57,12 +44,6 @@ static const char *COL_NAMES[NCOLS] = {"transaction_hash", "transaction_id", "op
 static const int COL_KINDS[NCOLS] = {COL_STR, COL_I64, COL_I64, COL_STR, COL_STR, COL_STR, COL_STR, COL_STR, COL_STR,
                                      COL_STR, COL_STR, COL_F64, COL_STR, COL_I64, COL_I64, COL_STR, COL_STR, COL_I64,
                                      COL_I64, COL_I64};
-
-typedef struct {
-    Buf data;
-    Buf offsets;  /* strings: int32 end offsets (the leading 0 is added when the buffers are taken) */
-    Buf valid;    /* one byte a row; packed into Arrow's bitmap when taken */
-} Column;
 
 static int put_str(Column *c, const char *s, Py_ssize_t n) {
     if (buf_put(&c->data, s, n) < 0) return -1;
@@ -97,90 +78,9 @@ static int put_null(Column *c, int kind) {
     return buf_put(&c->valid, &zero, 1);
 }
 
-/* ---- what a text names as an asset, cached by its bytes ------------------------------------ */
-
-typedef struct {
-    unsigned char *key;
-    Py_ssize_t klen;
-    int is_asset;          /* the text names an asset (sac_of_sep11 is not None) */
-    unsigned char sac[32]; /* that asset's contract id */
-    char *cols[4];         /* asset, asset_type, asset_code, asset_issuer */
-    Py_ssize_t lens[4];
-    int present[4];
-} AssetEntry;
-
 #define MAX_KEY 256
 
-/* ---- one ledger's events before they become rows ------------------------------------------- */
-
-enum { K_TRANSFER, K_MINT, K_BURN, K_CLAWBACK, K_FEE };
 static const char *KIND_NAMES[] = {"transfer", "mint", "burn", "clawback", "fee"};
-enum { R_OP, R_CHARGED, R_REFUND };
-enum { MUX_NONE, MUX_ID, MUX_OTHER };
-
-typedef struct {
-    int kind, role, tx, op;
-    const unsigned char *tx_hash, *from, *to, *contract; /* from/to: SCAddress bytes (type word first) */
-    const AssetEntry *asset;                             /* NULL: a custom token */
-    __int128 amount;
-    int mux;
-    uint64_t mux_id;
-} Ev;
-
-typedef struct {
-    int type;
-    const unsigned char *p; /* the value, after its type word */
-} Val;
-
-#define MAX_TOPICS 8
-#define TEXT_SLOTS 1024
-
-typedef struct {
-    unsigned char version;
-    int klen, tlen;
-    unsigned char key[40];
-    char text[72];
-} TextEntry;
-
-typedef struct {
-    const unsigned char *contract; /* NULL when absent */
-    int type, body_v, ntopics;
-    Val topics[MAX_TOPICS]; /* the first ones */
-    Val last;               /* the last topic */
-    Val data;
-} RawEvent;
-
-typedef struct {
-    PyObject_HEAD
-    Decoder *d;
-    int t_lcm, t_lcm_ext, t_header, t_stellar_value, t_header_ext, t_txset, t_gen_txset, t_phase, t_component,
-        t_envelope, t_result, t_changes, t_meta, t_ext_point, t_soroban_v2, t_diagnostic, t_scval, t_event,
-        t_stage, t_lcm_body[3];
-    int body_tid[8];                 /* by envelope tag: the signed body's type, or -1 */
-    unsigned char body_head[8][8];   /* ...and what precedes it in the signed payload */
-    int body_head_len[8];
-    unsigned char network_id[32];
-    unsigned char native_sac[32];
-    AssetEntry native;
-    PyObject *hashlib_sha256;        /* SHA-256 of the envelopes and the header: OpenSSL's, through hashlib */
-    PyObject *lookup;                /* callable(text) -> None | (sac bytes, asset, type, code, issuer) */
-    PyObject *type_names;            /* SCValType value -> name, for messages */
-    PyObject *d_ref;
-    AssetEntry **table;
-    Py_ssize_t table_cap, table_used;
-    Column cols[NCOLS];
-    Py_ssize_t rows;
-    TextEntry *texts;                /* strkey texts by payload (see strkey_cached) */
-    /* per ledger */
-    Ev *evs;
-    Py_ssize_t nevs, evs_cap;
-    Buf spans;                       /* the envelopes' signed bodies (Span) */
-    Buf results;                     /* the results' transaction hashes (pointers into the input) */
-    Buf hashes;                      /* the envelopes' hashes, 32 bytes each, sorted */
-    PyObject *errors;                /* [(tx hash hex, op index | None, reason)] of the ledger */
-    Py_ssize_t skipped;              /* contract events that are not token movements */
-    int fallback;
-} TransferColumns;
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -218,10 +118,6 @@ static PyObject *type_name(TransferColumns *x, int type) {
 static inline int is_symbol(const Val *v, const char *s) {
     size_t n = strlen(s);
     return v->type == SCV_SYMBOL && rd32(v->p) == n && memcmp(v->p + 4, s, n) == 0;
-}
-
-static inline __int128 read_i128(const unsigned char *p) {
-    return (__int128)(((unsigned __int128)rd64(p) << 64) | rd64(p + 8));
 }
 
 /* SCAddress bytes -> the strkey version byte and payload; returns the payload's length */
@@ -274,7 +170,6 @@ static const TextEntry *address_text(TransferColumns *x, const unsigned char *a)
     return strkey_cached(x, version, buf, n);
 }
 
-static AssetEntry *asset_lookup(TransferColumns *x, const unsigned char *text, Py_ssize_t n);
 
 /* ---- the rules ------------------------------------------------------------------------------ */
 
@@ -317,44 +212,72 @@ static int data_v4(TransferColumns *x, const Input *in, const Val *data, Ev *ev)
     return have_amount;
 }
 
-/* contract_events.parse_token_event with the CAP-67 layout: 1 = a movement in *ev, 0 = not a
- * token movement (skipped), -1 = error. */
-static int token_event(TransferColumns *x, const Input *in, const RawEvent *e, Ev *ev) {
+/* The length of the SCAddress encoding at `a`. */
+static int address_len(const unsigned char *a) {
+    switch (rd32(a)) {
+    case 0: return 40;  /* account: PublicKey */
+    case 2: return 44;  /* muxed account: id, key */
+    case 3: return 40;  /* claimable balance: ClaimableBalanceID */
+    default: return 36; /* contract, liquidity pool */
+    }
+}
+
+static void set_from(Ev *ev, const unsigned char *a) {
+    ev->from_len = address_len(a);
+    memcpy(ev->from, a, ev->from_len);
+}
+
+static void set_to(Ev *ev, const unsigned char *a) {
+    ev->to_len = address_len(a);
+    memcpy(ev->to, a, ev->to_len);
+}
+
+/* contract_events.parse_token_event: 1 = a movement in *ev, 0 = not a token movement
+ * (skipped), -1 = error. `v4_layout`: CAP-67's topics and data (TransactionMetaV4). */
+int token_event(TransferColumns *x, const Input *in, const RawEvent *e, Ev *ev, int v4_layout) {
     if (e->type != 1 || e->contract == NULL || e->body_v != 0 || e->ntopics < 2) return 0;
     const Val *t = e->topics;
     if (t[0].type != SCV_SYMBOL) return 0;
-    int rc = data_v4(x, in, &e->data, ev);
-    if (rc <= 0) return rc;
-    int kind, expected;
-    int v4 = 1;
+    if (v4_layout) {
+        int rc = data_v4(x, in, &e->data, ev);
+        if (rc <= 0) return rc;
+    } else {
+        if (e->data.type != SCV_I128) return 0;
+        ev->amount = read_i128(e->data.p);
+        ev->mux = MUX_NONE;
+    }
+    int kind;
     if (is_symbol(&t[0], "transfer")) kind = K_TRANSFER;
     else if (is_symbol(&t[0], "mint")) kind = K_MINT;
     else if (is_symbol(&t[0], "burn")) kind = K_BURN;
     else if (is_symbol(&t[0], "clawback")) kind = K_CLAWBACK;
     else return 0;
-    ev->from = ev->to = NULL;
+    ev->from_len = ev->to_len = 0;
     if (kind == K_TRANSFER) {
         if (e->ntopics < 3 || t[1].type != SCV_ADDRESS || t[2].type != SCV_ADDRESS) return 0;
-        ev->from = t[1].p;
-        ev->to = t[2].p;
+        set_from(ev, t[1].p);
+        set_to(ev, t[2].p);
     } else if (kind == K_BURN) {
         if (t[1].type != SCV_ADDRESS) return 0;
-        ev->from = t[1].p;
-    } else {
-        int admin_first = e->ntopics >= 3 && t[2].type == SCV_ADDRESS;  /* contract_events._admin_first */
-        const Val *party = admin_first ? &t[2] : &t[1];
+        set_from(ev, t[1].p);
+    } else {  /* contract_events._parties: CAP-67's [fn, party, asset], or [fn, admin, party, asset] */
         if (t[1].type != SCV_ADDRESS) return 0;
-        if (admin_first) v4 = 0;
-        if (kind == K_MINT) ev->to = party->p;
-        else ev->from = party->p;
+        if (v4_layout && e->ntopics >= 3 && t[2].type == SCV_ADDRESS) v4_layout = 0;  /* _admin_first */
+        const Val *party = &t[1];
+        if (!v4_layout) {
+            if (e->ntopics < 3 || t[2].type != SCV_ADDRESS) return 0;
+            party = &t[2];
+        }
+        if (kind == K_MINT) set_to(ev, party->p);
+        else set_from(ev, party->p);
     }
     static const int topics_v4[] = {4, 3, 3, 3}, topics_v3[] = {4, 4, 3, 4};
-    expected = v4 ? topics_v4[kind] : topics_v3[kind];
+    int expected = v4_layout ? topics_v4[kind] : topics_v3[kind];
     ev->kind = kind;
     ev->contract = e->contract;
     ev->asset = NULL;
     if (e->ntopics == expected && e->last.type == SCV_STRING) {
-        AssetEntry *a = asset_lookup(x, e->last.p + 4, rd32(e->last.p));
+        AssetEntry *a = asset_lookup(x, &x->by_text, e->last.p + 4, rd32(e->last.p));
         if (a == NULL) return -1;
         if (a->is_asset && memcmp(a->sac, e->contract, 32) == 0) ev->asset = a;
     }
@@ -387,15 +310,15 @@ static int fee_event(TransferColumns *x, const RawEvent *e, const unsigned char 
     ev->amount = read_i128(e->data.p);
     ev->asset = &x->native;
     ev->contract = x->native_sac;
-    ev->from = e->topics[1].p;
-    ev->to = NULL;
+    set_from(ev, e->topics[1].p);
+    ev->to_len = 0;
     ev->mux = MUX_NONE;
     return 1;
 }
 
 /* ---- walking ---------------------------------------------------------------------------------- */
 
-static Ev *new_event(TransferColumns *x) {
+Ev *new_event(TransferColumns *x) {
     if (x->nevs == x->evs_cap) {
         Py_ssize_t cap = x->evs_cap ? x->evs_cap * 2 : 256;
         Ev *p = PyMem_Realloc(x->evs, cap * sizeof(Ev));
@@ -412,7 +335,7 @@ static Ev *new_event(TransferColumns *x) {
 }
 
 /* A ContractEvent at *pos: checked as the decoder checks it, then read. */
-static int read_event(TransferColumns *x, const Input *in, Py_ssize_t *pos, int depth, RawEvent *e) {
+int read_event(TransferColumns *x, const Input *in, Py_ssize_t *pos, int depth, RawEvent *e) {
     Py_ssize_t end = *pos;
     if (skip_type(x->d, in, x->t_event, &end, depth) < 0) return -1;
     Py_ssize_t p = *pos;
@@ -441,16 +364,17 @@ static int read_event(TransferColumns *x, const Input *in, Py_ssize_t *pos, int 
     return 0;
 }
 
-/* A TransactionMeta at *pos (scan_meta's walk): for v4, its events; other versions set the
- * ledger's fallback and stop the walk (the Python rules read that ledger). */
+/* A TransactionMeta at *pos (scan_meta's walk): while core's events can still be the
+ * ledger's, a v4 meta's events are read on the way; any other meta is only checked. */
 static int walk_meta(TransferColumns *x, const Input *in, Py_ssize_t *pos, int depth, int tx,
                      const unsigned char *tx_hash, int successful) {
     Decoder *d = x->d;
     if (need(d, in, *pos, 4) < 0) return -1;
     if ((int32_t)rd32(in->buf + *pos) != 4) {
-        x->fallback = 1;
-        return 0;
+        x->core_events = 0;
+        if (x->view == VIEW_CORE) x->fallback = 1;  /* the rules record that core wrote no events */
     }
+    if (!x->core_events) return skip_type(d, in, x->t_meta, pos, depth);
     int inner = depth - 2;
     Py_ssize_t p = *pos + 4;
     uint32_t n;
@@ -468,7 +392,7 @@ static int walk_meta(TransferColumns *x, const Input *in, Py_ssize_t *pos, int d
             if (!successful) continue;
             Ev *ev = new_event(x);
             if (ev == NULL) return -1;
-            int rc = token_event(x, in, &e, ev);
+            int rc = token_event(x, in, &e, ev, 1);
             if (rc < 0) return -1;
             if (rc == 0) {
                 x->skipped++;
@@ -515,14 +439,9 @@ static int walk_meta(TransferColumns *x, const Input *in, Py_ssize_t *pos, int d
     return 0;
 }
 
-typedef struct {
-    const void *p;
-    Py_ssize_t n;
-} Part;
-
 /* SHA-256 of the parts, one after the other, through hashlib: they are copied once, into the
  * bytes object hashlib reads. */
-static int sha256_of(TransferColumns *x, const Part *parts, int nparts, unsigned char *out) {
+int sha256_of(TransferColumns *x, const Part *parts, int nparts, unsigned char *out) {
     Py_ssize_t total = 0;
     for (int i = 0; i < nparts; i++) total += parts[i].n;
     PyObject *payload = PyBytes_FromStringAndSize(NULL, total);
@@ -545,12 +464,6 @@ static int sha256_of(TransferColumns *x, const Part *parts, int nparts, unsigned
 static int cmp_hash(const void *a, const void *b) {
     return memcmp(a, b, 32);
 }
-
-/* Where an envelope's signed body is: hashed once the walk knows the ledger is the walker's. */
-typedef struct {
-    uint32_t tag;
-    Py_ssize_t start, end;
-} Span;
 
 /* A TransactionEnvelope at *pos: checked as skip_type checks it; its signed body's span is kept. */
 static int walk_envelope(TransferColumns *x, const Input *in, Py_ssize_t *pos, int depth) {
@@ -579,19 +492,21 @@ static int walk_envelope(TransferColumns *x, const Input *in, Py_ssize_t *pos, i
 }
 
 /* Each envelope's hash under the network (ledger/hashing.SIGNED_BODIES: network id, a header,
- * the body), into x->hashes, sorted. */
+ * the body), into x->hashes with its span, sorted by hash. */
 static int hash_envelopes(TransferColumns *x, const Input *in) {
     Py_ssize_t n = x->spans.len / (Py_ssize_t)sizeof(Span);
     x->hashes.len = 0;
-    if (buf_grow(&x->hashes, 32 * n) < 0) return -1;
+    if (buf_grow(&x->hashes, (Py_ssize_t)sizeof(HashAt) * n) < 0) return -1;
+    HashAt *out = (HashAt *)x->hashes.p;
     for (Py_ssize_t i = 0; i < n; i++) {
         const Span *span = &((const Span *)x->spans.p)[i];
         Part parts[] = {{x->network_id, 32}, {x->body_head[span->tag], x->body_head_len[span->tag]},
                         {in->buf + span->start, span->end - span->start}};
-        if (sha256_of(x, parts, 3, (unsigned char *)x->hashes.p + 32 * i) < 0) return -1;
+        if (sha256_of(x, parts, 3, out[i].hash) < 0) return -1;
+        out[i].span = i;
     }
-    x->hashes.len = 32 * n;
-    qsort(x->hashes.p, n, 32, cmp_hash);
+    x->hashes.len = (Py_ssize_t)sizeof(HashAt) * n;
+    qsort(out, n, sizeof(HashAt), cmp_hash);
     return 0;
 }
 
@@ -658,13 +573,6 @@ static int skip_members(Decoder *d, const Input *in, int tid, int from, Py_ssize
     return 0;
 }
 
-typedef struct {
-    uint32_t seq, protocol, n_env, n_proc, unmatched;
-    uint64_t close_time;
-    const unsigned char *hash, *prev;
-    unsigned char actual[32];
-} Facts;
-
 
 /* The whole LedgerCloseMeta: facts for validation, events into x->evs. */
 static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
@@ -694,7 +602,7 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
     if (skip_type(d, in, x->t_header_ext, &p, inner - 1) < 0) return -1;
     /* the transaction set */
     x->spans.len = 0;
-    x->results.len = 0;
+    x->txs.len = 0;
     if (v == 0) {
         if (need(d, in, p, 32) < 0) return -1;
         p += 32;
@@ -711,23 +619,33 @@ static int walk_ledger(TransferColumns *x, const Input *in, Facts *f) {
     for (uint32_t i = 0; i < n; i++) {
         if (v == 2 && skip_type(d, in, x->t_ext_point, &p, inner - 2) < 0) return -1;
         if (need(d, in, p, 44) < 0) return -1;
-        const unsigned char *tx_hash = in->buf + p;
+        TxAt at = {in->buf + p, p + 32, 0, 0, -1, 0, 0};
         int32_t code = (int32_t)rd32(in->buf + p + 40);
-        if (buf_put(&x->results, &tx_hash, sizeof tx_hash) < 0) return -1;
+        at.successful = code == 0 || code == 1;
         p += 32;
         if (skip_type(d, in, x->t_result, &p, inner - 3) < 0) return -1;
+        at.fee_changes = p;
         if (skip_type(d, in, x->t_changes, &p, inner - 2) < 0) return -1;
-        if (walk_meta(x, in, &p, inner - 2, (int)i + 1, tx_hash, code == 0 || code == 1) < 0) return -1;
+        at.meta = p;
+        if (need(d, in, p, 4) < 0) return -1;
+        at.meta_version = (int32_t)rd32(in->buf + p);
+        if (walk_meta(x, in, &p, inner - 2, (int)i + 1, at.hash, at.successful) < 0) return -1;
         if (x->fallback) return 0;
-        if (v == 2 && skip_type(d, in, x->t_changes, &p, inner - 2) < 0) return -1;
+        if (v == 2) {
+            at.post_apply = p;
+            if (skip_type(d, in, x->t_changes, &p, inner - 2) < 0) return -1;
+        }
+        if (buf_put(&x->txs, &at, sizeof at) < 0) return -1;
     }
     if (skip_members(d, in, body, v == 0 ? 3 : 4, &p, inner) < 0) return -1;
     if (p != in->len) return fail(d, "%zd trailing bytes", in->len - p);
     if (*in->noncanonical) return 0;
     if (hash_envelopes(x, in) < 0) return -1;
-    const unsigned char **hashes = (const unsigned char **)x->results.p;
+    const TxAt *txs = (const TxAt *)x->txs.p;
     for (uint32_t i = 0; i < n; i++) {
-        if (f->n_env == 0 || bsearch(hashes[i], x->hashes.p, f->n_env, 32, cmp_hash) == NULL) f->unmatched++;
+        if (f->n_env == 0 || bsearch(txs[i].hash, x->hashes.p, f->n_env, sizeof(HashAt), cmp_hash) == NULL) {
+            f->unmatched++;
+        }
     }
     return 0;
 }
@@ -766,13 +684,13 @@ static int emit(TransferColumns *x, const Ev *ev, const Facts *f, int64_t index)
     const char *kind = KIND_NAMES[ev->kind];
     if (put_text(x, C_TOPIC, kind, (Py_ssize_t)strlen(kind)) < 0) return -1;
     const TextEntry *t;
-    if (ev->from != NULL) {
+    if (ev->from_len) {
         t = address_text(x, ev->from);
         if (put_text(x, C_FROM, t->text, t->tlen) < 0) return -1;
     } else if (put_null(&c[C_FROM], COL_STR) < 0) {
         return -1;
     }
-    if (ev->to != NULL) {
+    if (ev->to_len) {
         t = address_text(x, ev->to);
         if (put_text(x, C_TO, t->text, t->tlen) < 0) return -1;
     } else if (put_null(&c[C_TO], COL_STR) < 0) {
@@ -798,7 +716,7 @@ static int emit(TransferColumns *x, const Ev *ev, const Facts *f, int64_t index)
     } else {
         uint64_t id = ev->mux == MUX_ID ? ev->mux_id : 0;
         int rc;
-        if (ev->to != NULL && rd32(ev->to) == 0) {  /* an account: its M address with the id */
+        if (ev->to_len && rd32(ev->to) == 0) {  /* an account: its M address with the id */
             unsigned char payload[40];
             memcpy(payload, ev->to + 8, 32);
             for (int i = 0; i < 8; i++) payload[32 + i] = (unsigned char)(id >> (56 - 8 * i));
@@ -848,18 +766,23 @@ static void asset_free(AssetEntry *a) {
     PyMem_Free(a);
 }
 
-/* Fills `a` from the lookup's answer: None, or (sac bytes, asset, type, code, issuer). */
+/* Fills `a` from the lookup's answer: None, or (sac bytes, asset, type, code, issuer, issuer's
+ * key bytes | None). */
 static int asset_fill(AssetEntry *a, PyObject *found) {
     if (found == Py_None) return 0;
-    PyObject *sac;
+    PyObject *sac, *issuer;
     PyObject *cols[4];
-    if (!PyArg_ParseTuple(found, "SOOOO", &sac, &cols[0], &cols[1], &cols[2], &cols[3])) return -1;
-    if (PyBytes_GET_SIZE(sac) != 32) {
-        PyErr_SetString(PyExc_ValueError, "a SAC id is 32 bytes");
+    if (!PyArg_ParseTuple(found, "SOOOOO", &sac, &cols[0], &cols[1], &cols[2], &cols[3], &issuer)) return -1;
+    if (PyBytes_GET_SIZE(sac) != 32 || (issuer != Py_None && (!PyBytes_Check(issuer) || PyBytes_GET_SIZE(issuer) != 32))) {
+        PyErr_SetString(PyExc_ValueError, "a SAC id and an issuer's key are 32 bytes");
         return -1;
     }
     a->is_asset = 1;
     memcpy(a->sac, PyBytes_AS_STRING(sac), 32);
+    if (issuer != Py_None) {
+        a->credit = 1;
+        memcpy(a->issuer, PyBytes_AS_STRING(issuer), 32);
+    }
     for (int i = 0; i < 4; i++) {
         if (cols[i] == Py_None) continue;
         Py_ssize_t n;
@@ -877,15 +800,17 @@ static int asset_fill(AssetEntry *a, PyObject *found) {
     return 0;
 }
 
-static AssetEntry *asset_new(TransferColumns *x, const unsigned char *text, Py_ssize_t n) {
+/* A new entry for `key`, from the table's lookup. */
+static AssetEntry *asset_new(AssetTable *table, const unsigned char *key, Py_ssize_t n) {
     AssetEntry *a = PyMem_Calloc(1, sizeof(AssetEntry));
     if (a == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    PyObject *s = PyUnicode_DecodeUTF8((const char *)text, n, "replace");
-    PyObject *found = s ? PyObject_CallOneArg(x->lookup, s) : NULL;
-    Py_XDECREF(s);
+    PyObject *arg = table->by_text ? PyUnicode_DecodeUTF8((const char *)key, n, "replace")
+                                   : PyBytes_FromStringAndSize((const char *)key, n);
+    PyObject *found = arg ? PyObject_CallOneArg(table->lookup, arg) : NULL;
+    Py_XDECREF(arg);
     if (found == NULL || asset_fill(a, found) < 0) {
         Py_XDECREF(found);
         asset_free(a);
@@ -895,36 +820,37 @@ static AssetEntry *asset_new(TransferColumns *x, const unsigned char *text, Py_s
     return a;
 }
 
-/* The entry of a text. One longer than MAX_KEY names no asset (the longest asset text,
+/* The entry of a key. A text longer than MAX_KEY names no asset (the longest asset text,
  * credit_alphanum12's CODE:ISSUER, is 69 bytes), so it is not looked up. */
-static AssetEntry *asset_lookup(TransferColumns *x, const unsigned char *text, Py_ssize_t n) {
+AssetEntry *asset_lookup(TransferColumns *x, AssetTable *table, const unsigned char *key, Py_ssize_t n) {
     static AssetEntry not_an_asset;
+    (void)x;
     if (n > MAX_KEY) return &not_an_asset;
-    if (x->table_used * 2 >= x->table_cap) {
-        Py_ssize_t cap = x->table_cap ? x->table_cap * 2 : 256;
-        AssetEntry **table = PyMem_Calloc(cap, sizeof(AssetEntry *));
-        if (table == NULL) {
+    if (table->used * 2 >= table->cap) {
+        Py_ssize_t cap = table->cap ? table->cap * 2 : 256;
+        AssetEntry **slots = PyMem_Calloc(cap, sizeof(AssetEntry *));
+        if (slots == NULL) {
             PyErr_NoMemory();
             return NULL;
         }
-        for (Py_ssize_t i = 0; i < x->table_cap; i++) {
-            AssetEntry *a = x->table[i];
+        for (Py_ssize_t i = 0; i < table->cap; i++) {
+            AssetEntry *a = table->slots[i];
             if (a == NULL) continue;
             Py_ssize_t j = (Py_ssize_t)(fnv(a->key, a->klen) & (uint64_t)(cap - 1));
-            while (table[j] != NULL) j = (j + 1) & (cap - 1);
-            table[j] = a;
+            while (slots[j] != NULL) j = (j + 1) & (cap - 1);
+            slots[j] = a;
         }
-        PyMem_Free(x->table);
-        x->table = table;
-        x->table_cap = cap;
+        PyMem_Free(table->slots);
+        table->slots = slots;
+        table->cap = cap;
     }
-    Py_ssize_t j = (Py_ssize_t)(fnv(text, n) & (uint64_t)(x->table_cap - 1));
-    while (x->table[j] != NULL) {
-        AssetEntry *a = x->table[j];
-        if (a->klen == n && memcmp(a->key, text, n) == 0) return a;
-        j = (j + 1) & (x->table_cap - 1);
+    Py_ssize_t j = (Py_ssize_t)(fnv(key, n) & (uint64_t)(table->cap - 1));
+    while (table->slots[j] != NULL) {
+        AssetEntry *a = table->slots[j];
+        if (a->klen == n && memcmp(a->key, key, n) == 0) return a;
+        j = (j + 1) & (table->cap - 1);
     }
-    AssetEntry *a = asset_new(x, text, n);
+    AssetEntry *a = asset_new(table, key, n);
     if (a == NULL) return NULL;
     a->key = PyMem_Malloc(n ? n : 1);
     if (a->key == NULL) {
@@ -932,11 +858,17 @@ static AssetEntry *asset_lookup(TransferColumns *x, const unsigned char *text, P
         PyErr_NoMemory();
         return NULL;
     }
-    memcpy(a->key, text, n);
+    memcpy(a->key, key, n);
     a->klen = n;
-    x->table[j] = a;
-    x->table_used++;
+    table->slots[j] = a;
+    table->used++;
     return a;
+}
+
+static void table_free(AssetTable *table) {
+    for (Py_ssize_t i = 0; i < table->cap; i++) asset_free(table->slots[i]);
+    PyMem_Free(table->slots);
+    Py_XDECREF(table->lookup);
 }
 
 /* ---- the Python type -------------------------------------------------------------------------- */
@@ -947,31 +879,37 @@ static void TC_dealloc(TransferColumns *x) {
         PyMem_Free(x->cols[i].offsets.p);
         PyMem_Free(x->cols[i].valid.p);
     }
-    for (Py_ssize_t i = 0; i < x->table_cap; i++) asset_free(x->table[i]);
+    table_free(&x->by_text);
+    table_free(&x->by_xdr);
     for (int i = 0; i < 4; i++) PyMem_Free(x->native.cols[i]);
-    void *owned[] = {x->table, x->evs, x->texts, x->hashes.p, x->spans.p, x->results.p};
+    void *owned[] = {x->evs, x->texts, x->hashes.p, x->spans.p, x->txs.p, x->ops.p, x->pairs.p};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) PyMem_Free(owned[i]);
-    PyObject *refs[] = {x->errors, x->hashlib_sha256, x->lookup, x->type_names, x->d_ref};
+    PyObject *refs[] = {x->errors, x->hashlib_sha256, x->type_names, x->d_ref};
     for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) Py_XDECREF(refs[i]);
     PyTypeObject *type = Py_TYPE(x);
     type->tp_free((PyObject *)x);
     Py_DECREF(type);  /* instances of a heap type hold a reference to it */
 }
 
-/* TransferColumns(decoder, type_ids, bodies, network_id, native, lookup, type_names, hashlib_sha256)
+/* TransferColumns(decoder, type_ids, bodies, network_id, native, by_text, by_xdr, type_names, hashlib_sha256, view)
  *   type_ids: (LedgerCloseMeta, LedgerCloseMetaExt, LedgerHeader, StellarValue, LedgerHeaderHistoryEntryExt,
  *              GeneralizedTransactionSet, TransactionPhase, TxSetComponent, TransactionEnvelope, TransactionResult,
  *              LedgerEntryChanges, TransactionMeta, ExtensionPoint, SorobanTransactionMetaV2, DiagnosticEvent,
- *              SCVal, ContractEvent, TransactionEventStage, LedgerCloseMetaV0, LedgerCloseMetaV1, LedgerCloseMetaV2)
+ *              SCVal, ContractEvent, TransactionEventStage, LedgerCloseMetaV0, LedgerCloseMetaV1, LedgerCloseMetaV2,
+ *              Preconditions, Operation, OperationResult, LedgerEntryChange, LedgerKey, Claimant,
+ *              SorobanTransactionMetaExt, SorobanTransactionMeta)
  *   bodies:   {envelope tag: (body type id, bytes before the body in the signed payload)}
  *   native:   the native asset's lookup answer (sac bytes, asset, type, code, issuer)
- *   lookup:   callable(text) -> None | (sac bytes, asset, type, code, issuer): what a SAC event's asset text names
+ *   by_text:  callable(text) -> None | (sac bytes, asset, type, code, issuer): what a SAC event's asset text names
+ *   by_xdr:   callable(XDR Asset bytes) -> the same answer for an operation's asset
+ *   view:     0 core's events when every meta is v4, else the operation rules; 1 core's only; 2 the rules only
  */
 static int TC_init(TransferColumns *x, PyObject *args, PyObject *kw) {
-    PyObject *decoder, *ids, *bodies, *native, *lookup, *names, *hashlib_sha256;
+    PyObject *decoder, *ids, *bodies, *native, *by_text, *by_xdr, *names, *hashlib_sha256;
     Py_buffer net;
-    if (!PyArg_ParseTuple(args, "O!O!O!y*OOO!O", &DecoderType, &decoder, &PyTuple_Type, &ids, &PyDict_Type, &bodies,
-                          &net, &native, &lookup, &PyDict_Type, &names, &hashlib_sha256)) {
+    if (!PyArg_ParseTuple(args, "O!O!O!y*OOOO!Oi", &DecoderType, &decoder, &PyTuple_Type, &ids, &PyDict_Type,
+                          &bodies, &net, &native, &by_text, &by_xdr, &PyDict_Type, &names, &hashlib_sha256,
+                          &x->view)) {
         return -1;
     }
     if (net.len != 32) {
@@ -981,11 +919,17 @@ static int TC_init(TransferColumns *x, PyObject *args, PyObject *kw) {
     }
     memcpy(x->network_id, net.buf, 32);
     PyBuffer_Release(&net);
-    if (!PyArg_ParseTuple(ids, "iiiiiiiiiiiiiiiiiiiii", &x->t_lcm, &x->t_lcm_ext, &x->t_header, &x->t_stellar_value,
-                          &x->t_header_ext, &x->t_gen_txset, &x->t_phase, &x->t_component, &x->t_envelope,
-                          &x->t_result, &x->t_changes, &x->t_meta, &x->t_ext_point, &x->t_soroban_v2,
-                          &x->t_diagnostic, &x->t_scval, &x->t_event, &x->t_stage, &x->t_lcm_body[0],
-                          &x->t_lcm_body[1], &x->t_lcm_body[2])) {
+    if (!PyArg_ParseTuple(ids, "iiiiiiiiiiiiiiiiiiiiiiiiiiiii", &x->t_lcm, &x->t_lcm_ext, &x->t_header,
+                          &x->t_stellar_value, &x->t_header_ext, &x->t_gen_txset, &x->t_phase, &x->t_component,
+                          &x->t_envelope, &x->t_result, &x->t_changes, &x->t_meta, &x->t_ext_point,
+                          &x->t_soroban_v2, &x->t_diagnostic, &x->t_scval, &x->t_event, &x->t_stage,
+                          &x->t_lcm_body[0], &x->t_lcm_body[1], &x->t_lcm_body[2], &x->t_preconditions,
+                          &x->t_operation, &x->t_op_result, &x->t_change, &x->t_ledger_key, &x->t_claimant,
+                          &x->t_soroban_v1_ext, &x->t_soroban_v1)) {
+        return -1;
+    }
+    if (x->view < VIEW_AUTO || x->view > VIEW_OPERATIONS) {
+        PyErr_SetString(PyExc_ValueError, "view: 0 (auto), 1 (core) or 2 (operations)");
         return -1;
     }
     Py_INCREF(decoder);
@@ -1013,8 +957,9 @@ static int TC_init(TransferColumns *x, PyObject *args, PyObject *kw) {
         return -1;
     }
     memcpy(x->native_sac, x->native.sac, 32);
-    Py_INCREF(lookup);
-    x->lookup = lookup;
+    x->by_text.lookup = Py_NewRef(by_text);
+    x->by_text.by_text = 1;
+    x->by_xdr.lookup = Py_NewRef(by_xdr);
     Py_INCREF(names);
     x->type_names = names;
     Py_INCREF(hashlib_sha256);
@@ -1056,6 +1001,7 @@ static PyObject *TC_add(TransferColumns *x, PyObject *args) {
     x->nevs = 0;
     x->skipped = 0;
     x->fallback = 0;
+    x->core_events = x->view != VIEW_OPERATIONS;
     Py_SETREF(x->errors, PyList_New(0));
     if (x->errors == NULL) return NULL;
     Facts f;
@@ -1070,6 +1016,7 @@ static PyObject *TC_add(TransferColumns *x, PyObject *args) {
     }
     const char *status;
     PyObject *details;
+    int rules = 0;
     if (x->fallback || noncanonical) {
         status = "fallback";
         details = Py_NewRef(Py_None);
@@ -1084,6 +1031,14 @@ static PyObject *TC_add(TransferColumns *x, PyObject *args) {
         details = Py_BuildValue("(II)", f.unmatched, f.n_proc);
     } else if (expected >= 0 && (long long)f.seq != expected) {
         status = "sequence";
+        details = Py_NewRef(Py_None);
+    } else if (!x->core_events && f.n_proc && (rules = derive_ledger(x, &in, &f)) != 0) {
+        if (rules < 0) {
+            Py_DECREF(hash);
+            Py_DECREF(prev);
+            return NULL;
+        }
+        status = "fallback";  /* a case the compiled rules leave to the Python ones */
         details = Py_NewRef(Py_None);
     } else {
         Py_ssize_t lens[3 * NCOLS];
