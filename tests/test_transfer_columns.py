@@ -13,11 +13,13 @@ import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stellar_sdk import Keypair
 from stellar_sdk import xdr as X
 
 from obsrvr_ray.errors import LedgerError
 from obsrvr_ray.ledger import envelope as E
 from obsrvr_ray.ledger.decode import decode_ledger
+from obsrvr_ray.ledger.hashing import transaction_hash
 from obsrvr_ray.network import PUBNET, SANDBOX, resolve_passphrase
 from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE, rows_to_table
 from obsrvr_ray.sinks.lake_writer import read_ledger_file
@@ -256,3 +258,42 @@ def test_the_pure_python_form_reads_every_ledger_with_the_rules(real_ledgers, mo
     found = table.add(real_ledgers[63092990])
     assert not found.compiled
     assert_same_table(table.take(), python_rules(real_ledgers[63092990], PUBNET, decoder="fast")[0])
+
+
+def _first_payment_replaced(data: bytes, passphrase: str, body: X.OperationBody, result: X.OperationResultTr) -> bytes:
+    """A testnet ledger whose first successful one-operation transaction does something else:
+    the operation and its result replaced, the result pair naming the new hash."""
+    meta = X.LedgerCloseMeta.from_xdr_bytes(data)
+    envelopes = {transaction_hash(env, passphrase): env for env in meta.v0.tx_set.txs}
+    for processing in meta.v0.tx_processing:
+        pair = processing.result
+        env = envelopes[pair.transaction_hash.hash]
+        if (env.type != X.EnvelopeType.ENVELOPE_TYPE_TX or len(env.v1.tx.operations) != 1
+                or pair.result.result.code != X.TransactionResultCode.txSUCCESS):
+            continue
+        env.v1.tx.operations[0].body = body
+        pair.result.result.results[0] = X.OperationResult(X.OperationResultCode.opINNER, tr=result)
+        pair.transaction_hash = X.Hash(transaction_hash(env, passphrase))
+        return meta.to_xdr_bytes()
+    raise AssertionError("no successful one-operation transaction")
+
+
+@pytest.mark.parametrize("code", [X.InflationResultCode.INFLATION_SUCCESS, X.InflationResultCode.INFLATION_NOT_TIME])
+def test_inflation_which_no_real_ledger_here_holds(code):
+    """Inflation payouts are mints of XLM (none when it was not time): built on a real testnet
+    ledger, as no ledger in the shared data runs inflation."""
+    testnet = resolve_passphrase("testnet")
+    _, data = max((item for path in conftest.testnet_ledger_files() for item in read_ledger_file(path)),
+                  key=lambda item: len(item[1]))
+    winners = [Keypair.from_raw_ed25519_seed(bytes([i]) * 32).xdr_account_id() for i in (1, 2)]
+    payouts = [X.InflationPayout(w, X.Int64(amount)) for w, amount in zip(winners, (1_000, 2_500), strict=True)]
+    paid = code == X.InflationResultCode.INFLATION_SUCCESS
+    result = X.InflationResult(code, payouts=payouts if paid else None)
+    ledger = _first_payment_replaced(data, testnet, X.OperationBody(X.OperationType.INFLATION),
+                                     X.OperationResultTr(X.OperationType.INFLATION, inflation_result=result))
+    expected = python_rules(ledger, testnet, decoder="fast")[0]
+    got, _, _, found = compiled(ledger, testnet)
+    assert found.compiled
+    assert_same_table(got, expected)
+    mints = got.filter(pc.equal(got["event_topic"], "mint"))
+    assert mints["amount_raw"].to_pylist() == (["1000", "2500"] if paid else [])
