@@ -198,9 +198,9 @@ def _operation_names(data: bytes) -> set[str]:
     return {op.body.type.name for tx in ledger.transactions for op in E.operations(tx.envelope)}
 
 
-def test_what_the_rules_record_or_correct_is_left_to_them():
-    """A rule the data breaks (a claim whose balance the changes do not remove) and a protocol
-    before 8 (its XLM correction) are read by the Python rules: their errors and rows."""
+def test_a_rule_the_data_breaks_is_left_to_the_python_rules():
+    """A claim whose balance the changes do not remove: the Python rules read the ledger and
+    record the error in their words; the rows are theirs."""
     def drop_removed_balance(body) -> None:
         for processing in body.tx_processing:
             for op_meta in processing.tx_apply_processing.v4.operations:
@@ -217,17 +217,36 @@ def test_what_the_rules_record_or_correct_is_left_to_them():
     assert (got_errors, found.compiled) == (errors, False)
     assert_same_table(got, expected)
 
+def _source_balance_moved(body, by: int) -> None:
+    """The first successful transaction's first operation leaves its source `by` stroops richer
+    than its events explain (what core could do before protocol 8)."""
+    body.ledger_header.header.ledger_version = X.Uint32(7)
+    for processing in body.tx_processing:
+        if processing.result.result.result.code != X.TransactionResultCode.txSUCCESS:
+            continue
+        for change in processing.tx_apply_processing.v2.operations[0].changes.ledger_entry_changes:
+            if change.type == X.LedgerEntryChangeType.LEDGER_ENTRY_UPDATED and change.updated.data.account:
+                change.updated.data.account.balance = X.Int64(change.updated.data.account.balance.int64 + by)
+                return
+    raise AssertionError("no account change to move")
+
+
+@pytest.mark.parametrize("by", [0, 5_000, -7_000])
+def test_protocols_before_8_correct_xlm_by_the_changes(by):
+    """Before protocol 8, XLM the source gained or lost beyond its operation's events is a mint
+    put first or a burn put last (derive._legacy_xlm_correction): built on a real testnet
+    ledger set to protocol 7, as no ledger in the shared data before protocol 8 has transactions."""
     testnet = resolve_passphrase("testnet")
     _, data = max((item for path in conftest.testnet_ledger_files() for item in read_ledger_file(path)),
                   key=lambda item: len(item[1]))
-
-    def protocol_7(body) -> None:
-        body.ledger_header.header.ledger_version = X.Uint32(7)
-
-    old = _rewritten(data, protocol_7)
+    old = _rewritten(data, lambda body: _source_balance_moved(body, by))
+    expected = python_rules(old, testnet, decoder="fast")[0]
     got, _, _, found = compiled(old, testnet)
-    assert not found.compiled
-    assert_same_table(got, python_rules(old, testnet, decoder="fast")[0])
+    assert found.compiled
+    assert_same_table(got, expected)
+    corrections = got.filter(pc.and_(pc.is_in(got["event_topic"], pa.array(["mint", "burn"])),
+                                     pc.equal(got["asset"], "native")))["amount_raw"].to_pylist()
+    assert corrections == ([] if by == 0 else [str(abs(by))])
 
 
 def test_bad_ledgers_raise_what_the_decoder_raises(real_ledgers):

@@ -4,16 +4,16 @@
  *   payments, path payments     ttp/payments.py, ttp/offers.py (claim atoms)
  *   claimable balances          ttp/claimable_balances.py, ttp/ledger_entries.py
  *   clawback, pools             ttp/clawback.py, ttp/liquidity_pools.py
- *   revocations without pools   ttp/revocation.py
+ *   pool-share revocations      ttp/revocation.py
+ *   protocol < 8 XLM            derive._legacy_xlm_correction
  *   the issuer rule, muxed info ttp/issuer.py, ttp/muxed.py
  *   contract calls              derive.invoke_host_function
  * for ledgers whose metas carry no unified events (every ledger before protocol 23 as core
  * wrote it) and whenever the operations' view is asked for. Those modules stay the
  * specification; tests/test_transfer_columns.py holds this file to them.
  *
- * Whatever the Python rules record as an error or raise as a bug, and the two cases written only
- * there (protocol < 8 XLM corrections, revocations that redeem pool shares), make the ledger
- * "fallback": the Python rules read it, so their messages and exceptions stay the only ones.
+ * Whatever the Python rules record as an error or raise as a bug makes the ledger "fallback":
+ * the Python rules read it, so their messages and exceptions stay the only ones.
  * The walk (_transfers.c) has checked every byte before this file reads any. */
 #include "_transfers.h"
 
@@ -637,6 +637,61 @@ static int operation(const Tx *t, int op, Py_ssize_t pos, Py_ssize_t rpos) {
     }
 }
 
+/* The account an SCAddress encoding names (a muxed one's base), or NULL. */
+static const unsigned char *account_key(const unsigned char *address, int len) {
+    if (len == 0) return NULL;
+    switch (rd32(address)) {
+    case 0: return address + 8;
+    case 2: return address + 12;
+    default: return NULL;
+    }
+}
+
+/* derive._legacy_xlm_correction: before protocol 8 core could create or destroy XLM in some
+ * operations. What the operation's changes did to its source's XLM, less what its events
+ * (x->evs from `first` on) explain, is a mint put first or a burn put last. */
+static int legacy_correction(const Tx *t, int op, Py_ssize_t op_pos, Py_ssize_t first) {
+    TransferColumns *x = t->x;
+    Party source = t->source;
+    const unsigned char *p = at(t, op_pos);
+    if (rd32(p)) read_muxed(p + 4, &source);
+    __int128 diff = 0;
+    if (op_pairs(t, (uint32_t)op - 1, &x->pairs) < 0) return -1;
+    const Pair *pr = (const Pair *)x->pairs.p;
+    for (Py_ssize_t i = 0; i < x->pairs.len / (Py_ssize_t)sizeof(Pair); i++) {
+        Py_ssize_t sides[2] = {pr[i].post, pr[i].pre};
+        for (int side = 0; side < 2; side++) {
+            Py_ssize_t e = sides[side];
+            if (e < 0 || entry_type(t, e) != E_ACCOUNT || memcmp(at(t, e + 12), source.key, 32) != 0) continue;
+            diff += side == 0 ? rd_i64(at(t, e + 44)) : -(__int128)rd_i64(at(t, e + 44));
+        }
+    }
+    for (Py_ssize_t i = first; i < x->nevs; i++) {  /* reconcile.event_deltas, for the source's XLM */
+        const Ev *ev = &x->evs[i];
+        if (ev->asset == NULL || ev->asset->credit) continue;
+        const unsigned char *from = account_key(ev->from, ev->from_len), *to = account_key(ev->to, ev->to_len);
+        if (from != NULL && ev->kind != K_MINT && memcmp(from, source.key, 32) == 0) diff += ev->amount;
+        if (to != NULL && (ev->kind == K_TRANSFER || ev->kind == K_MINT) && memcmp(to, source.key, 32) == 0) {
+            diff -= ev->amount;
+        }
+    }
+    if (diff == 0) return 0;
+    Ev *ev = op_event(t, op, diff > 0 ? K_MINT : K_BURN, &x->native, diff > 0 ? diff : -diff);
+    if (ev == NULL) return -1;
+    Party account = account_party(source.key);
+    if (diff < 0) {
+        ev->from_len = put_party(ev->from, &account);
+        x->nevs++;
+        return 0;
+    }
+    ev->to_len = put_party(ev->to, &account);
+    Ev mint = *ev;
+    memmove(&x->evs[first + 1], &x->evs[first], (size_t)(x->nevs - first) * sizeof(Ev));
+    x->evs[first] = mint;
+    x->nevs++;
+    return 0;
+}
+
 /* ---- a transaction ------------------------------------------------------------------------------- */
 
 /* The (inner) transaction of the envelope whose signed body is `span`: its source, fee payer,
@@ -727,8 +782,10 @@ static int derive_tx(Tx *t) {
         Py_ssize_t rp = results + 4;
         const Py_ssize_t *ops = (const Py_ssize_t *)t->ops->p;
         for (Py_ssize_t i = 0; i < nops; i++) {
+            Py_ssize_t first = t->x->nevs;
             int rc = operation(t, (int)i + 1, ops[i], rp);
             if (rc != 0) return rc;
+            if (t->f->protocol < 8 && legacy_correction(t, (int)i + 1, ops[i], first) < 0) return -1;
             if (skip_type(t->x->d, t->in, t->x->t_op_result, &rp, MAX_DEPTH) < 0) return -1;
         }
     }
@@ -743,7 +800,6 @@ int derive_ledger(TransferColumns *x, const Input *in, const Facts *f) {
     x->nevs = 0;
     x->skipped = 0;
     if (PyList_GET_SIZE(x->errors) && PyList_SetSlice(x->errors, 0, PY_SSIZE_T_MAX, NULL) < 0) return -1;
-    if (f->protocol < 8) return FALLBACK;  /* derive._legacy_xlm_correction */
     const TxAt *txs = (const TxAt *)x->txs.p;
     for (uint32_t i = 0; i < f->n_proc; i++) {
         const HashAt *h = bsearch(txs[i].hash, x->hashes.p, f->n_env, sizeof(HashAt), by_hash);
