@@ -175,14 +175,24 @@ class Held:
     rows: pa.Table
     through: int
 
+    def page(self, query: TransferQuery) -> ResultPage | None:
+        """The query's page when these rows settle it (they hold more than a page, or reach its last
+        ledger), else None: only then is no file needed."""
+        if self.rows.num_rows > query.limit or (query.end_ledger is not None and self.through >= query.end_ledger):
+            return _page(self.rows.cast(TOKEN_TRANSFERS), query.limit)
+        return None
+
 
 Recent = pa.Table | Callable[[int | None], pa.Table]  # rows past the snapshot, or a function of its last ledger
 
 
 def _page(table: pa.Table, limit: int) -> ResultPage:
     """The first `limit` rows in ledger and event order, and the cursor after them if more follow.
-    Only the page's rows are gathered (the parts read may hold many more)."""
-    page = table.take(pc.sort_indices(table, sort_keys=ORDER).slice(0, limit))
+    Only the page's rows are gathered (the parts read may hold many more), and not even copied
+    when they are in order already, as files and the window keep them."""
+    order = pc.sort_indices(table, sort_keys=ORDER).slice(0, limit)
+    in_order = pc.all(pc.equal(order, pa.array(range(len(order)), pa.uint64()))).as_py() is not False
+    page = table.slice(0, limit) if in_order else table.take(order)
     next_cursor = None
     if table.num_rows > limit:
         last_row = page.slice(page.num_rows - 1, 1).to_pylist()[0]
@@ -322,8 +332,9 @@ class TableReader:
         parts: list[pa.Table] = []
         rows = 0
         if held is not None:
-            if held.rows.num_rows > query.limit or held.through >= high:
-                return _page(held.rows.cast(TOKEN_TRANSFERS), query.limit)
+            settled = held.page(query)
+            if settled is not None:
+                return settled
             parts.append(held.rows.cast(TOKEN_TRANSFERS))
             rows = held.rows.num_rows
             low = max(low, held.through + 1)
