@@ -33,11 +33,10 @@ import datetime as dt
 import functools
 import json
 import time
-import typing
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, get_args, get_origin
 
 import orjson
 import pyarrow as pa
@@ -147,8 +146,9 @@ Params = TypeVar("Params", bound=BaseModel)
 class TransferParams(BaseModel):
     """The filters and page of the transfers routes, from the query string. Validated in one call
     (`_route_params`) rather than declared to FastAPI parameter by parameter: FastAPI solves each
-    declared parameter on its own, about 1 ms a request for these ten, more than the rest of a
-    page's work. The routes still describe them in their OpenAPI operation (`_documented`)."""
+    declared parameter on its own, and ran the query's dependency in a worker thread, together
+    about a sixth of a 100-row page's time in the app (0.3 of 1.8 ms). The routes still describe
+    them in their OpenAPI operation (`_documented`), as FastAPI did."""
 
     start_ledger: int | None = Field(None, ge=FIRST_LEDGER, le=LAST_LEDGER, description="first ledger (inclusive)")
     end_ledger: int | None = Field(None, ge=FIRST_LEDGER, le=LAST_LEDGER, description="last ledger (inclusive)")
@@ -190,7 +190,7 @@ class AnalyticsParams(BaseModel):
 def _repeatable(model: type[BaseModel]) -> frozenset[str]:
     """The model's list fields: parameters given once per value (?asset=a&asset=b)."""
     def is_list(annotation: object) -> bool:
-        return typing.get_origin(annotation) is list or any(map(is_list, typing.get_args(annotation)))
+        return get_origin(annotation) is list or any(map(is_list, get_args(annotation)))
 
     return frozenset(name for name, f in model.model_fields.items() if is_list(f.annotation))
 
