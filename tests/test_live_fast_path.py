@@ -226,10 +226,13 @@ def test_rest_reads_recent_ranges_from_memory_and_older_files_once(app, expected
                                                       for _ in expected[s]]
 
 
-def test_a_page_the_window_settles_is_answered_while_every_worker_thread_is_busy(app):
+def test_pages_from_memory_are_answered_while_every_worker_thread_is_busy(app):
     """Reading files takes one of the app's worker threads (a slow store can hold them all); a page
-    of the newest ledgers, settled by the window, is made without one."""
-    recent = app.rows(start_ledger=AT_START - 4, end_ledger=AT_START)
+    of the newest ledgers, settled by the window, and a page of older ledgers whose files were
+    decoded before (the table on local disk) are made without one."""
+    pages = {"recent": {"start_ledger": AT_START - 4, "end_ledger": AT_START},
+             "older": {"start_ledger": 2, "end_ledger": 5}}
+    before = {name: app.rows(**params) for name, params in pages.items()}
     release = threading.Event()
 
     async def occupy() -> dict:
@@ -243,8 +246,9 @@ def test_a_page_the_window_settles_is_answered_while_every_worker_thread_is_busy
         assert app.get("/occupy").status_code == 200
         with requests.Session() as session:
             session.trust_env = False
-            answer = session.get(f"{app.server.url}/v1/token-transfers", timeout=10,
-                                 params={"start_ledger": AT_START - 4, "end_ledger": AT_START, "limit": 1000})
-        assert answer.status_code == 200 and answer.json()["rows"] == recent
+            for name, params in pages.items():
+                answer = session.get(f"{app.server.url}/v1/token-transfers", params={**params, "limit": 1000},
+                                     timeout=10)
+                assert answer.status_code == 200 and answer.json()["rows"] == before[name], name
     finally:
         release.set()

@@ -341,11 +341,12 @@ def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Route
             if as_of is None:
                 window = recent_window()
                 held = window.select(query) if window is not None else None
-                # A page the window settles is made here: a worker thread (busy reading files for other
-                # requests, perhaps) is needed only when files are.
-                page = held.page(query) if held is not None else None
+                recent = None if held is not None else _recent_rows(live, window)
+                # A page from memory (the window's rows, files decoded before) is made here, on the loop;
+                # a worker thread (busy reading files for other requests, perhaps) only when files must
+                # be read or the follower asked.
+                page = reader.transfers(query, recent, held, read=False)
                 if page is None:
-                    recent = None if held is not None else _recent_rows(live, window)
                     page = await asyncio.to_thread(reader.transfers, query, recent, held)
             else:
                 page = await asyncio.to_thread(reader.at(parse_as_of(as_of)).transfers, query, None)
