@@ -23,6 +23,8 @@ the metric websocket_ledgers_encoded_total counts encodings). REST answers from 
 window of recent ledgers (`recent_window`: a RecentLedgers kept filled from the follower) for
 every query whose first ledger it holds, and reads the dataset's files only for the rest; the
 reader keeps file lists, statistics and decoded files between requests (obsrvr_ray/query.py).
+A page made from memory is made on the event loop; reading a file, asking the store or the
+follower happens in a worker thread.
 """
 
 from __future__ import annotations
