@@ -33,7 +33,7 @@ all clients come from 127.0.0.1, and this measures the app, not the key check or
 The app, the feed and the clients share the machine's cores; CPU seconds per process group are
 sampled from /proc over each measured window (Linux only) to show who used them.
 
-    python -m benchmarks.live_bench [--rate 4] [--history 480] [--window 20] [--rest-seconds 8]
+    python -m benchmarks.live_bench [--rate 4] [--history 480] [--window 20] [--rest-seconds 8] [--parts rest fanout]
 
 Results (with the machine's description) go to benchmarks/results/live_bench.json.
 """
@@ -602,6 +602,8 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "obsrvr-bench")
+    parser.add_argument("--parts", nargs="+", choices=("rest", "fanout"), default=["rest", "fanout"],
+                        help="what to measure (a REST-only run takes a few minutes instead of ten)")
     args = parser.parse_args()
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster: no token
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -627,19 +629,22 @@ def main() -> None:
         dataset_info = {"committed_through": status["committed_through"], **_dataset_size(dataset)}
         print(f"caught up {last + 1 - first} ledgers in {catch_up:.1f} s; dataset {dataset_info}", flush=True)
 
-        print("REST", flush=True)
+        rest, probe, fanout = [], None, []
         routes = [("GET /health/live", f"{app.base}/health/live", None),
                   ("GET /v1/token-transfers?limit=100", f"{app.base}/v1/token-transfers?limit=100", None),
                   ("GET /v1/ledgers/{seq}", f"{app.base}/v1/ledgers/", (2, status["committed_through"]))]
-        rest = [measure_rest(app, name, url, ledger_range, c, args.rest_seconds)
-                for name, url, ledger_range in routes for c in args.concurrency]
-        probe = probe_recent(app, status["committed_through"])
+        if "rest" in args.parts:
+            print("REST", flush=True)
+            rest = [measure_rest(app, name, url, ledger_range, c, args.rest_seconds)
+                    for name, url, ledger_range in routes for c in args.concurrency]
+            probe = probe_recent(app, status["committed_through"])
 
-        print(f"WebSocket fan-out, feed at {args.rate} ledgers/s", flush=True)
-        feed.run(args.rate)
-        fanout = [measure_fanout(app, feed, n, args.warmup, args.window, args.grace) for n in args.subscribers]
-        if not feed.pending:
-            print("warning: the feed ran out of ledgers during the runs", flush=True)
+        if "fanout" in args.parts:
+            print(f"WebSocket fan-out, feed at {args.rate} ledgers/s", flush=True)
+            feed.run(args.rate)
+            fanout = [measure_fanout(app, feed, n, args.warmup, args.window, args.grace) for n in args.subscribers]
+            if not feed.pending:
+                print("warning: the feed ran out of ledgers during the runs", flush=True)
     finally:
         app.stop()
         feed.stop()
@@ -648,8 +653,9 @@ def main() -> None:
         "benchmark": "live", "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "settings": {"rate": args.rate, "history": args.history, "window": args.window, "warmup": args.warmup,
                      "grace": args.grace, "rest_seconds": args.rest_seconds, "subscribers": args.subscribers,
-                     "concurrency": args.concurrency, "app_args": {k: v for k, v in app.settings.items()
-                                                                   if k not in ("rpc_url", "dataset", "flight_port")}},
+                     "concurrency": args.concurrency, "parts": args.parts,
+                     "app_args": {k: v for k, v in app.settings.items()
+                                  if k not in ("rpc_url", "dataset", "flight_port")}},
         "setup": {"ray_start_seconds": round(app.ray_seconds, 1), "deploy_seconds": round(app.deploy_seconds, 1),
                   "catch_up_seconds": round(catch_up, 1),
                   "catch_up_ledgers": last + 1 - first,

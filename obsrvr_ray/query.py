@@ -175,14 +175,25 @@ class Held:
     rows: pa.Table
     through: int
 
+    def page(self, query: TransferQuery) -> ResultPage | None:
+        """The query's page when these rows settle it (they hold more than a page, or reach its last
+        ledger), else None: only then is no file needed."""
+        if self.rows.num_rows > query.limit or (query.end_ledger is not None and self.through >= query.end_ledger):
+            return _page(self.rows.cast(TOKEN_TRANSFERS), query.limit)
+        return None
 
+
+Pieces = tuple[ds.Dataset | None, list[tuple[tuple[int, int], ds.Fragment]]]  # a snapshot's, with their ledger ranges
 Recent = pa.Table | Callable[[int | None], pa.Table]  # rows past the snapshot, or a function of its last ledger
 
 
 def _page(table: pa.Table, limit: int) -> ResultPage:
     """The first `limit` rows in ledger and event order, and the cursor after them if more follow.
-    Only the page's rows are gathered (the parts read may hold many more)."""
-    page = table.take(pc.sort_indices(table, sort_keys=ORDER).slice(0, limit))
+    Only the page's rows are gathered (the parts read may hold many more), and not even copied
+    when they are in order already, as files and the window keep them."""
+    order = pc.sort_indices(table, sort_keys=ORDER).slice(0, limit)
+    in_order = pc.all(pc.equal(order, pa.array(range(len(order)), pa.uint64()))).as_py() is not False
+    page = table.slice(0, limit) if in_order else table.take(order)
     next_cursor = None
     if table.num_rows > limit:
         last_row = page.slice(page.num_rows - 1, 1).to_pylist()[0]
@@ -214,15 +225,18 @@ class TableReader:
         """The same tables read as of a version or time."""
         return TableReader(self.root, self.tables.location.s3, as_of, cache_bytes=0)
 
-    def piece(self, table: str, data: ds.Dataset, fragment: ds.Fragment) -> pa.Table:
+    def piece(self, table: str, data: ds.Dataset, fragment: ds.Fragment, decode: bool = True) -> pa.Table | None:
         """A piece's rows (the table's own columns), decoded once and kept while the cache has
-        room: a file's contents never change, so there is nothing to invalidate."""
+        room: a file's contents never change, so there is nothing to invalidate. None when not
+        kept and not to be decoded (`decode` False)."""
         key = (table, fragment.path, self._group_ids.get(id(fragment)))
         with self._lock:
             found = self._decoded.get(key)
             if found is not None:
                 self._decoded.move_to_end(key)
                 return found
+        if not decode:
+            return None
         rows = self._normalize(fragment.to_table(schema=data.schema), table)
         with self._lock:
             self.files_read += 1
@@ -248,15 +262,21 @@ class TableReader:
             return TABLES[table].empty_table()
         return self._normalize(data.to_table(filter=expression), table)
 
-    def chunks(self, table: str) -> tuple[ds.Dataset | None, list[tuple[tuple[int, int], ds.Fragment]]]:
+    def chunks(self, table: str, read: bool = True) -> Pieces | None:
         """The table's pieces with the ledger range each holds, in ledger order: each small file
         whole, each large one (a compacted partition) by row group. Built from the log (paths,
         partition values, min/max statistics), not from delta-rs' pyarrow dataset, whose filter
         expressions over every column's statistics cost about 0.5 ms a file; a large file's row
-        groups are read from its footer once (files never change)."""
+        groups are read from its footer once (files never change). `read` False: None unless the
+        pieces are known and the table is on local disk (then the check that they are the latest
+        is one stat, not a request to a store)."""
         cached = self._pieces.get(table)
+        if not read and (cached is None or self.tables.location.is_s3):
+            return None
         if cached is not None and self._latest(table, cached[0]):
             return cached[1]
+        if not read:
+            return None
         snapshot = self.tables.table(table, self.as_of)
         if snapshot is None:
             return None, []
@@ -309,47 +329,73 @@ class TableReader:
         committed = self.tables.committed() if self.as_of is None else {}
         return max([end for (_, end), _ in chunks] + [end for _, end in committed], default=None)
 
-    def transfers(self, query: TransferQuery, recent: Recent | None = None, held: Held | None = None) -> ResultPage:
+    def transfers(self, query: TransferQuery, recent: Recent | None = None, held: Held | None = None,
+                  read: bool = True) -> ResultPage | None:
         """A page in ledger order, reading chunks in ledger order and stopping once the page is
         full: the cost follows the page size, not the dataset's. `held`: the query's rows from
         memory through some ledger (their files are not read; when they fill the page or reach
         the query's end, no file is). `recent`: rows past the snapshot's last ledger, or a
-        function of that ledger giving them (called only when the page needs them)."""
+        function of that ledger giving them (called only when the page needs them).
+
+        `read` False: the page only if it needs no file read, no store request and no `recent`
+        rows (what a caller on an event loop may wait for), else None."""
+        parts: list[pa.Table] = []
+        if held is not None:
+            settled = held.page(query)
+            if settled is not None:
+                return settled
+            parts.append(held.rows.cast(TOKEN_TRANSFERS))
+        known = self.chunks(TRANSFERS_TABLE, read)
+        if known is None:
+            return None
+        data, chunks = known
+        committed = self._committed_parts(query, data, chunks, held, read)
+        if committed is None:
+            return None
+        parts += committed
+        last = max((end for (_, end), _ in chunks), default=None)
+        if held is not None:
+            last = held.through if last is None else max(last, held.through)
+        past = last is None or query.end_ledger is None or query.end_ledger > last  # it reaches past the snapshot
+        if sum(p.num_rows for p in parts) <= query.limit and recent is not None and past:  # the newest ledgers
+            if not read:
+                return None
+            fresh = recent(last) if callable(recent) else recent
+            if fresh.num_rows:
+                fresh = fresh if last is None else fresh.filter(pc.greater(fresh["ledger_sequence"], last))
+                parts.append(query.apply(fresh.cast(TOKEN_TRANSFERS)))
+        return _page(pa.concat_tables(parts) if parts else TOKEN_TRANSFERS.empty_table(), query.limit)
+
+    def _committed_parts(self, query: TransferQuery, data: ds.Dataset | None, chunks: list, held: Held | None,
+                         read: bool) -> list[pa.Table] | None:
+        """The query's rows from the snapshot's pieces past the held ledgers, in ledger order, until
+        more than a page is found (with the held rows); None when a piece is not decoded and not
+        to be read."""
         low = query.start_ledger or 0
         if query.cursor is not None:
             low = max(low, decode_cursor(query.cursor)[0])
         high = query.end_ledger if query.end_ledger is not None else float("inf")
-        parts: list[pa.Table] = []
-        rows = 0
+        rows = 0 if held is None else held.rows.num_rows
         if held is not None:
-            if held.rows.num_rows > query.limit or held.through >= high:
-                return _page(held.rows.cast(TOKEN_TRANSFERS), query.limit)
-            parts.append(held.rows.cast(TOKEN_TRANSFERS))
-            rows = held.rows.num_rows
             low = max(low, held.through + 1)
-        data, chunks = self.chunks(TRANSFERS_TABLE)
+        parts: list[pa.Table] = []
         stop_after: int | None = None  # set once the page is full: the last ledger still to read
         for (start, end), fragment in chunks:
             if end < low or start > high:
                 continue
             if stop_after is not None and start > stop_after:
                 break
-            part = query.apply(self.piece(TRANSFERS_TABLE, data, fragment))
+            piece = self.piece(TRANSFERS_TABLE, data, fragment, read)
+            if piece is None:
+                return None
+            part = query.apply(piece)
             if held is not None and start <= held.through:  # a file reaching into the held ledgers
                 part = part.filter(pc.greater(part["ledger_sequence"], held.through))
             parts.append(part)
             rows += part.num_rows
             if stop_after is None and rows > query.limit:
                 stop_after = end  # chunks starting later cannot come before these rows
-        last = max((end for (_, end), _ in chunks), default=None)
-        if held is not None:
-            last = held.through if last is None else max(last, held.through)
-        if stop_after is None and recent is not None:  # the newest, not yet committed ledgers
-            fresh = recent(last) if callable(recent) else recent
-            if fresh.num_rows:
-                fresh = fresh if last is None else fresh.filter(pc.greater(fresh["ledger_sequence"], last))
-                parts.append(query.apply(fresh.cast(TOKEN_TRANSFERS)))
-        return _page(pa.concat_tables(parts) if parts else TOKEN_TRANSFERS.empty_table(), query.limit)
+        return parts
 
     def ledger(self, sequence: int) -> dict | None:
         """Reads only the files whose ledger range (in their names) holds the sequence."""

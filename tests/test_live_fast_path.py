@@ -12,10 +12,12 @@ as the Follower deployment runs it):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pytest
@@ -148,7 +150,8 @@ def app(ledgers, tmp_path):
     api = create_app(reader, InProcessLive(svc), guard, extra_routers=routers, recent_window=lambda: svc.recent)
     try:
         with Server(secure(api)) as server:
-            yield App(server=server, svc=svc, archive=archive, ledgers=ledgers, reader=reader, out=tmp_path / "out")
+            yield App(server=server, api=api, svc=svc, archive=archive, ledgers=ledgers, reader=reader,
+                      out=tmp_path / "out")
     finally:
         rpc.stop()
 
@@ -221,3 +224,31 @@ def test_rest_reads_recent_ranges_from_memory_and_older_files_once(app, expected
     assert tail == recent
     assert [r["ledger_sequence"] for r in recent] == [s for s in range(AT_START - 4, AT_START + 1)
                                                       for _ in expected[s]]
+
+
+def test_pages_from_memory_are_answered_while_every_worker_thread_is_busy(app):
+    """Reading files takes one of the app's worker threads (a slow store can hold them all); a page
+    of the newest ledgers, settled by the window, and a page of older ledgers whose files were
+    decoded before (the table on local disk) are made without one."""
+    pages = {"recent": {"start_ledger": AT_START - 4, "end_ledger": AT_START},
+             "older": {"start_ledger": 2, "end_ledger": 5}}
+    before = {name: app.rows(**params) for name, params in pages.items()}
+    release = threading.Event()
+
+    async def occupy() -> dict:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1, thread_name_prefix="occupied"))
+        loop.run_in_executor(None, release.wait)
+        return {}
+
+    app.api.add_api_route("/occupy", occupy)
+    try:
+        assert app.get("/occupy").status_code == 200
+        with requests.Session() as session:
+            session.trust_env = False
+            for name, params in pages.items():
+                answer = session.get(f"{app.server.url}/v1/token-transfers", params={**params, "limit": 1000},
+                                     timeout=10)
+                assert answer.status_code == 200 and answer.json()["rows"] == before[name], name
+    finally:
+        release.set()
