@@ -3,8 +3,8 @@
 For every real ledger in ../shared/data/ledgers (pubnet by protocol era, and the 320 testnet
 ledgers of protocol 19) and for a generated lake, measures ledger bytes -> validated ledger ->
 the token_transfers table in Arrow, three ways:
-  ours       ttp.transfer_table.TransferTable: the compiled walker (TransactionMetaV4 ledgers),
-             else our decoder and the Python rules;
+  ours       ttp.transfer_table.TransferTable: the compiled walker (core's unified events where
+             every meta is v4, else the compiled operation rules);
   rules      our decoder and the Python rules (the path before the walker, and its oracle);
   reference  stellar-sdk's decoder and the same rules.
 Each ledger runs in rounds of (ours three times, rules once, the reference once), keeping each

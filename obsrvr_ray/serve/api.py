@@ -32,47 +32,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import functools
 import json
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar, get_args, get_origin
+from typing import Protocol
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, WebSocket
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.constants import REF_PREFIX
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field, ValidationError
-from starlette.datastructures import QueryParams
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from obsrvr_ray.errors import ConfigError
 from obsrvr_ray.live.live_metrics import ApiMetrics
 from obsrvr_ray.live.recent import RecentLedgers
 from obsrvr_ray.live.subscription import Frames, Subscription, arrow_frame, control, json_frame
-from obsrvr_ray.query import (
-    AMOUNT_MAX,
-    AMOUNT_MIN,
-    MAX_PAGE,
-    TableReader,
-    TransferQuery,
-    ledger_of,
-    min_amount_of,
-    strings_of,
-)
+from obsrvr_ray.query import MAX_PAGE, TableReader, TransferQuery
 from obsrvr_ray.ranges import FIRST_LEDGER, LAST_LEDGER
 from obsrvr_ray.serve.console import console_router
 from obsrvr_ray.serve.http_security import websocket_subprotocol
+from obsrvr_ray.serve.query_params import AnalyticsParams, PageParams, TransferParams, documented, route_params
 from obsrvr_ray.settings_model import Settings
 from obsrvr_ray.table.tableset import parse_as_of
-from obsrvr_ray.ttp.events import KINDS
-from obsrvr_ray.ttp.filters import EventFilter
 
 
 class LiveView(Protocol):
@@ -140,105 +125,7 @@ def _timestamps_as_text(table: pa.Table) -> list[dict]:
     return table.to_pylist()
 
 
-_EVENT_TYPES = "one of " + ", ".join(KINDS)
 _TX_HASH_HEX = 64  # a transaction hash: 32 bytes in hex
-Params = TypeVar("Params", bound=BaseModel)
-
-
-class TransferParams(BaseModel):
-    """The filters and page of the transfers routes, from the query string. Validated in one call
-    (`_route_params`) rather than declared to FastAPI parameter by parameter: FastAPI solves each
-    declared parameter on its own, and ran the query's dependency in a worker thread, together
-    about a sixth of a 100-row page's time in the app (0.3 of 1.8 ms). The routes still describe
-    them in their OpenAPI operation (`_documented`), as FastAPI did."""
-
-    start_ledger: int | None = Field(None, ge=FIRST_LEDGER, le=LAST_LEDGER, description="first ledger (inclusive)")
-    end_ledger: int | None = Field(None, ge=FIRST_LEDGER, le=LAST_LEDGER, description="last ledger (inclusive)")
-    account: list[str] | None = Field(None, description="G/M/C/B/L address, as sender or receiver")
-    asset: list[str] | None = Field(None, description="native, CODE:ISSUER, CODE or a token contract C...")
-    event_type: list[str] | None = Field(None, description=_EVENT_TYPES)
-    since: dt.datetime | None = Field(None, description="closed_at >= since (RFC 3339)")
-    until: dt.datetime | None = Field(None, description="closed_at < until (RFC 3339)")
-    min_amount: int | None = Field(None, ge=AMOUNT_MIN, le=AMOUNT_MAX,
-                                   description="minimum amount in base units (stroops), an i128")
-    cursor: str | None = Field(None, description="next_cursor of the previous page")
-    limit: int = Field(100, ge=1, le=MAX_PAGE)
-
-    def query(self) -> TransferQuery:
-        try:
-            return TransferQuery(ledger_of("start_ledger", self.start_ledger), ledger_of("end_ledger", self.end_ledger),
-                                 self.since, self.until,
-                                 EventFilter.of(strings_of("event_type", self.event_type),
-                                                strings_of("asset", self.asset), strings_of("account", self.account)),
-                                 min_amount_of(self.min_amount), self.cursor, self.limit)
-        except ConfigError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-
-
-class PageParams(BaseModel):
-    """/v1/token-transfers' own parameter."""
-
-    as_of: str | None = Field(None, max_length=40,
-                              description="a table version or an ISO 8601 time: read that snapshot")
-
-
-class AnalyticsParams(BaseModel):
-    """/v1/analytics' own parameter."""
-
-    top: int = Field(10, ge=1, le=100)
-
-
-@functools.cache
-def _repeatable(model: type[BaseModel]) -> frozenset[str]:
-    """The model's list fields: parameters given once per value (?asset=a&asset=b)."""
-    def is_list(annotation: object) -> bool:
-        return get_origin(annotation) is list or any(map(is_list, get_args(annotation)))
-
-    return frozenset(name for name, f in model.model_fields.items() if is_list(f.annotation))
-
-
-def _validated(model: type[Params], query: QueryParams, errors: list[dict]) -> Params | None:
-    """`model` from the query string as FastAPI reads parameters (the last of a repeated scalar, every
-    value of a list, absent ones at their defaults); its errors go to `errors`, located as FastAPI's."""
-    lists = _repeatable(model)
-    values = {}
-    for name in model.model_fields:
-        value = query.getlist(name) if name in lists else query.get(name)
-        if value is not None and value != []:  # an empty scalar ("?limit=") is validated, as by FastAPI
-            values[name] = value
-    try:
-        return model.model_validate(values)
-    except ValidationError as exc:
-        errors.extend({**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False))
-        return None
-
-
-def _route_params(request: Request, own: type[Params]) -> tuple[TransferQuery, Params]:
-    """The transfer query and the route's `own` parameters, refused as FastAPI would refuse them
-    declared as a dependency and parameters: one 422 listing every invalid value, or (the values
-    valid) the query's own refusal (a bad cursor) first."""
-    errors: list[dict] = []
-    params = _validated(TransferParams, request.query_params, errors)
-    query = params.query() if params is not None else None
-    rest = _validated(own, request.query_params, errors)
-    if errors:
-        raise RequestValidationError(errors)
-    return query, rest
-
-
-def _documented(*models: type[BaseModel]) -> dict:
-    """The OpenAPI operation's query parameters for the models' fields and its 422 answer, as FastAPI
-    describes declared parameters (its `openapi_extra`)."""
-    parameters = []
-    for model in models:
-        properties = model.model_json_schema()["properties"]
-        for name, f in model.model_fields.items():
-            schema = {k: v for k, v in properties[name].items() if not (k == "default" and v is None)}
-            parameters.append({"name": name, "in": "query", "required": False, "schema": schema,
-                               **({"description": f.description} if f.description else {})})
-    refused = {"description": "Validation Error",
-               "content": {"application/json": {"schema": {"$ref": f"{REF_PREFIX}HTTPValidationError"}}}}
-    return {"parameters": parameters, "responses": {"422": refused}}
 
 
 class Subscribers:
@@ -333,11 +220,11 @@ def _recent_rows(live: LiveView, window: RecentLedgers | None) -> Callable[[int 
 def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: RouteGuard, recent_window: Window) -> None:
     """The dataset's transfers, ledgers, transactions and analytics, with the follower's newest ledgers."""
     @app.get("/v1/token-transfers", dependencies=[Depends(guard.require("read"))], tags=["token transfers"],
-             openapi_extra=_documented(PageParams, TransferParams))
+             openapi_extra=documented(PageParams, TransferParams))
     async def token_transfers(request: Request) -> dict:
         """Token transfers matching every filter given, in ledger and event order, a page at a time;
         the latest committed snapshot plus the follower's newest ledgers, or a past snapshot."""
-        query, own = _route_params(request, PageParams)
+        query, own = route_params(request, PageParams)
         as_of = own.as_of
         try:
             if as_of is None:
@@ -376,11 +263,11 @@ def _rest_routes(app: FastAPI, reader: TableReader, live: LiveView, guard: Route
         return _jsonable([row])[0]
 
     @app.get("/v1/analytics", dependencies=[Depends(guard.require("read"))], tags=["analytics"],
-             openapi_extra=_documented(AnalyticsParams, TransferParams))
+             openapi_extra=documented(AnalyticsParams, TransferParams))
     async def analytics(request: Request) -> dict:
         """Volume and count per asset per hour and per day, counts per event type, largest transfers,
         over the window and filters given (exact volumes as text in volume_raw)."""
-        query, own = _route_params(request, AnalyticsParams)
+        query, own = route_params(request, AnalyticsParams)
         top = own.top
         recent = await live.recent(None)
         tables = await asyncio.to_thread(reader.aggregations, query, top, lambda: recent)
