@@ -983,7 +983,8 @@ static void rollback(TransferColumns *x, const Py_ssize_t *lens) {
 
 /* add(data, expected=-1) -> (status, sequence, hash, previous hash, protocol, close time, details, errors, skipped)
  *   status "ok": the ledger's rows were appended (details: how many);
- *   "fallback": not for this walker (older metas, non-canonical bytes): nothing appended;
+ *   "fallback": for the Python rules (data that breaks a rule, non-canonical bytes, older metas in
+ *               core's view): nothing appended;
  *   "header": the header does not hash to its recorded hash (details: the actual hash);
  *   "count": (envelopes, results) differ; "unmatched": (unmatched, results);
  *   "sequence": the bytes hold another ledger than `expected`.
