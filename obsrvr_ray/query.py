@@ -219,6 +219,7 @@ class TableReader:
         self._decoded_bytes = 0
         self._lock = threading.Lock()  # requests run in threads: the cache is shared
         self._filesystems: dict[str, pa_fs.FileSystem] = {}
+        self._on_local_disk = self.tables.location.on_local_disk()  # a stat cannot stall on it
         self.files_read = 0  # pieces decoded from files (not from the cache): a statistic for tests and benchmarks
 
     def at(self, as_of: int | str | dt.datetime | None) -> TableReader:
@@ -269,9 +270,9 @@ class TableReader:
         expressions over every column's statistics cost about 0.5 ms a file; a large file's row
         groups are read from its footer once (files never change). `read` False: None unless the
         pieces are known and the table is on local disk (then the check that they are the latest
-        is one stat, not a request to a store)."""
+        is one stat, not a request to a store or a network mount)."""
         cached = self._pieces.get(table)
-        if not read and (cached is None or self.tables.location.is_s3):
+        if not read and (cached is None or not self._on_local_disk):
             return None
         if cached is not None and self._latest(table, cached[0]):
             return cached[1]

@@ -36,6 +36,7 @@ from obsrvr_ray.security.security_settings import SecuritySettings
 from obsrvr_ray.serve.api import create_app
 from obsrvr_ray.serve.http_security import build_guard
 from obsrvr_ray.sinks.layout import OutputSpec
+from obsrvr_ray.table.location import TableLocation, filesystem_type, is_network_filesystem
 from obsrvr_sandbox.generator import SandboxNetwork
 from tests.test_security_support import Server
 
@@ -252,3 +253,28 @@ def test_pages_from_memory_are_answered_while_every_worker_thread_is_busy(app):
                 assert answer.status_code == 200 and answer.json()["rows"] == before[name], name
     finally:
         release.set()
+
+
+MOUNTS = """\
+/dev/root / ext4 rw,relatime 0 0
+tmpfs /tmp tmpfs rw,nosuid,nodev 0 0
+fileserver:/export/lake /data/lake nfs4 rw,relatime,vers=4.2 0 0
+s3fs /data/s3\\040mount fuse.s3fs rw,nosuid,nodev 0 0
+/dev/nvme1n1 /data/lake/local ext4 rw,relatime 0 0
+"""
+
+
+@pytest.mark.parametrize(("path", "kind", "network"), [
+    ("/srv/out", "ext4", False), ("/tmp/out", "tmpfs", False), ("/data/lake/out", "nfs4", True),
+    ("/data/lake", "nfs4", True), ("/data/lakeside", "ext4", False), ("/data/s3 mount/out", "fuse.s3fs", True),
+    ("/data/lake/local/out", "ext4", False)])
+def test_the_mount_a_table_is_on_decides_whether_pages_wait_for_a_thread(path, kind, network):
+    """A stat on a network mount (NFS, FUSE...) can hang, so pages of tables there are never made
+    on the event loop: the longest mount point holding the path says which filesystem it is."""
+    assert filesystem_type(path, MOUNTS) == kind
+    assert is_network_filesystem(kind) == network
+
+
+def test_a_local_directory_is_on_local_disk_and_s3_is_not(tmp_path):
+    assert TableLocation(str(tmp_path)).on_local_disk()
+    assert not TableLocation("s3://bucket/out").on_local_disk()

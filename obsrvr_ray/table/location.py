@@ -8,12 +8,37 @@ writers (a backfill and the live follower) commit to one table without a lock se
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.fs as pa_fs
 
 from obsrvr_ray.objectstore import S3Options
+
+# Filesystems whose calls go over a network and can stall (a hung NFS server blocks a stat).
+_NETWORK_FILESYSTEMS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs",
+                                  "lustre", "gpfs", "beegfs", "ncpfs"})
+_MOUNT_FIELDS = 3  # a mount table line starts: device, mount point, filesystem type
+
+
+def filesystem_type(path: str, mounts: str) -> str:
+    """The type of the filesystem holding `path` (absolute), from a mount table in /proc/mounts'
+    format: the mount whose point is the longest prefix of the path."""
+    best, kind = "", ""
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) < _MOUNT_FIELDS:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])  # \040 is a space
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def is_network_filesystem(kind: str) -> bool:
+    return kind in _NETWORK_FILESYSTEMS or kind.startswith("fuse")
 
 
 @dataclass(frozen=True)
@@ -24,6 +49,19 @@ class TableLocation:
     @property
     def is_s3(self) -> bool:
         return self.root.startswith("s3://")
+
+    def on_local_disk(self) -> bool:
+        """Not S3 and not a network mount (NFS, SMB, FUSE...) on this machine: a stat there answers
+        in microseconds and cannot hang, so a reader may make it on an event loop. Unknown (no
+        /proc/mounts): no. Asked where the reading happens (a replica's node may mount it otherwise)."""
+        if self.is_s3:
+            return False
+        try:
+            mounts = Path("/proc/mounts").read_text()
+        except OSError:
+            return False
+        kind = filesystem_type(str(Path(self.root).resolve()), mounts)
+        return bool(kind) and not is_network_filesystem(kind)
 
     def uri(self, table: str) -> str:
         """The table's root: `<root>/<table>` (absolute for a local directory)."""
