@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from stellar_sdk import Keypair
 from stellar_sdk import xdr as X
 
-from obsrvr_ray.errors import LedgerError
+from obsrvr_ray.errors import BugError, LedgerError
 from obsrvr_ray.ledger import envelope as E
 from obsrvr_ray.ledger.decode import decode_ledger
 from obsrvr_ray.ledger.hashing import transaction_hash
@@ -316,3 +316,82 @@ def test_inflation_which_no_real_ledger_here_holds(code):
     assert_same_table(got, expected)
     mints = got.filter(pc.equal(got["event_topic"], "mint"))
     assert mints["amount_raw"].to_pylist() == (["1000", "2500"] if paid else [])
+
+
+def _first_claim_atom(body) -> X.ClaimAtom:
+    for processing in body.tx_processing:
+        for result in processing.result.result.result.results or []:
+            paid = result.tr and (result.tr.path_payment_strict_send_result
+                                  or result.tr.path_payment_strict_receive_result)
+            if paid and paid.success and any(atom.order_book for atom in paid.success.offers):
+                return next(atom for atom in paid.success.offers if atom.order_book)
+    raise AssertionError("no path payment crossed an offer")
+
+
+def _sold_asset_written(code: bytes):
+    """The first crossed offer's sold asset, its code bytes replaced (an issuer kept)."""
+    def change(body) -> None:
+        atom = _first_claim_atom(body)
+        offer = atom.order_book
+        issuer = X.AccountID(X.PublicKey(X.PublicKeyType.PUBLIC_KEY_TYPE_ED25519, X.Uint256(bytes(range(32)))))
+        if len(code) == 4:
+            offer.asset_sold = X.Asset(X.AssetType.ASSET_TYPE_CREDIT_ALPHANUM4,
+                                       alpha_num4=X.AlphaNum4(X.AssetCode4(code), issuer))
+        else:
+            offer.asset_sold = X.Asset(X.AssetType.ASSET_TYPE_CREDIT_ALPHANUM12,
+                                       alpha_num12=X.AlphaNum12(X.AssetCode12(code), issuer))
+    return change
+
+
+def _with_path_payment() -> bytes:
+    for _, data in _generated():
+        try:
+            _first_claim_atom(X.LedgerCloseMeta.from_xdr_bytes(data).v2)
+        except AssertionError:
+            continue
+        return data
+    raise AssertionError("no generated ledger with a path payment that crossed an offer")
+
+
+@pytest.mark.parametrize("code", [b"AB\xff\x00", b"ABC" + bytes(9), b"\xff" * 5 + bytes(7)])
+def test_an_asset_code_the_rules_write_otherwise_leaves_the_ledger_to_them(code):
+    """The rules name an asset by its code as text and re-encode it for its contract id: a byte
+    outside ASCII, or a short code in an alphanum12, names another contract (or none: the rules
+    then raise). The compiled rules leave such a ledger to them, whatever they answer."""
+    odd = _rewritten(_with_path_payment(), _sold_asset_written(code))
+    try:
+        expected = ("rows", python_rules(odd, SANDBOX, decoder="fast", view="operations")[0].to_pylist())
+    except BugError as exc:
+        expected = ("bug", str(exc))
+    try:
+        got, _, _, found = compiled(odd, SANDBOX, view="operations")
+        assert not found.compiled
+        answer = ("rows", got.to_pylist())
+    except BugError as exc:
+        answer = ("bug", str(exc))
+    assert answer == expected
+    assert expected[0] == ("bug" if code.startswith(b"\xff" * 5) else "rows")
+
+
+def test_a_pool_change_whose_state_is_another_entry_is_left_to_the_rules():
+    """A pool's UPDATED entry paired with a STATE of another kind: the rules cannot read its
+    reserves and raise; the compiled rules leave the ledger to them rather than read one."""
+    def account_as_pool_state(body) -> None:
+        account = next(c.state for p in body.tx_processing for c in p.fee_processing.ledger_entry_changes
+                       if c.type == X.LedgerEntryChangeType.LEDGER_ENTRY_STATE)
+        for processing in body.tx_processing:
+            for op_meta in processing.tx_apply_processing.v4.operations:
+                for change in op_meta.changes.ledger_entry_changes:
+                    if (change.type == X.LedgerEntryChangeType.LEDGER_ENTRY_STATE
+                            and change.state.data.type == X.LedgerEntryType.LIQUIDITY_POOL):
+                        change.state = account
+                        return
+        raise AssertionError("no pool change")
+
+    deposit = next(data for _, data in _generated() if "LIQUIDITY_POOL_DEPOSIT" in _operation_names(data))
+    odd = _rewritten(deposit, account_as_pool_state)
+    with pytest.raises(BugError) as expected:
+        python_rules(odd, SANDBOX, decoder="fast", view="operations")
+    with pytest.raises(BugError) as got:
+        compiled(odd, SANDBOX, view="operations")
+    assert str(got.value) == str(expected.value)

@@ -4,9 +4,9 @@ The compiled walker appends a ledger's rows to Arrow column buffers without buil
 object per event or row: from core's unified events when every transaction carries
 TransactionMetaV4 (obsrvr_ray/xdr/_transfers.c), else by the operation rules over results and
 ledger-entry changes (obsrvr_ray/xdr/_derive.c), as ttp.extract chooses. What it leaves to the
-Python rules (anything they record as an error, protocol < 8 corrections, revocations that
-redeem pool shares, non-canonical bytes, the extension not built, `OBSRVR_PURE_XDR=1`) is decoded
-and read by them; they remain the specification, and tests/test_transfer_columns.py holds the
+Python rules (data they record as an error or cannot read, asset codes not in their canonical
+form, non-canonical bytes, the extension not built, `OBSRVR_PURE_XDR=1`) is decoded and read by
+them; they remain the specification, and tests/test_transfer_columns.py holds the
 two to equal rows. Either way one ledger is checked as obsrvr_ray.ledger.decode checks it
 (header hash, one result per envelope, the network) and raises the same DecodeError /
 ValidationError.
@@ -76,10 +76,18 @@ def _text_answer(text: str, passphrase: str) -> tuple | None:
     return None if found is None else _answer(found[0], strkey.decode(found[1])[1])
 
 
-def _xdr_answer(raw: bytes, net: bytes) -> tuple:
-    """What an operation's XDR Asset names."""
-    xdr_asset = X.Asset.from_xdr_bytes(raw)
-    return _answer(from_xdr(xdr_asset), sac_contract_hash(xdr_asset, net))
+def _xdr_answer(raw: bytes, net: bytes) -> tuple | None:
+    """What an operation's XDR Asset names; None when its code is not written as the rules write
+    it back (they name the asset by its code as text, so a byte outside ASCII or a short code in
+    an alphanum12 names another asset, or none): the rules read that ledger."""
+    asset = from_xdr(X.Asset.from_xdr_bytes(raw))
+    try:
+        canonical = asset.to_xdr()
+    except ValueError:
+        return None
+    if canonical.to_xdr_bytes() != raw:
+        return None
+    return _answer(asset, sac_contract_hash(canonical, net))
 
 
 def _walker(passphrase: str, events_from: str) -> _Columns | None:

@@ -86,9 +86,12 @@ static Py_ssize_t memo_size(const unsigned char *p) {
     }
 }
 
-/* The entry of the XDR Asset at p. */
+/* The entry of the XDR Asset at p. One the Python rules would name otherwise (a code that is
+ * not its canonical encoding: they re-encode the asset) makes the ledger theirs. */
 static const AssetEntry *asset_at(const Tx *t, const unsigned char *p) {
-    return asset_lookup(t->x, &t->x->by_xdr, p, asset_size(p));
+    const AssetEntry *a = asset_lookup(t->x, &t->x->by_xdr, p, asset_size(p));
+    if (a != NULL && !a->is_asset) t->x->fallback = 1;
+    return a;
 }
 
 /* A party as the SCAddress encoding events keep (an account's muxed form is not kept: the
@@ -334,7 +337,7 @@ static int removed_balance(const Tx *t, int op, const unsigned char **asset, int
 }
 
 /* The pool deltas of the operation's changes (ledger_entries.pool_deltas): how many, and the
- * first one's (pool, post - pre reserves). */
+ * first one's (pool, post - pre reserves); FALLBACK where the rules find no reserves to read. */
 static int pool_delta(const Tx *t, int op, Pool *pool, __int128 *delta_a, __int128 *delta_b, int *count) {
     if (op_pairs(t, (uint32_t)op - 1, &t->x->pairs) < 0) return -1;
     const Pair *p = (const Pair *)t->x->pairs.p;
@@ -342,7 +345,8 @@ static int pool_delta(const Tx *t, int op, Pool *pool, __int128 *delta_a, __int1
     *count = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t entry = p[i].post >= 0 ? p[i].post : p[i].pre;
-        if (entry_type(t, entry) != E_LIQUIDITY_POOL) continue;
+        if (entry < 0 || entry_type(t, entry) != E_LIQUIDITY_POOL) continue;
+        if (p[i].pre >= 0 && entry_type(t, p[i].pre) != E_LIQUIDITY_POOL) return FALLBACK;  /* no reserves */
         if ((*count)++) continue;
         Pool pre = {0}, post = {0};
         if (p[i].pre >= 0) pool_entry(t, p[i].pre, &pre);
@@ -381,12 +385,14 @@ static int revocation(const Tx *t, int op) {
     unsigned char op_number[4] = {0, 0, (unsigned char)((op - 1) >> 8), (unsigned char)(op - 1)};
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_ssize_t entry = p[i].post >= 0 ? p[i].post : p[i].pre;
-        if (entry_type(t, entry) != E_LIQUIDITY_POOL) continue;
+        if (entry < 0 || entry_type(t, entry) != E_LIQUIDITY_POOL) continue;
+        if (p[i].pre >= 0 && entry_type(t, p[i].pre) != E_LIQUIDITY_POOL) return FALLBACK;  /* no reserves */
         Pool pool, pre = {0}, post = {0};
         pool_entry(t, entry, &pool);
         if (p[i].pre >= 0) pool_entry(t, p[i].pre, &pre);
         if (p[i].post >= 0) pool_entry(t, p[i].post, &post);
         const unsigned char *assets[2] = {pool.asset_a, pool.asset_b};
+        if (asset_at(t, assets[0]) == NULL || asset_at(t, assets[1]) == NULL) return -1;  /* hashed as written */
         __int128 deltas[2] = {(__int128)post.reserve_a - pre.reserve_a, (__int128)post.reserve_b - pre.reserve_b};
         Py_ssize_t balances[2];
         int matched = 0;
@@ -614,7 +620,8 @@ static int operation(const Tx *t, int op, Py_ssize_t pos, Py_ssize_t rpos) {
         Pool pool;
         __int128 da = 0, db = 0;
         int pools;
-        if (pool_delta(t, op, &pool, &da, &db, &pools) < 0) return -1;
+        rc = pool_delta(t, op, &pool, &da, &db, &pools);
+        if (rc != 0) return rc;
         if (pools != 1) return FALLBACK;
         Party lp = {P_POOL, pool.id, 0, 0};
         if (type == 22) {
@@ -809,5 +816,5 @@ int derive_ledger(TransferColumns *x, const Input *in, const Facts *f) {
         int rc = derive_tx(&t);
         if (rc != 0) return rc;
     }
-    return 0;
+    return x->fallback ? FALLBACK : 0;  /* set by asset_at */
 }
