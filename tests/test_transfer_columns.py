@@ -395,3 +395,30 @@ def test_a_pool_change_whose_state_is_another_entry_is_left_to_the_rules():
     with pytest.raises(BugError) as got:
         compiled(odd, SANDBOX, view="operations")
     assert str(got.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_the_oldest_meta_versions(version):
+    """TransactionMeta v0 (operations' changes only) and v1 (changes before, then the operations'),
+    which no shared ledger carries: a real testnet ledger's v2 metas written in those forms, at
+    protocol 7 with a source's balance moved, so that an operation's changes are read (the XLM
+    correction) through the older layouts."""
+    def older(body) -> None:
+        for processing in body.tx_processing:
+            v2 = processing.tx_apply_processing.v2
+            if version == 0:
+                processing.tx_apply_processing = X.TransactionMeta(0, operations=v2.operations)
+            else:
+                processing.tx_apply_processing = X.TransactionMeta(
+                    1, v1=X.TransactionMetaV1(v2.tx_changes_before, v2.operations))
+
+    testnet = resolve_passphrase("testnet")
+    _, data = max((item for path in conftest.testnet_ledger_files() for item in read_ledger_file(path)),
+                  key=lambda item: len(item[1]))
+    old = _rewritten(data, lambda body: (_source_balance_moved(body, 5_000), older(body)))
+    expected, errors, skipped, ledger = python_rules(old, testnet, decoder="fast")
+    got, got_errors, got_skipped, found = compiled(old, testnet)
+    assert found.compiled and {tx.meta.v for tx in ledger.transactions} == {version}
+    assert_same_table(got, expected)
+    assert (got_errors, got_skipped) == (errors, skipped)
+    assert "5000" in got.filter(pc.equal(got["event_topic"], "mint"))["amount_raw"].to_pylist()
