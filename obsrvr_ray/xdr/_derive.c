@@ -151,25 +151,34 @@ static Ev *op_event(const Tx *t, int op, int kind, const AssetEntry *asset, __in
     return ev;
 }
 
-static int is_issuer(const AssetEntry *asset, const Party *party) {
-    return asset->credit && party->kind == P_ACCOUNT && memcmp(party->key, asset->issuer, 32) == 0;
+/* issuer.classic_event on an event whose from and to are set (SCAddress encodings, accounts
+ * already their base account): value leaving the asset's issuer is minted (no from), value
+ * reaching it is burnt (no to), between two issuers or neither it is a transfer. */
+static void issuer_rule(Ev *ev) {
+    const AssetEntry *a = ev->asset;
+    int from_issuer = a->credit && rd32(ev->from) == 0 && memcmp(ev->from + 8, a->issuer, 32) == 0;
+    int to_issuer = a->credit && rd32(ev->to) == 0 && memcmp(ev->to + 8, a->issuer, 32) == 0;
+    if (from_issuer && !to_issuer) {
+        ev->kind = K_MINT;
+        ev->from_len = 0;
+    } else if (to_issuer && !from_issuer) {
+        ev->kind = K_BURN;
+        ev->to_len = 0;
+    }
 }
 
-/* classic.movement with issuer.classic_event: a transfer, or a mint from the issuer, or a burn
- * to it; the destination's muxed info on transfers and mints when `with_muxed`. */
+/* classic.movement: a transfer by the issuer rule, with the destination's muxed info on
+ * transfers and mints when `with_muxed`. */
 static int movement(const Tx *t, int op, const AssetEntry *asset, const Party *from, const Party *to,
                     __int128 amount, int with_muxed) {
     if (asset == NULL) return -1;
-    int from_issuer = is_issuer(asset, from), to_issuer = is_issuer(asset, to);
-    int kind = from_issuer && !to_issuer ? K_MINT : to_issuer && !from_issuer ? K_BURN : K_TRANSFER;
-    Ev *ev = op_event(t, op, kind, asset, amount);
+    Ev *ev = op_event(t, op, K_TRANSFER, asset, amount);
     if (ev == NULL) return -1;
     t->x->nevs++;
-    if (kind != K_MINT) ev->from_len = put_party(ev->from, from);
-    if (kind != K_BURN) {
-        ev->to_len = put_party(ev->to, to);
-        if (with_muxed) destination_info(t, to, ev);
-    }
+    ev->from_len = put_party(ev->from, from);
+    ev->to_len = put_party(ev->to, to);
+    issuer_rule(ev);
+    if (with_muxed && ev->kind != K_BURN) destination_info(t, to, ev);
     return 0;
 }
 
@@ -211,6 +220,14 @@ enum { E_ACCOUNT = 0, E_CLAIMABLE_BALANCE = 4, E_LIQUIDITY_POOL = 5 };
 
 static inline int entry_type(const Tx *t, Py_ssize_t entry) {
     return (int)(int32_t)rd32(at(t, entry + 4));
+}
+
+/* The balance of an AccountEntry holding `key` (the LedgerEntry at `entry`), in *balance; 0 when
+ * the entry is not that account's. */
+static int account_entry(const Tx *t, Py_ssize_t entry, const unsigned char *key, int64_t *balance) {
+    if (entry_type(t, entry) != E_ACCOUNT || memcmp(at(t, entry + 12), key, 32) != 0) return 0;
+    *balance = rd_i64(at(t, entry + 44));
+    return 1;
 }
 
 /* A ClaimableBalanceEntry's asset and amount (after its claimants). */
@@ -309,11 +326,8 @@ static int account_balances(const Tx *t, Py_ssize_t pos, const unsigned char *ke
     Py_ssize_t p = pos + 4;
     for (uint32_t i = 0; i < n; i++) {
         int32_t kind = (int32_t)rd32(at(t, p));
-        if ((kind == 3 || kind == 1) && entry_type(t, p + 4) == E_ACCOUNT && memcmp(at(t, p + 16), key, 32) == 0) {
-            int64_t balance = rd_i64(at(t, p + 48));
-            if (kind == 3) *start = balance;
-            else *end = balance;
-        }
+        int64_t balance;
+        if ((kind == 3 || kind == 1) && account_entry(t, p + 4, key, &balance)) *(kind == 3 ? start : end) = balance;
         if (skip_type(t->x->d, t->in, t->x->t_change, &p, MAX_DEPTH) < 0) return -1;
     }
     return 0;
@@ -336,24 +350,38 @@ static int removed_balance(const Tx *t, int op, const unsigned char **asset, int
     return balance_entry(t, found, asset, amount);
 }
 
-/* The pool deltas of the operation's changes (ledger_entries.pool_deltas): how many, and the
- * first one's (pool, post - pre reserves); FALLBACK where the rules find no reserves to read. */
-static int pool_delta(const Tx *t, int op, Pool *pool, __int128 *delta_a, __int128 *delta_b, int *count) {
+/* ledger_entries.pool_deltas for one pair: *is_pool set with the pool (its latest entry) and
+ * its reserves' post - pre when the pair is a pool's; FALLBACK where the rules find no reserves
+ * to read (a pool's entry paired with another kind). */
+static int pool_change(const Tx *t, const Pair *pair, int *is_pool, Pool *pool, __int128 delta[2]) {
+    Py_ssize_t entry = pair->post >= 0 ? pair->post : pair->pre;
+    *is_pool = entry >= 0 && entry_type(t, entry) == E_LIQUIDITY_POOL;
+    if (!*is_pool) return 0;
+    if (pair->pre >= 0 && entry_type(t, pair->pre) != E_LIQUIDITY_POOL) return FALLBACK;
+    Pool pre = {0}, post = {0};
+    if (pair->pre >= 0) pool_entry(t, pair->pre, &pre);
+    if (pair->post >= 0) pool_entry(t, pair->post, &post);
+    pool_entry(t, entry, pool);
+    delta[0] = (__int128)post.reserve_a - pre.reserve_a;
+    delta[1] = (__int128)post.reserve_b - pre.reserve_b;
+    return 0;
+}
+
+/* The pool deltas of the operation's changes: how many, and the first one's. */
+static int pool_delta(const Tx *t, int op, Pool *pool, __int128 delta[2], int *count) {
     if (op_pairs(t, (uint32_t)op - 1, &t->x->pairs) < 0) return -1;
     const Pair *p = (const Pair *)t->x->pairs.p;
     Py_ssize_t n = t->x->pairs.len / (Py_ssize_t)sizeof(Pair);
     *count = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t entry = p[i].post >= 0 ? p[i].post : p[i].pre;
-        if (entry < 0 || entry_type(t, entry) != E_LIQUIDITY_POOL) continue;
-        if (p[i].pre >= 0 && entry_type(t, p[i].pre) != E_LIQUIDITY_POOL) return FALLBACK;  /* no reserves */
-        if ((*count)++) continue;
-        Pool pre = {0}, post = {0};
-        if (p[i].pre >= 0) pool_entry(t, p[i].pre, &pre);
-        if (p[i].post >= 0) pool_entry(t, p[i].post, &post);
-        pool_entry(t, entry, pool);
-        *delta_a = (__int128)post.reserve_a - pre.reserve_a;
-        *delta_b = (__int128)post.reserve_b - pre.reserve_b;
+        Pool found;
+        __int128 found_delta[2];
+        int is_pool, rc = pool_change(t, &p[i], &is_pool, &found, found_delta);
+        if (rc != 0) return rc;
+        if (!is_pool || (*count)++) continue;
+        *pool = found;
+        delta[0] = found_delta[0];
+        delta[1] = found_delta[1];
     }
     return 0;
 }
@@ -384,16 +412,13 @@ static int revocation(const Tx *t, int op) {
     static const unsigned char head[8] = {0, 0, 0, 7, 0, 0, 0, 0};  /* ENVELOPE_TYPE_POOL_REVOKE_OP_ID, KEY_TYPE_ED25519 */
     unsigned char op_number[4] = {0, 0, (unsigned char)((op - 1) >> 8), (unsigned char)(op - 1)};
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t entry = p[i].post >= 0 ? p[i].post : p[i].pre;
-        if (entry < 0 || entry_type(t, entry) != E_LIQUIDITY_POOL) continue;
-        if (p[i].pre >= 0 && entry_type(t, p[i].pre) != E_LIQUIDITY_POOL) return FALLBACK;  /* no reserves */
-        Pool pool, pre = {0}, post = {0};
-        pool_entry(t, entry, &pool);
-        if (p[i].pre >= 0) pool_entry(t, p[i].pre, &pre);
-        if (p[i].post >= 0) pool_entry(t, p[i].post, &post);
+        Pool pool;
+        __int128 deltas[2];
+        int is_pool, rc = pool_change(t, &p[i], &is_pool, &pool, deltas);
+        if (rc != 0) return rc;
+        if (!is_pool) continue;
         const unsigned char *assets[2] = {pool.asset_a, pool.asset_b};
         if (asset_at(t, assets[0]) == NULL || asset_at(t, assets[1]) == NULL) return -1;  /* hashed as written */
-        __int128 deltas[2] = {(__int128)post.reserve_a - pre.reserve_a, (__int128)post.reserve_b - pre.reserve_b};
         Py_ssize_t balances[2];
         int matched = 0;
         Party lp = {P_POOL, pool.id, 0, 0};
@@ -466,11 +491,6 @@ static void as_account(unsigned char *address, int *len) {
     *len = 40;
 }
 
-/* The SCAddress encoding names the asset's issuer. */
-static int holds_key(const unsigned char *address, const AssetEntry *asset) {
-    return asset->credit && rd32(address) == 0 && memcmp(address + 8, asset->issuer, 32) == 0;
-}
-
 /* derive.invoke_host_function: the SEP-41 events of the call, read as core wrote them; before
  * CAP-67 (v3 meta) a SAC transfer involving the asset's issuer is a mint or a burn. */
 static int contract_call(const Tx *t, int op) {
@@ -517,14 +537,7 @@ static int contract_call(const Tx *t, int op) {
         if (v == 3 && ev->kind == K_TRANSFER && ev->asset != NULL) {  /* issuer.classic_event */
             as_account(ev->from, &ev->from_len);
             as_account(ev->to, &ev->to_len);
-            int from_issuer = holds_key(ev->from, ev->asset), to_issuer = holds_key(ev->to, ev->asset);
-            if (from_issuer && !to_issuer) {
-                ev->kind = K_MINT;
-                ev->from_len = 0;
-            } else if (to_issuer && !from_issuer) {
-                ev->kind = K_BURN;
-                ev->to_len = 0;
-            }
+            issuer_rule(ev);
         }
         x->nevs++;
     }
@@ -617,12 +630,13 @@ static int operation(const Tx *t, int op, Py_ssize_t pos, Py_ssize_t rpos) {
     case 7: case 21:  /* ALLOW_TRUST, SET_TRUST_LINE_FLAGS */
         return revocation(t, op);
     case 22: case 23: {  /* LIQUIDITY_POOL_DEPOSIT / WITHDRAW: the pool's reserve changes */
-        Pool pool;
-        __int128 da = 0, db = 0;
+        Pool pool = {0};
+        __int128 delta[2] = {0, 0};
         int pools;
-        rc = pool_delta(t, op, &pool, &da, &db, &pools);
+        rc = pool_delta(t, op, &pool, delta, &pools);
         if (rc != 0) return rc;
         if (pools != 1) return FALLBACK;
+        __int128 da = delta[0], db = delta[1];
         Party lp = {P_POOL, pool.id, 0, 0};
         if (type == 22) {
             da = da < 0 ? -da : da;
@@ -668,9 +682,9 @@ static int legacy_correction(const Tx *t, int op, Py_ssize_t op_pos, Py_ssize_t 
     for (Py_ssize_t i = 0; i < x->pairs.len / (Py_ssize_t)sizeof(Pair); i++) {
         Py_ssize_t sides[2] = {pr[i].post, pr[i].pre};
         for (int side = 0; side < 2; side++) {
-            Py_ssize_t e = sides[side];
-            if (e < 0 || entry_type(t, e) != E_ACCOUNT || memcmp(at(t, e + 12), source.key, 32) != 0) continue;
-            diff += side == 0 ? rd_i64(at(t, e + 44)) : -(__int128)rd_i64(at(t, e + 44));
+            int64_t balance;
+            if (sides[side] < 0 || !account_entry(t, sides[side], source.key, &balance)) continue;
+            diff += side == 0 ? balance : -(__int128)balance;
         }
     }
     for (Py_ssize_t i = first; i < x->nevs; i++) {  /* reconcile.event_deltas, for the source's XLM */
