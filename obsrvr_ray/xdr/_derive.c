@@ -291,30 +291,44 @@ static int next_operation(const Tx *t, Py_ssize_t *pos, Py_ssize_t *changes) {
     return 0;
 }
 
-/* Operation `index`'s changes paired (meta.operation_changes: none past the metas). */
-static int op_pairs(const Tx *t, uint32_t index, Buf *out) {
-    Py_ssize_t p, changes = -1;
+/* Where each OperationMeta's LedgerEntryChanges are (x->op_changes) and where the changes after
+ * the operations are (x->after_ops; -1 in v0 and v1 metas): read once per transaction, when a
+ * rule first needs them. */
+static int meta_layout(const Tx *t) {
+    TransferColumns *x = t->x;
+    if (x->layout_of == t->at) return 0;
+    Py_ssize_t p, changes;
     uint32_t n;
-    out->len = 0;
+    x->op_changes.len = 0;
     if (meta_operations(t, &p, &n) < 0) return -1;
-    if (index >= n) return 0;
-    for (uint32_t i = 0; i <= index; i++) {
-        if (next_operation(t, &p, &changes) < 0) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (next_operation(t, &p, &changes) < 0 || buf_put(&x->op_changes, &changes, sizeof changes) < 0) return -1;
     }
-    return paired_changes(t, changes, out);
+    x->after_ops = t->at->meta_version >= 2 ? p : -1;
+    x->layout_of = t->at;
+    return 0;
+}
+
+/* Where operation `index`'s changes are (meta.operation_changes), or -1 past the metas. */
+static int op_changes(const Tx *t, uint32_t index, Py_ssize_t *pos) {
+    if (meta_layout(t) < 0) return -1;
+    Py_ssize_t n = t->x->op_changes.len / (Py_ssize_t)sizeof(Py_ssize_t);
+    *pos = (Py_ssize_t)index < n ? ((const Py_ssize_t *)t->x->op_changes.p)[index] : -1;
+    return 0;
+}
+
+/* Operation `index`'s changes paired (none past the metas). */
+static int op_pairs(const Tx *t, uint32_t index, Buf *out) {
+    Py_ssize_t changes;
+    out->len = 0;
+    if (op_changes(t, index, &changes) < 0) return -1;
+    return changes < 0 ? 0 : paired_changes(t, changes, out);
 }
 
 /* Where the changes after the operations are (meta.changes_after), or -1 (v0, v1). */
 static int changes_after(const Tx *t, Py_ssize_t *pos) {
-    Py_ssize_t p, changes;
-    uint32_t n;
-    *pos = -1;
-    if (t->at->meta_version < 2) return 0;
-    if (meta_operations(t, &p, &n) < 0) return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (next_operation(t, &p, &changes) < 0) return -1;
-    }
-    *pos = p;
+    if (meta_layout(t) < 0) return -1;
+    *pos = t->x->after_ops;
     return 0;
 }
 
@@ -495,23 +509,17 @@ static void as_account(unsigned char *address, int *len) {
  * CAP-67 (v3 meta) a SAC transfer involving the asset's issuer is a mint or a burn. */
 static int contract_call(const Tx *t, int op) {
     TransferColumns *x = t->x;
-    Py_ssize_t p, changes;
-    uint32_t n, nev;
+    Py_ssize_t p;
+    uint32_t nev;
     int v = t->at->meta_version;
     if (v != 3 && v != 4) return 0;
-    if (meta_operations(t, &p, &n) < 0) return -1;
-    if ((uint32_t)op > n) return 0;
-    if (v == 4) {  /* the operation's own events */
-        for (int i = 1; i < op; i++) {
-            if (next_operation(t, &p, &changes) < 0) return -1;
-        }
-        if (skip_type(x->d, t->in, x->t_ext_point, &p, MAX_DEPTH) < 0) return -1;
+    if (op_changes(t, (uint32_t)op - 1, &p) < 0) return -1;
+    if (p < 0) return 0;  /* no meta for the operation */
+    if (v == 4) {  /* the operation's own events, after its changes */
         if (skip_type(x->d, t->in, x->t_changes, &p, MAX_DEPTH) < 0) return -1;
-    } else {  /* the Soroban meta's events, which belong to the first operation */
+    } else {  /* the Soroban meta's events, after the changes after the operations: the first operation's */
         if (op != 1) return 0;
-        for (uint32_t i = 0; i < n; i++) {
-            if (next_operation(t, &p, &changes) < 0) return -1;
-        }
+        p = x->after_ops;
         if (skip_type(x->d, t->in, x->t_changes, &p, MAX_DEPTH) < 0) return -1;
         if (rd32(at(t, p)) == 0) return 0;
         p += 4;
@@ -820,6 +828,7 @@ static int by_hash(const void *key, const void *entry) {
 int derive_ledger(TransferColumns *x, const Input *in, const Facts *f) {
     x->nevs = 0;
     x->skipped = 0;
+    x->layout_of = NULL;  /* the TxAt entries are this ledger's now */
     if (PyList_GET_SIZE(x->errors) && PyList_SetSlice(x->errors, 0, PY_SSIZE_T_MAX, NULL) < 0) return -1;
     const TxAt *txs = (const TxAt *)x->txs.p;
     for (uint32_t i = 0; i < f->n_proc; i++) {

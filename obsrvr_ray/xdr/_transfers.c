@@ -882,7 +882,8 @@ static void TC_dealloc(TransferColumns *x) {
     table_free(&x->by_text);
     table_free(&x->by_xdr);
     for (int i = 0; i < 4; i++) PyMem_Free(x->native.cols[i]);
-    void *owned[] = {x->evs, x->texts, x->hashes.p, x->spans.p, x->txs.p, x->ops.p, x->pairs.p};
+    void *owned[] = {x->evs, x->texts, x->hashes.p, x->spans.p, x->txs.p, x->ops.p, x->pairs.p,
+                     x->op_changes.p};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) PyMem_Free(owned[i]);
     PyObject *refs[] = {x->errors, x->hashlib_sha256, x->type_names, x->d_ref};
     for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) Py_XDECREF(refs[i]);

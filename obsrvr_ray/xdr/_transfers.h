@@ -149,7 +149,10 @@ typedef struct {
     Buf txs;                         /* the processing entries (TxAt) */
     Buf hashes;                      /* the envelopes' hashes (HashAt), sorted */
     Buf ops;                         /* the operation rules' scratch: a transaction's operations */
-    Buf pairs;                       /* ...and one operation's paired changes */
+    Buf pairs;                       /* ...one operation's paired changes */
+    Buf op_changes;                  /* ...where each operation's changes are in the meta of */
+    const TxAt *layout_of;           /*    this transaction (NULL: none yet) */
+    Py_ssize_t after_ops;            /*    and where its changes after the operations are */
     PyObject *errors;                /* [(tx hash hex, op index | None, reason)] of the ledger */
     Py_ssize_t skipped;              /* contract events that are not token movements */
     int fallback;                    /* the Python rules read this ledger */
