@@ -165,9 +165,8 @@ def _table_rows(kind: str, ledger: Ledger, options: ExtractOptions, report: RunR
 
 def add_transfers(transfers: TransferTable, options: ExtractOptions, record: LedgerRecord,
                   ledger: Ledger | None = None) -> LedgerTransfers:
-    """A record's token transfers added to `transfers`: from its bytes (compiled for
-    TransactionMetaV4 ledgers), or from its decoded ledger (stellar-etl's rows; `ledger` when
-    already decoded)."""
+    """A record's token transfers added to `transfers`: from its bytes (the compiled walker), or
+    from its decoded ledger (stellar-etl's rows; `ledger` when already decoded)."""
     if record.error is not None:
         raise record.error
     if record.kind == CLOSE_META:

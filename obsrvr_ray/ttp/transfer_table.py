@@ -30,7 +30,7 @@ from obsrvr_ray.network import network_id
 from obsrvr_ray.schema import TOKEN_TRANSFERS, TRANSFERS_TABLE, rows_to_table
 from obsrvr_ray.ttp.assets import NATIVE, Asset, from_xdr, sac_contract_hash, sac_of_sep11
 from obsrvr_ray.ttp.events import Skipped
-from obsrvr_ray.ttp.extract import EVENT_SOURCES, token_transfer_rows
+from obsrvr_ray.ttp.extract import EVENT_SOURCES, check_events_from, token_transfer_rows
 from obsrvr_ray.xdr.fast import XdrError, codec
 
 try:
@@ -110,9 +110,7 @@ class TransferTable:
 
     def __init__(self, passphrase: str, *, events_from: str = "auto") -> None:
         self.passphrase = passphrase
-        self.events_from = events_from
-        if events_from not in EVENT_SOURCES:
-            raise ValueError(f"events_from must be one of {EVENT_SOURCES}, got {events_from!r}")
+        self.events_from = check_events_from(events_from)
         self._walker = _walker(passphrase, events_from)
         self._pieces: list[pa.Table] = []
         self._rows: list[dict] = []  # the rules' rows since the walker's last ones: one table for them all
