@@ -125,7 +125,7 @@ class TransferTable:
         if self._walker is None:
             return self._add_decoded(data, sequence, origin)
         try:
-            status, seq, hash_, previous, _protocol, _closed, details, errors, skipped = self._walker.add(
+            status, seq, hash_, previous, details, errors, skipped = self._walker.add(
                 data, -1 if sequence is None else sequence)
         except XdrError as exc:
             raise D.invalid_xdr(data, exc, sequence=sequence, origin=origin) from exc

@@ -982,7 +982,7 @@ static void rollback(TransferColumns *x, const Py_ssize_t *lens) {
     }
 }
 
-/* add(data, expected=-1) -> (status, sequence, hash, previous hash, protocol, close time, details, errors, skipped)
+/* add(data, expected=-1) -> (status, sequence, hash, previous hash, details, errors, skipped)
  *   status "ok": the ledger's rows were appended (details: how many);
  *   "fallback": for the Python rules (data that breaks a rule, non-canonical bytes, older metas in
  *               core's view): nothing appended;
@@ -1066,8 +1066,7 @@ static PyObject *TC_add(TransferColumns *x, PyObject *args) {
         Py_DECREF(prev);
         return NULL;
     }
-    return Py_BuildValue("(sINNIKNOn)", status, f.seq, hash, prev, f.protocol, (unsigned long long)f.close_time,
-                         details, x->errors, x->skipped);
+    return Py_BuildValue("(sINNNOn)", status, f.seq, hash, prev, details, x->errors, x->skipped);
 }
 
 /* take() -> (rows, [(validity bitmap | None, offsets | None, data)] per column): the columns'
